@@ -1,0 +1,175 @@
+//! Endpoints read from MySQL at request time: the raw tables, and the naive
+//! `order_details` query, which is both the benchmark baseline and the oracle
+//! the materialized view must equal. All SQL is parameterised.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::Json;
+use mysql_async::prelude::*;
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+
+use super::params::Params;
+use super::{ApiError, AppState};
+use crate::change::Timestamp;
+
+#[derive(Clone, Copy)]
+enum Col {
+    Int,
+    Text,
+    Money,
+    Time,
+}
+
+/// The naive view: one query joining everything at read time. Status events
+/// live only in Kafka, so this path knows each order's own status only.
+pub const ORDER_DETAILS_SQL: &str = "
+SELECT o.order_id, o.user_id, CAST(o.total AS CHAR), UNIX_TIMESTAMP(o.order_date),
+       u.name, u.email, u.phone,
+       (SELECT CONCAT_WS(', ', a.street, a.city, a.state, a.postal_code, a.country)
+          FROM addresses a WHERE a.user_id = u.user_id ORDER BY a.address_id DESC LIMIT 1),
+       (SELECT GROUP_CONCAT(CONCAT(i.name, ' (Qty: ', i.quantity, ', Price: ', i.price, ', Total: ', i.quantity * i.price, ')')
+                            ORDER BY i.id SEPARATOR ' | ')
+          FROM order_items i WHERE i.order_id = o.order_id),
+       (SELECT COUNT(*) FROM order_items i WHERE i.order_id = o.order_id),
+       (SELECT CAST(COALESCE(SUM(i.quantity * i.price), 0) AS CHAR) FROM order_items i WHERE i.order_id = o.order_id),
+       o.order_status, UNIX_TIMESTAMP(o.updated_date)
+  FROM orders o JOIN users u ON u.user_id = o.user_id
+ WHERE o.order_id > ? AND (? IS NULL OR o.user_id = ?)
+ ORDER BY o.order_id
+ LIMIT ?";
+
+const ORDER_DETAILS_COLS: [(&str, Col); 13] = [
+    ("order_id", Col::Int),
+    ("user_id", Col::Int),
+    ("total", Col::Money),
+    ("order_date", Col::Time),
+    ("user_name", Col::Text),
+    ("user_email", Col::Text),
+    ("user_phone", Col::Text),
+    ("full_address", Col::Text),
+    ("order_items_details", Col::Text),
+    ("item_count", Col::Int),
+    ("items_total", Col::Money),
+    ("order_status", Col::Text),
+    ("last_order_update", Col::Time),
+];
+
+/// Session settings every pooled connection gets: UTC, and room for long item lists.
+pub const SESSION_INIT: [&str; 2] = ["SET time_zone = '+00:00'", "SET SESSION group_concat_max_len = 16777216"];
+
+pub fn pool(url: &str) -> Result<mysql_async::Pool, mysql_async::UrlError> {
+    let opts = mysql_async::OptsBuilder::from_opts(mysql_async::Opts::from_url(url)?).init(SESSION_INIT.to_vec());
+    Ok(mysql_async::Pool::new(opts))
+}
+
+fn to_json(row: mysql_async::Row, cols: &[(&str, Col)]) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (i, (name, kind)) in cols.iter().enumerate() {
+        let v: Option<mysql_async::Value> = row.get(i);
+        let v = match v {
+            None | Some(mysql_async::Value::NULL) => Value::Null,
+            Some(v) => cell(v, *kind),
+        };
+        out.insert((*name).to_string(), v);
+    }
+    out
+}
+
+fn cell(v: mysql_async::Value, kind: Col) -> Value {
+    let text = || match &v {
+        mysql_async::Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        other => other.as_sql(true).trim_matches('\'').to_string(),
+    };
+    match kind {
+        Col::Int => text().parse::<i64>().map(Value::from).unwrap_or(Value::Null),
+        Col::Text => Value::String(text()),
+        Col::Money => text().parse::<Decimal>().map(|mut d| {
+            d.rescale(2);
+            Value::String(d.to_string())
+        }).unwrap_or(Value::Null),
+        Col::Time => text().parse::<f64>().map(|s| Value::String(Timestamp::from_unix_seconds(s).to_rfc3339())).unwrap_or(Value::Null),
+    }
+}
+
+async fn conn(state: &AppState) -> Result<mysql_async::Conn, ApiError> {
+    let pool = state.mysql.as_ref().ok_or_else(|| ApiError::Unavailable("MySQL is not configured (set CDCVIEW_MYSQL_URL)".into()))?;
+    pool.get_conn().await.map_err(|e| {
+        tracing::warn!(error = %e, "MySQL connection failed");
+        ApiError::Unavailable("MySQL is unreachable".into())
+    })
+}
+
+fn query_failed(e: mysql_async::Error) -> ApiError {
+    tracing::warn!(error = %e, "MySQL query failed");
+    ApiError::Unavailable("the MySQL query failed".into())
+}
+
+/// `GET /order_details?user_id=&after=&limit=`: the naive path.
+pub async fn order_details(State(state): State<AppState>, Query(raw): Query<HashMap<String, String>>) -> Result<Json<Vec<Map<String, Value>>>, ApiError> {
+    let p = Params::new(raw, &["user_id", "after", "limit"])?;
+    let user_id = p.int("user_id", 0, i64::MAX)?;
+    let after = p.int("after", i64::MIN, i64::MAX)?.unwrap_or(i64::MIN);
+    let limit = p.limit()?;
+    let mut conn = conn(&state).await?;
+    let rows: Vec<mysql_async::Row> = conn.exec(ORDER_DETAILS_SQL, (after, user_id, user_id, limit)).await.map_err(query_failed)?;
+    Ok(Json(rows.into_iter().map(|r| to_json(r, &ORDER_DETAILS_COLS)).collect()))
+}
+
+/// One page of a raw table, by ascending primary key, in the reference stack's shape.
+async fn table_page(state: &AppState, raw: HashMap<String, String>, table: &str, key: &str, cols: &[(&str, Col)], wrapper: &str) -> Result<Json<Value>, ApiError> {
+    let p = Params::new(raw, &["after", "limit"])?;
+    let after = p.int("after", i64::MIN, i64::MAX)?.unwrap_or(i64::MIN);
+    let limit = p.limit()?;
+    let select: Vec<String> = cols
+        .iter()
+        .map(|(name, kind)| match kind {
+            Col::Time => format!("UNIX_TIMESTAMP({name})"),
+            Col::Money => format!("CAST({name} AS CHAR)"),
+            _ => (*name).to_string(),
+        })
+        .collect();
+    // Table and column names are constants of this module, never input.
+    let sql = format!("SELECT {} FROM {table} WHERE {key} > ? ORDER BY {key} LIMIT ?", select.join(", "));
+    let mut conn = conn(state).await?;
+    let rows: Vec<mysql_async::Row> = conn.exec(sql, (after, limit)).await.map_err(query_failed)?;
+    let rows: Vec<Value> = rows.into_iter().map(|r| Value::Object(to_json(r, cols))).collect();
+    Ok(Json(serde_json::json!({ wrapper: rows })))
+}
+
+pub async fn users(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+    let cols = [("user_id", Col::Int), ("name", Col::Text), ("email", Col::Text), ("phone", Col::Text), ("created_at", Col::Time)];
+    table_page(&s, q, "users", "user_id", &cols, "users").await
+}
+
+pub async fn addresses(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+    let cols = [
+        ("address_id", Col::Int),
+        ("user_id", Col::Int),
+        ("street", Col::Text),
+        ("city", Col::Text),
+        ("state", Col::Text),
+        ("postal_code", Col::Text),
+        ("country", Col::Text),
+        ("created_at", Col::Time),
+    ];
+    table_page(&s, q, "addresses", "address_id", &cols, "addresses").await
+}
+
+pub async fn orders(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+    let cols = [
+        ("order_id", Col::Int),
+        ("user_id", Col::Int),
+        ("total", Col::Money),
+        ("order_date", Col::Time),
+        ("order_status", Col::Text),
+        ("updated_date", Col::Time),
+    ];
+    table_page(&s, q, "orders", "order_id", &cols, "orders").await
+}
+
+pub async fn order_items(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+    let cols = [("id", Col::Int), ("order_id", Col::Int), ("name", Col::Text), ("quantity", Col::Int), ("price", Col::Money)];
+    table_page(&s, q, "order_items", "id", &cols, "order_items").await
+}

@@ -1,0 +1,143 @@
+//! The typed changes that flow from the decoders into the engine: rows of the
+//! shop tables, status events, and the source position each was read at.
+//!
+//! Changes are data. A Debezium update is a retraction of `before` plus an
+//! insertion of `after`; a delete retracts; a snapshot read inserts.
+
+use std::fmt;
+
+use rust_decimal::Decimal;
+use serde::{Serialize, Serializer};
+
+/// A point in time, as microseconds since the Unix epoch (UTC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn from_unix_seconds(secs: f64) -> Self {
+        Timestamp((secs * 1_000_000.0).round() as i64)
+    }
+
+    pub fn to_rfc3339(self) -> String {
+        match chrono::DateTime::from_timestamp_micros(self.0) {
+            Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            None => self.0.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_rfc3339())
+    }
+}
+
+/// A row of `shop.users`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub user_id: i64,
+    pub name: String,
+    pub email: String,
+    pub phone: Option<String>,
+}
+
+/// A row of `shop.addresses`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Address {
+    pub address_id: i64,
+    pub user_id: i64,
+    pub street: String,
+    pub city: String,
+    pub state: Option<String>,
+    pub postal_code: Option<String>,
+    pub country: String,
+}
+
+/// A row of `shop.orders`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Order {
+    pub order_id: i64,
+    pub user_id: i64,
+    pub total: Decimal,
+    pub order_date: Option<Timestamp>,
+    pub order_status: Option<String>,
+    pub updated_date: Option<Timestamp>,
+}
+
+/// A row of `shop.order_items`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    pub id: i64,
+    pub order_id: Option<i64>,
+    pub name: Option<String>,
+    pub quantity: Option<i64>,
+    pub price: Decimal,
+}
+
+/// A status event from the `order_updates` topic. Events are facts: they are
+/// never retracted, and the newest one per order wins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusEvent {
+    pub id: i64,
+    pub order_id: i64,
+    pub status: String,
+    pub updated_at: Timestamp,
+}
+
+impl StatusEvent {
+    /// Events are ordered by time, ties broken by the greater event id.
+    pub fn recency(&self) -> (Timestamp, i64) {
+        (self.updated_at, self.id)
+    }
+}
+
+/// The retraction of `before` and the insertion of `after`; either may be absent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowChange<R> {
+    pub before: Option<R>,
+    pub after: Option<R>,
+}
+
+impl<R> RowChange<R> {
+    pub fn insert(after: R) -> Self {
+        RowChange { before: None, after: Some(after) }
+    }
+    pub fn update(before: R, after: R) -> Self {
+        RowChange { before: Some(before), after: Some(after) }
+    }
+    pub fn delete(before: R) -> Self {
+        RowChange { before: Some(before), after: None }
+    }
+}
+
+/// A decoded change to one of the view's inputs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TableChange {
+    Users(RowChange<User>),
+    Addresses(RowChange<Address>),
+    Orders(RowChange<Order>),
+    Items(RowChange<Item>),
+    Status(StatusEvent),
+}
+
+/// Where a change was read: an opaque stream number (one per topic partition,
+/// assigned by whoever feeds the engine) and the offset within that stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SourcePos {
+    pub stream: u32,
+    pub offset: i64,
+}
+
+/// A change and, when it came from a log, where it was read. Positions let
+/// the engine ignore redelivered records after a restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub pos: Option<SourcePos>,
+    pub data: TableChange,
+}

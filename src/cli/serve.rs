@@ -1,0 +1,68 @@
+//! `cdcview serve`: wires source, engine, sink and API together.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::{mpsc, watch};
+
+use crate::api::{self, AppState};
+use crate::config::ServeConfig;
+use crate::pipeline::{self, Shared};
+
+pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}: is another cdcview running? choose another with --listen or CDCVIEW_LISTEN", cfg.listen))?;
+    let mysql = cfg.mysql_url.as_deref().map(api::mysql_pool).transpose().context("CDCVIEW_MYSQL_URL is not a valid mysql:// URL")?;
+    let shared = Shared::new();
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let sink_tx = cfg.pg_url.clone().map(|url| {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(crate::sink::run(url, rx, Arc::clone(&shared), ready_rx.clone()));
+        tx
+    });
+    if sink_tx.is_none() {
+        shared.update_sink(|s| s.state = "disabled");
+        tracing::info!("no CDCVIEW_PG_URL: the PostgreSQL sink is off");
+    }
+    {
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            while !shared.is_ready() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = ready_tx.send(true);
+        });
+    }
+    let pipeline = {
+        let (shared, stop, cfg) = (Arc::clone(&shared), Arc::clone(&stop), cfg.pipeline());
+        std::thread::Builder::new().name("pipeline".into()).spawn(move || pipeline::run(cfg, shared, sink_tx, stop))?
+    };
+
+    tracing::info!(listen = %cfg.listen, brokers = %cfg.brokers, "serving order_details_mv");
+    let router = api::router(AppState { shared, mysql });
+    api::serve(listener, router, shutdown_signal()).await.context("HTTP server failed")?;
+    stop.store(true, Ordering::Relaxed);
+    let _ = tokio::task::spawn_blocking(move || pipeline.join()).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,66 @@
+//! Configuration of `cdcview serve`, from flags or `CDCVIEW_*` environment variables.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::decode::{Format, Input};
+use crate::pipeline::PipelineConfig;
+
+#[derive(Args, Clone, Debug)]
+pub struct ServeConfig {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "CDCVIEW_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// Prefix of the Debezium topics: PREFIX.users, PREFIX.addresses, PREFIX.orders, PREFIX.order_items.
+    #[arg(long, env = "CDCVIEW_TOPIC_PREFIX", default_value = "mysql.shop")]
+    pub topic_prefix: String,
+    /// Topic of the JSON status events.
+    #[arg(long, env = "CDCVIEW_STATUS_TOPIC", default_value = "order_updates")]
+    pub status_topic: String,
+    /// Wire format of the Debezium topics.
+    #[arg(long, env = "CDCVIEW_FORMAT", value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+    /// Confluent-compatible schema registry, for --format avro.
+    #[arg(long, env = "CDCVIEW_SCHEMA_REGISTRY_URL")]
+    pub schema_registry: Option<String>,
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "CDCVIEW_LISTEN", default_value = "127.0.0.1:8001")]
+    pub listen: SocketAddr,
+    /// PostgreSQL to write order_details_mv into, e.g. postgres://cdcview@127.0.0.1:5433/cdcview. Without it the sink is off.
+    #[arg(long, env = "CDCVIEW_PG_URL")]
+    pub pg_url: Option<String>,
+    /// MySQL for /users, /orders, ... and the naive /order_details, e.g. mysql://cdcview:cdcview@127.0.0.1:3307/shop.
+    #[arg(long, env = "CDCVIEW_MYSQL_URL")]
+    pub mysql_url: Option<String>,
+    /// Most records applied as one batch (one view version).
+    #[arg(long, env = "CDCVIEW_MAX_BATCH", default_value_t = 10_000)]
+    pub max_batch: usize,
+    /// How long one poll waits for the first record of a batch, in ms.
+    #[arg(long, env = "CDCVIEW_POLL_WAIT_MS", default_value_t = 20)]
+    pub poll_wait_ms: u64,
+}
+
+impl ServeConfig {
+    pub fn topics(&self) -> Vec<(String, Input)> {
+        Input::ALL
+            .iter()
+            .map(|&input| match input {
+                Input::OrderUpdates => (self.status_topic.clone(), input),
+                table => (format!("{}.{}", self.topic_prefix, table.name()), table),
+            })
+            .collect()
+    }
+
+    pub fn pipeline(&self) -> PipelineConfig {
+        PipelineConfig {
+            brokers: self.brokers.clone(),
+            topics: self.topics(),
+            format: self.format,
+            schema_registry: self.schema_registry.clone(),
+            max_batch: self.max_batch.max(1),
+            poll_wait: Duration::from_millis(self.poll_wait_ms),
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The pipeline: Kafka records are decoded, applied to the engine in batches,
+//! and each batch's deltas are published at once to the view the API serves,
+//! to the change stream, and to the PostgreSQL sink.
+
+mod store;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+pub use store::{now_ms, ChangeEvent, PipelineStatus, Shared, SinkState, ViewState};
+
+use crate::change::{Change, SourcePos};
+use crate::decode::{self, Decoded, Input};
+use crate::engine::{IncrementalView, OrderDetailsView};
+use crate::error::DecodeError;
+use crate::sink::SinkBatch;
+use crate::source::{KafkaSource, Record};
+
+/// What the pipeline reads and how.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    pub brokers: String,
+    /// Topic name and the input it feeds.
+    pub topics: Vec<(String, Input)>,
+    pub format: decode::Format,
+    pub schema_registry: Option<String>,
+    /// The most records applied as one batch (one view version).
+    pub max_batch: usize,
+    /// How long a poll waits for the first record of a batch.
+    pub poll_wait: Duration,
+}
+
+/// Runs the pipeline on the calling thread until `stop` is set.
+pub fn run(cfg: PipelineConfig, shared: Arc<Shared>, sink: Option<mpsc::UnboundedSender<SinkBatch>>, stop: Arc<AtomicBool>) {
+    let inputs: HashMap<Arc<str>, Input> = cfg.topics.iter().map(|(t, i)| (Arc::from(t.as_str()), *i)).collect();
+    let topic_names: Vec<String> = cfg.topics.iter().map(|(t, _)| t.clone()).collect();
+    let mut decoder = decode::Decoder::new(cfg.format, cfg.schema_registry.clone());
+    let mut engine = OrderDetailsView::new();
+    let Some(mut source) = connect_with_retry(&cfg, &topic_names, &shared, &stop) else { return };
+    // Ready once everything that was in the topics at start has been applied.
+    let targets: Vec<i64> = source.progress().iter().map(|p| p.end_offset).collect();
+    let mut last_refresh = Instant::now();
+    shared.set_partitions(source.progress());
+    while !stop.load(Ordering::Relaxed) {
+        let batch = match source.poll_batch(cfg.max_batch, cfg.poll_wait) {
+            Ok(batch) => {
+                shared.set_source_error(None);
+                batch
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading from Kafka failed; librdkafka keeps retrying");
+                shared.set_source_error(Some(e.to_string()));
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+        };
+        if !batch.is_empty() {
+            apply_batch(&mut engine, &mut decoder, &inputs, batch, &shared, sink.as_ref());
+        }
+        if last_refresh.elapsed() > Duration::from_secs(1) {
+            if let Err(e) = source.refresh_end_offsets() {
+                shared.set_source_error(Some(e.to_string()));
+            }
+            last_refresh = Instant::now();
+        }
+        shared.set_partitions(source.progress());
+        if !shared.is_ready() && source.progress().iter().zip(&targets).all(|(p, t)| p.next_offset >= *t) {
+            tracing::info!(rows = engine.len(), "view caught up with the topics; ready");
+            shared.set_ready();
+        }
+    }
+}
+
+fn connect_with_retry(cfg: &PipelineConfig, topics: &[String], shared: &Shared, stop: &AtomicBool) -> Option<KafkaSource> {
+    let mut delay = Duration::from_millis(250);
+    while !stop.load(Ordering::Relaxed) {
+        match KafkaSource::connect(&cfg.brokers, topics, &HashMap::new()) {
+            Ok(source) => {
+                tracing::info!(brokers = %cfg.brokers, partitions = source.progress().len(), "consuming");
+                shared.set_source_error(None);
+                return Some(source);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot start consuming yet; will retry");
+                shared.set_source_error(Some(e.to_string()));
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    None
+}
+
+fn apply_batch(
+    engine: &mut OrderDetailsView,
+    decoder: &mut decode::Decoder,
+    inputs: &HashMap<Arc<str>, Input>,
+    batch: Vec<(u32, Record)>,
+    shared: &Shared,
+    sink: Option<&mpsc::UnboundedSender<SinkBatch>>,
+) {
+    let mut changes = Vec::with_capacity(batch.len());
+    let mut dead_letters = Vec::new();
+    let mut newest_ms = None;
+    let mut offsets: HashMap<(Arc<str>, i32), i64> = HashMap::new();
+    for (stream, record) in &batch {
+        offsets.insert((record.topic.clone(), record.partition), record.offset + 1);
+        newest_ms = newest_ms.max(record.timestamp_ms);
+        let Some(&input) = inputs.get(&record.topic) else { continue };
+        match decoder.decode(input, record) {
+            Ok(Decoded::Change(data)) => {
+                changes.push(Change { pos: Some(SourcePos { stream: *stream, offset: record.offset }), data });
+            }
+            Ok(Decoded::Tombstone | Decoded::Skipped(_)) => {}
+            Err(e) => dead_letters.push(report_decode_error(e)),
+        }
+    }
+    let applied = changes.len();
+    let deltas = engine.apply_batch(changes);
+    shared.publish(&deltas, applied, dead_letters.len(), newest_ms);
+    if let Some(sink) = sink {
+        let offsets = offsets.into_iter().map(|((t, p), o)| (t.to_string(), p, o)).collect();
+        // A closed sink only means it was not configured or has shut down.
+        let _ = sink.send(SinkBatch { deltas, offsets, dead_letters });
+    }
+}
+
+fn report_decode_error(e: DecodeError) -> DecodeError {
+    tracing::warn!(topic = %e.topic, partition = e.partition, offset = e.offset, bytes = e.raw.len(), reason = %e.reason, "undecodable record kept as a dead letter");
+    e
+}

@@ -1,0 +1,235 @@
+//! The sink stage: writes `order_details_mv` into PostgreSQL for psql users.
+//!
+//! Deltas are coalesced by key while a write is in flight, then written as one
+//! transaction per flush: deletes, a multi-row upsert, the Kafka offsets the
+//! rows reflect, and dead letters. The first flush after start replaces the
+//! table's content, so the table equals the view whatever it held before. When
+//! PostgreSQL is away the sink keeps coalescing (memory stays bounded by the
+//! view's size) and retries with backoff; the API is not affected.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio_postgres::{Client, NoTls};
+
+use crate::engine::{OrderDetails, ViewDelta};
+use crate::error::{DecodeError, SinkError};
+use crate::pipeline::{now_ms, Shared};
+
+/// What one engine batch hands the sink.
+pub struct SinkBatch {
+    pub deltas: Vec<ViewDelta<OrderDetails>>,
+    /// (topic, partition, next offset) reached by the batch.
+    pub offsets: Vec<(String, i32, i64)>,
+    pub dead_letters: Vec<DecodeError>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS order_details_mv (
+    order_id            bigint PRIMARY KEY,
+    user_id             bigint NOT NULL,
+    total               numeric(12,2) NOT NULL,
+    order_date          timestamptz,
+    user_name           text NOT NULL,
+    user_email          text NOT NULL,
+    user_phone          text,
+    full_address        text,
+    order_items_details text,
+    item_count          bigint NOT NULL,
+    items_total         numeric NOT NULL,
+    order_status        text,
+    last_order_update   timestamptz
+);
+CREATE TABLE IF NOT EXISTS cdcview_offsets (
+    topic       text NOT NULL,
+    partition   int NOT NULL,
+    next_offset bigint NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (topic, partition)
+);
+CREATE TABLE IF NOT EXISTS cdcview_dead_letters (
+    topic     text NOT NULL,
+    partition int NOT NULL,
+    \"offset\"  bigint NOT NULL,
+    reason    text NOT NULL,
+    raw       bytea NOT NULL,
+    seen_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (topic, partition, \"offset\")
+);";
+
+const UPSERT: &str = "
+INSERT INTO order_details_mv
+SELECT r.order_id, r.user_id, r.total::numeric,
+       'epoch'::timestamptz + r.order_date * interval '1 microsecond',
+       r.user_name, r.user_email, r.user_phone, r.full_address, r.order_items_details,
+       r.item_count, r.items_total::numeric, r.order_status,
+       'epoch'::timestamptz + r.last_order_update * interval '1 microsecond'
+FROM unnest($1::int8[], $2::int8[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::text[], $8::text[],
+            $9::text[], $10::int8[], $11::text[], $12::text[], $13::int8[])
+     AS r(order_id, user_id, total, order_date, user_name, user_email, user_phone, full_address,
+          order_items_details, item_count, items_total, order_status, last_order_update)
+ON CONFLICT (order_id) DO UPDATE SET
+    user_id = EXCLUDED.user_id, total = EXCLUDED.total, order_date = EXCLUDED.order_date,
+    user_name = EXCLUDED.user_name, user_email = EXCLUDED.user_email, user_phone = EXCLUDED.user_phone,
+    full_address = EXCLUDED.full_address, order_items_details = EXCLUDED.order_items_details,
+    item_count = EXCLUDED.item_count, items_total = EXCLUDED.items_total,
+    order_status = EXCLUDED.order_status, last_order_update = EXCLUDED.last_order_update";
+
+/// Rows per statement: large enough to amortise the round trip, small enough
+/// to keep a statement's parameters modest.
+const CHUNK: usize = 5_000;
+
+/// Everything received but not yet committed.
+#[derive(Default)]
+struct Pending {
+    rows: BTreeMap<i64, Option<Arc<OrderDetails>>>,
+    offsets: HashMap<(String, i32), i64>,
+    dead_letters: Vec<DecodeError>,
+}
+
+impl Pending {
+    fn add(&mut self, batch: SinkBatch) {
+        for d in batch.deltas {
+            self.rows.insert(d.key, d.after);
+        }
+        for (topic, partition, next) in batch.offsets {
+            let slot = self.offsets.entry((topic, partition)).or_insert(next);
+            *slot = (*slot).max(next);
+        }
+        self.dead_letters.extend(batch.dead_letters);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.offsets.is_empty() && self.dead_letters.is_empty()
+    }
+}
+
+/// Runs the sink until the batch channel closes. Nothing is written before the
+/// view is `ready`, so the table never shows a half-replayed view.
+pub async fn run(url: String, mut batches: mpsc::UnboundedReceiver<SinkBatch>, shared: Arc<Shared>, mut ready: watch::Receiver<bool>) {
+    shared.update_sink(|s| s.state = "starting");
+    let mut pending = Pending::default();
+    let mut client: Option<Client> = None;
+    let mut replace_all = true;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        // Block for one batch, then take whatever else is queued.
+        let waiting_for_ready = !*ready.borrow();
+        tokio::select! {
+            batch = batches.recv() => match batch {
+                Some(b) => pending.add(b),
+                None if pending.is_empty() => return,
+                None => {}
+            },
+            _ = ready.changed(), if waiting_for_ready => {}
+        }
+        while let Ok(b) = batches.try_recv() {
+            pending.add(b);
+        }
+        shared.update_sink(|s| s.pending_rows = pending.rows.len());
+        if !*ready.borrow() || pending.is_empty() {
+            continue;
+        }
+        match flush(&url, &mut client, &mut pending, replace_all).await {
+            Ok(written) => {
+                replace_all = false;
+                backoff = Duration::from_millis(100);
+                shared.update_sink(|s| {
+                    s.state = "ok";
+                    s.last_error = None;
+                    s.rows_written += written as u64;
+                    s.pending_rows = 0;
+                    s.last_flush_ms = Some(now_ms());
+                });
+            }
+            Err(e) => {
+                client = None;
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "PostgreSQL sink degraded; the API keeps serving from memory");
+                shared.update_sink(|s| {
+                    s.state = "degraded";
+                    s.last_error = Some(e.to_string());
+                });
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn connect(url: &str) -> Result<Client, SinkError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "PostgreSQL connection closed");
+        }
+    });
+    client.batch_execute(SCHEMA).await?;
+    Ok(client)
+}
+
+/// Writes everything pending in one transaction; on success `pending` is
+/// emptied, on failure it is left whole for the retry.
+async fn flush(url: &str, client: &mut Option<Client>, pending: &mut Pending, replace_all: bool) -> Result<usize, SinkError> {
+    if client.is_none() {
+        *client = Some(connect(url).await?);
+    }
+    let client = client.as_mut().expect("connected above");
+    let tx = client.transaction().await?;
+    if replace_all {
+        tx.execute("TRUNCATE order_details_mv", &[]).await?;
+    }
+    let (upserts, deletes): (Vec<_>, Vec<_>) = pending.rows.iter().partition(|(_, row)| row.is_some());
+    let deleted: Vec<i64> = deletes.iter().map(|(k, _)| **k).collect();
+    if !deleted.is_empty() {
+        tx.execute("DELETE FROM order_details_mv WHERE order_id = ANY($1)", &[&deleted]).await?;
+    }
+    let rows: Vec<&OrderDetails> = upserts.iter().filter_map(|(_, r)| r.as_deref()).collect();
+    for chunk in rows.chunks(CHUNK) {
+        upsert(&tx, chunk).await?;
+    }
+    for ((topic, partition), next) in &pending.offsets {
+        tx.execute(
+            "INSERT INTO cdcview_offsets (topic, partition, next_offset) VALUES ($1, $2, $3)
+             ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
+            &[topic, partition, next],
+        )
+        .await?;
+    }
+    for e in &pending.dead_letters {
+        tx.execute(
+            "INSERT INTO cdcview_dead_letters (topic, partition, \"offset\", reason, raw) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT DO NOTHING",
+            &[&e.topic, &e.partition, &e.offset, &e.reason.to_string(), &e.raw],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    let written = pending.rows.len();
+    *pending = Pending::default();
+    Ok(written)
+}
+
+async fn upsert(tx: &tokio_postgres::Transaction<'_>, rows: &[&OrderDetails]) -> Result<(), SinkError> {
+    let col = |f: fn(&OrderDetails) -> Option<String>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let ids: Vec<i64> = rows.iter().map(|r| r.order_id).collect();
+    let users: Vec<i64> = rows.iter().map(|r| r.user_id).collect();
+    let totals = col(|r| Some(r.total.to_string()));
+    let dates: Vec<Option<i64>> = rows.iter().map(|r| r.order_date.map(|t| t.0)).collect();
+    let names = col(|r| Some(r.user_name.clone()));
+    let emails = col(|r| Some(r.user_email.clone()));
+    let phones = col(|r| r.user_phone.clone());
+    let addresses = col(|r| r.full_address.clone());
+    let details = col(|r| r.order_items_details.clone());
+    let counts: Vec<i64> = rows.iter().map(|r| r.item_count).collect();
+    let items_totals = col(|r| Some(r.items_total.to_string()));
+    let statuses = col(|r| r.order_status.clone());
+    let updates: Vec<Option<i64>> = rows.iter().map(|r| r.last_order_update.map(|t| t.0)).collect();
+    tx.execute(
+        UPSERT,
+        &[&ids, &users, &totals, &dates, &names, &emails, &phones, &addresses, &details, &counts, &items_totals, &statuses, &updates],
+    )
+    .await?;
+    Ok(())
+}

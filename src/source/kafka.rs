@@ -1,0 +1,153 @@
+//! Reads the input topics with librdkafka. Partitions are assigned directly
+//! (no consumer group): cdcview keeps its own positions, and group joins on
+//! small brokers can take seconds.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use super::Record;
+use crate::error::SourceError;
+
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where one partition stands: the next offset to read and the end of the log.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionProgress {
+    pub topic: String,
+    pub partition: i32,
+    /// The stream number the engine knows this partition by.
+    pub stream: u32,
+    /// The next offset cdcview will read.
+    pub next_offset: i64,
+    /// The broker's high watermark at the last check.
+    pub end_offset: i64,
+}
+
+impl PartitionProgress {
+    pub fn lag(&self) -> i64 {
+        (self.end_offset - self.next_offset).max(0)
+    }
+}
+
+/// A consumer of a fixed set of topics, every partition assigned to it.
+pub struct KafkaSource {
+    consumer: BaseConsumer,
+    brokers: String,
+    partitions: Vec<PartitionProgress>,
+    index: HashMap<(Arc<str>, i32), usize>,
+}
+
+impl KafkaSource {
+    /// Connects and assigns every partition of `topics`, each starting at the
+    /// offset given in `start` or else at the beginning of the log.
+    pub fn connect(brokers: &str, topics: &[String], start: &HashMap<(String, i32), i64>) -> Result<Self, SourceError> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", "cdcview")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("allow.auto.create.topics", "false")
+            // Freshness over fetch efficiency: do not let the broker hold a
+            // fetch for long waiting for more bytes.
+            .set("fetch.wait.max.ms", "10")
+            .set("fetch.queue.backoff.ms", "1")
+            .set("socket.nagle.disable", "true")
+            .set("reconnect.backoff.max.ms", "2000")
+            .create()?;
+        let mut source = KafkaSource { consumer, brokers: brokers.to_string(), partitions: Vec::new(), index: HashMap::new() };
+        let mut assignment = TopicPartitionList::new();
+        for topic in topics {
+            for partition in source.partition_ids(topic)? {
+                let next = start.get(&(topic.clone(), partition)).copied();
+                let offset = next.map_or(Offset::Beginning, Offset::Offset);
+                assignment.add_partition_offset(topic, partition, offset)?;
+                let stream = source.partitions.len() as u32;
+                source.index.insert((Arc::from(topic.as_str()), partition), source.partitions.len());
+                source.partitions.push(PartitionProgress {
+                    topic: topic.clone(),
+                    partition,
+                    stream,
+                    next_offset: next.unwrap_or(0),
+                    end_offset: 0,
+                });
+            }
+        }
+        source.consumer.assign(&assignment)?;
+        source.refresh_end_offsets()?;
+        Ok(source)
+    }
+
+    fn partition_ids(&self, topic: &str) -> Result<Vec<i32>, SourceError> {
+        let metadata = self.consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
+        let missing = || SourceError::MissingTopic { topic: topic.to_string(), brokers: self.brokers.clone() };
+        let t = metadata.topics().iter().find(|t| t.name() == topic).ok_or_else(missing)?;
+        if t.error().is_some() || t.partitions().is_empty() {
+            return Err(missing());
+        }
+        Ok(t.partitions().iter().map(|p| p.id()).collect())
+    }
+
+    /// Waits up to `wait` for the first record, then takes what is already
+    /// buffered, up to `max` records.
+    pub fn poll_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<(u32, Record)>, SourceError> {
+        let mut batch = Vec::new();
+        let mut timeout = wait;
+        while batch.len() < max {
+            match self.consumer.poll(timeout) {
+                None => break,
+                Some(Err(KafkaError::PartitionEOF(_))) => continue,
+                // Transport errors are retried by librdkafka itself; report
+                // them to the caller so they show in the status.
+                Some(Err(e)) => {
+                    if batch.is_empty() {
+                        return Err(e.into());
+                    }
+                    break;
+                }
+                Some(Ok(msg)) => {
+                    let key = (Arc::<str>::from(msg.topic()), msg.partition());
+                    let Some(&i) = self.index.get(&key) else { continue };
+                    let progress = &mut self.partitions[i];
+                    progress.next_offset = msg.offset() + 1;
+                    progress.end_offset = progress.end_offset.max(progress.next_offset);
+                    let record = Record {
+                        topic: key.0,
+                        partition: msg.partition(),
+                        offset: msg.offset(),
+                        key: msg.key().map(<[u8]>::to_vec),
+                        value: msg.payload().map(<[u8]>::to_vec),
+                        timestamp_ms: msg.timestamp().to_millis(),
+                    };
+                    batch.push((progress.stream, record));
+                    timeout = Duration::ZERO;
+                }
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Asks the broker for every partition's end offset.
+    pub fn refresh_end_offsets(&mut self) -> Result<(), SourceError> {
+        for p in &mut self.partitions {
+            match self.consumer.fetch_watermarks(&p.topic, p.partition, METADATA_TIMEOUT) {
+                Ok((_, high)) => p.end_offset = high,
+                Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition)) => {
+                    return Err(SourceError::MissingTopic { topic: p.topic.clone(), brokers: self.brokers.clone() })
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn progress(&self) -> &[PartitionProgress] {
+        &self.partitions
+    }
+}
