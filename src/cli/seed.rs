@@ -42,6 +42,8 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
     let existing: u64 = conn.query_first("SELECT COUNT(*) FROM users").await.context("cannot count users: is the shop schema loaded?")?.unwrap_or(0);
     if existing >= args.users {
         println!("shop already has {existing} users (wanted {}); nothing to seed", args.users);
+        drop(conn);
+        pool.disconnect().await?;
         return Ok(());
     }
     let missing = args.users - existing;
@@ -59,6 +61,8 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
     }
     bar.finish_and_clear();
     println!("seeded {missing} users with an address each, {orders} orders and {items} items");
+    // The pool only disconnects once every connection is back.
+    drop(conn);
     pool.disconnect().await?;
     Ok(())
 }

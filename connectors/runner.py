@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Runs the Debezium MySQL connector without Kafka Connect.
+
+Reads the same connector config that docker-compose registers with Debezium
+Connect (connectors/mysql-shop.json), runs it in Debezium's embedded engine
+(pydbzengine), and produces every change event to Kafka under the topic Kafka
+Connect would have used (mysql.shop.orders, ...), with the same key and value.
+Offsets and schema history live in files in --state-dir, so a restart resumes
+where it stopped.
+"""
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+
+log = logging.getLogger("cdcview.debezium")
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="connectors/mysql-shop.json", help="connector config in Kafka Connect REST format")
+    p.add_argument("--state-dir", required=True, help="where offsets and schema history are kept")
+    p.add_argument("--brokers", default=os.environ.get("CDCVIEW_BROKERS", "127.0.0.1:9092"))
+    p.add_argument("--mysql-host", default=os.environ.get("CDCVIEW_MYSQL_HOST", "127.0.0.1"))
+    p.add_argument("--mysql-port", default=os.environ.get("CDCVIEW_MYSQL_PORT", "3307"))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a connector property")
+    return p.parse_args()
+
+
+def engine_properties(args):
+    with open(args.config) as f:
+        config = dict(json.load(f)["config"])
+    # Kafka Connect keeps schema history in a topic; the embedded engine keeps
+    # it, and the offsets, in files.
+    for key in [k for k in config if k.startswith("schema.history.internal.kafka.")]:
+        del config[key]
+    os.makedirs(args.state_dir, exist_ok=True)
+    config.update({
+        "name": "mysql-shop",
+        "database.hostname": args.mysql_host,
+        "database.port": str(args.mysql_port),
+        "offset.storage": "org.apache.kafka.connect.storage.FileOffsetBackingStore",
+        "offset.storage.file.filename": os.path.join(args.state_dir, "offsets.dat"),
+        "offset.flush.interval.ms": "1000",
+        "schema.history.internal": "io.debezium.storage.file.history.FileSchemaHistory",
+        "schema.history.internal.file.filename": os.path.join(args.state_dir, "schema-history.dat"),
+    })
+    for item in args.set:
+        key, _, value = item.partition("=")
+        config[key] = value
+    return config
+
+
+def main():
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = parse_args()
+    props = engine_properties(args)
+
+    from confluent_kafka import Producer
+    from pydbzengine import BasePythonChangeHandler, DebeziumJsonEngine
+
+    producer = Producer({
+        "bootstrap.servers": args.brokers,
+        "linger.ms": 1,
+        "enable.idempotence": False,
+        "message.timeout.ms": 30000,
+    })
+    failures = []
+
+    def delivered(err, _msg):
+        if err is not None:
+            failures.append(err)
+
+    class ToKafka(BasePythonChangeHandler):
+        """Produces each batch and flushes before Debezium commits its offsets,
+        so an offset is only stored once its records are in Kafka."""
+
+        records = 0
+
+        def handleJsonBatch(self, records):
+            for r in records:
+                key, value = r.key(), r.value()
+                producer.produce(
+                    str(r.destination()),
+                    key=None if key is None else str(key).encode(),
+                    value=None if value is None else str(value).encode(),
+                    on_delivery=delivered,
+                )
+                producer.poll(0)
+            remaining = producer.flush(30)
+            if remaining or failures:
+                raise RuntimeError(f"Kafka did not take the batch: {remaining} unsent, errors {failures[:3]}")
+            ToKafka.records += len(records)
+            log.info("batch of %d records produced (%d in all)", len(records), ToKafka.records)
+
+    engine = DebeziumJsonEngine(properties=props, handler=ToKafka())
+
+    def stop(*_):
+        log.info("stopping the Debezium engine")
+        engine.close()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    log.info("starting Debezium for %s:%s -> %s", args.mysql_host, args.mysql_port, args.brokers)
+    engine.run()
+
+
+if __name__ == "__main__":
+    main()

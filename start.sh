@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# cdcview's local stack, no Docker needed:
+#   ./start.sh          install what is missing, start everything, seed, print the URLs
+#   ./start.sh stop     stop everything this script started
+#   ./start.sh status   show what runs
+#   ./start.sh restart  stop, then start
+# Settings (ports, paths, seed size) come from CDCVIEW_* variables: see README.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")" && pwd)
+. "$ROOT/scripts/lib.sh"
+
+PARTS="cdcview debezium kafka postgres mysql"
+
+start_mysql() {
+    if pid_alive mysql; then info "MySQL (MariaDB) already running on $CDCVIEW_MYSQL_PORT"; return; fi
+    say "starting MySQL (MariaDB) on 127.0.0.1:$CDCVIEW_MYSQL_PORT"
+    mkdir -p "$MYSQL_DIR" "$LOG_DIR"
+    if [ ! -d "$MYSQL_DIR/data/mysql" ]; then
+        info "initialising a private data directory in $MYSQL_DIR/data"
+        mariadb-install-db --no-defaults --datadir="$MYSQL_DIR/data" --user="$(id -un)" \
+            --auth-root-authentication-method=normal --skip-test-db >>"$LOG_DIR/mysql.log" 2>&1 \
+            || die_with_log "MySQL initialisation" "$LOG_DIR/mysql.log"
+    fi
+    local user_opt=(); [ "$(id -u)" = 0 ] && user_opt=(--user=root)
+    start_bg mysql "$(command -v mariadbd || echo /usr/sbin/mariadbd)" --defaults-file="$ROOT/infra/mysql/my.cnf" \
+        --datadir="$MYSQL_DIR/data" --port="$CDCVIEW_MYSQL_PORT" --socket="$MYSQL_SOCK" \
+        --pid-file="$MYSQL_DIR/mysqld.pid" "${user_opt[@]}"
+    wait_for MySQL "$LOG_DIR/mysql.log" mariadb-admin --protocol=socket -S "$MYSQL_SOCK" -uroot ping
+    mysql_root < "$ROOT/infra/mysql/init.sql" || die "loading infra/mysql/init.sql failed"
+    mysql_root < "$ROOT/infra/mysql/mariadb-grants.sql" 2>/dev/null || true
+}
+
+start_postgres() {
+    if pid_alive postgres; then info "PostgreSQL already running on $CDCVIEW_PG_PORT"; return; fi
+    say "starting PostgreSQL on 127.0.0.1:$CDCVIEW_PG_PORT"
+    local bin; bin=$(pg_bin) || die "PostgreSQL server binaries not found (apt-get install postgresql)"
+    mkdir -p "$PG_DIR" "$LOG_DIR"
+    [ "$(id -u)" = 0 ] && chown postgres: "$PG_DIR"
+    as_postgres test -w "$PG_DIR" || die "the postgres user cannot write $PG_DIR; set CDCVIEW_PG_DATA to a folder it can reach"
+    if [ ! -f "$PG_DIR/PG_VERSION" ]; then
+        as_postgres "$bin/initdb" -D "$PG_DIR" -A trust -U postgres >>"$LOG_DIR/postgres.log" 2>&1 \
+            || die_with_log "PostgreSQL initdb" "$LOG_DIR/postgres.log"
+    fi
+    touch "$LOG_DIR/postgres.log"; [ "$(id -u)" = 0 ] && chown postgres: "$LOG_DIR/postgres.log"
+    as_postgres "$bin/pg_ctl" -D "$PG_DIR" -l "$LOG_DIR/postgres.log" -w -t 60 \
+        -o "-p $CDCVIEW_PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1" start >/dev/null \
+        || die_with_log PostgreSQL "$LOG_DIR/postgres.log"
+    mkdir -p "$RUN_DIR"; head -1 "$PG_DIR/postmaster.pid" > "$RUN_DIR/postgres.pid"
+    psql -X -q -h 127.0.0.1 -p "$CDCVIEW_PG_PORT" -U postgres -d postgres -f "$ROOT/infra/postgres/init.sql" >/dev/null \
+        || die "creating the cdcview database failed"
+}
+
+kafka_up() { (exec 3<>"/dev/tcp/127.0.0.1/$CDCVIEW_KAFKA_PORT") 2>/dev/null; }
+
+start_kafka() {
+    if pid_alive kafka; then info "Kafka (tansu) already running on $CDCVIEW_KAFKA_PORT"; else
+        say "starting Kafka (tansu, SQLite storage) on 127.0.0.1:$CDCVIEW_KAFKA_PORT"
+        mkdir -p "$KAFKA_DIR"
+        # tansu takes the SQLite path relative to its working directory.
+        (cd "$KAFKA_DIR" && start_bg kafka tansu broker \
+            --listener-url "tcp://127.0.0.1:$CDCVIEW_KAFKA_PORT" \
+            --advertised-listener-url "tcp://127.0.0.1:$CDCVIEW_KAFKA_PORT" \
+            --storage-engine "sqlite://tansu.db")
+        wait_for Kafka "$LOG_DIR/kafka.log" kafka_up
+    fi
+    # With SQLite storage tansu does not create topics on first produce.
+    local existing; existing=$(tansu topic list --broker "tcp://127.0.0.1:$CDCVIEW_KAFKA_PORT" 2>/dev/null || true)
+    for t in $TOPICS; do
+        grep -q "\"$t\"\|^$t\$\| $t\$" <<<"$existing" && continue
+        tansu topic create "$t" --broker "tcp://127.0.0.1:$CDCVIEW_KAFKA_PORT" --partitions "$CDCVIEW_TOPIC_PARTITIONS" >>"$LOG_DIR/kafka.log" 2>&1 || true
+    done
+}
+
+seed() {
+    say "seeding $CDCVIEW_SEED_USERS users (skipped when already there)"
+    "$(cdcview_bin)" seed --users "$CDCVIEW_SEED_USERS" | sed 's/^/    /'
+}
+
+debezium_streaming() { grep -qiE "Connected to (MySQL |MariaDB )?binlog|Keepalive thread is running|Streaming started" "$LOG_DIR/debezium.log"; }
+
+start_debezium() {
+    if pid_alive debezium; then info "Debezium already running"; return; fi
+    say "starting Debezium (embedded engine, connectors/mysql-shop.json)"
+    mkdir -p "$DBZ_DIR" "$LOG_DIR"
+    : > "$LOG_DIR/debezium.log.new"; mv "$LOG_DIR/debezium.log.new" "$LOG_DIR/debezium.log"
+    start_bg debezium "$VENV/bin/python" "$ROOT/connectors/runner.py" --config "$ROOT/connectors/mysql-shop.json" \
+        --state-dir "$DBZ_DIR" --brokers "$CDCVIEW_BROKERS" --mysql-port "$CDCVIEW_MYSQL_PORT"
+    wait_for "Debezium (binlog streaming)" "$LOG_DIR/debezium.log" debezium_streaming
+}
+
+cdcview_ready() { curl -fsS "$CDCVIEW_API/readyz"; }
+
+start_cdcview() {
+    if pid_alive cdcview; then info "cdcview already running on $CDCVIEW_API"; return; fi
+    say "starting cdcview serve on $CDCVIEW_API"
+    start_bg cdcview "$(cdcview_bin)" serve
+    wait_for cdcview "$LOG_DIR/cdcview.log" cdcview_ready
+}
+
+view_matches_mysql() {
+    local want got
+    want=$(mysql_root -N -e "SELECT COUNT(*) FROM shop.orders o JOIN shop.users u USING (user_id)")
+    got=$(curl -fsS "$CDCVIEW_API/status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["view"]["rows"])')
+    [ "$want" = "$got" ]
+}
+
+up() {
+    local t0=$SECONDS
+    "$ROOT/scripts/install.sh"
+    start_mysql
+    start_postgres
+    start_kafka
+    seed
+    start_debezium
+    start_cdcview
+    say "waiting for the view to hold every order in MySQL"
+    wait_for "the view (compare /status with MySQL)" "$LOG_DIR/cdcview.log" view_matches_mysql
+    say "up in $((SECONDS - t0)) s"
+    cat <<MSG
+
+    order_details_mv   curl $CDCVIEW_API/order_details_mv
+    one order          curl $CDCVIEW_API/order_details_mv/1
+    change stream      curl -N $CDCVIEW_API/order_details_mv/changes
+    naive query        curl $CDCVIEW_API/order_details
+    status             curl $CDCVIEW_API/status
+    PostgreSQL         psql "$CDCVIEW_PG_URL" -c 'select * from order_details_mv order by order_id limit 5'
+    MySQL              mariadb -h127.0.0.1 -P$CDCVIEW_MYSQL_PORT -ucdcview -pcdcview shop
+    status events      $(cdcview_bin) push-events 1 42
+    logs               $LOG_DIR/
+    stop               ./start.sh stop
+MSG
+}
+
+stop() {
+    say "stopping the stack"
+    stop_pid cdcview
+    stop_pid debezium
+    stop_pid kafka
+    if pid_alive postgres; then
+        local bin; bin=$(pg_bin) && as_postgres "$bin/pg_ctl" -D "$PG_DIR" -m fast -w stop >/dev/null 2>&1 || true
+    fi
+    stop_pid postgres
+    if pid_alive mysql; then mariadb-admin --protocol=socket -S "$MYSQL_SOCK" -uroot shutdown 2>/dev/null || true; fi
+    stop_pid mysql
+    info "stopped"
+}
+
+status() {
+    local p
+    for p in $PARTS; do
+        if pid_alive "$p"; then printf '    %-9s running (pid %s)\n' "$p" "$(cat "$RUN_DIR/$p.pid")"
+        else printf '    %-9s stopped\n' "$p"; fi
+    done
+}
+
+case "${1:-up}" in
+    up|start) up ;;
+    stop) stop ;;
+    status) status ;;
+    restart) stop; up ;;
+    -h|--help|help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' ;;
+    *) die "unknown command '$1' (try: ./start.sh [up|stop|status|restart])" ;;
+esac
