@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The test command: starts the local stack (installing what is missing),
+# runs every test including the end-to-end ones, and stops the stack again
+# if this script started it.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/scripts/lib.sh"
+
+was_running=no
+pid_alive cdcview && was_running=yes
+"$ROOT/start.sh" up
+if [ "$was_running" = no ] && [ "${CDCVIEW_KEEP_STACK:-no}" != yes ]; then
+    trap '"$ROOT/start.sh" stop' EXIT
+fi
+
+command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
+say "running the tests (unit, oracle, end to end)"
+cd "$ROOT"
+# End-to-end tests are #[ignore]d for plain `cargo test`; here the stack runs.
+cargo nextest run --locked --run-ignored all --no-fail-fast "$@"

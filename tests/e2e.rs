@@ -1,0 +1,205 @@
+//! End-to-end tests through the real stack: MySQL -> Debezium -> Kafka ->
+//! cdcview -> HTTP and PostgreSQL. They need `./start.sh` to have run, so they
+//! are ignored by a plain `cargo test`; `scripts/test.sh` starts the stack and
+//! runs them.
+
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+
+fn env(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+fn api() -> String {
+    env("CDCVIEW_API", "http://127.0.0.1:8001")
+}
+
+async fn mysql() -> mysql_async::Conn {
+    let url = env("CDCVIEW_MYSQL_URL", "mysql://cdcview:cdcview@127.0.0.1:3307/shop");
+    let pool = cdcview::api::mysql_pool(&url).expect("CDCVIEW_MYSQL_URL");
+    pool.get_conn().await.expect("MySQL of the stack is reachable (run ./start.sh)")
+}
+
+async fn get(path: &str) -> (u16, Value) {
+    let resp = reqwest::get(format!("{}{path}", api())).await.expect("cdcview API is reachable (run ./start.sh)");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls `path` until `check` holds, for up to `limit`; returns the last body.
+async fn eventually(path: &str, limit: Duration, check: impl Fn(u16, &Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let (status, body) = get(path).await;
+        if check(status, &body) {
+            return body;
+        }
+        assert!(start.elapsed() < limit, "{path} did not reach the expected state within {limit:?}; last: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the running stack: scripts/test.sh"]
+async fn insert_update_delete_an_order_shows_in_the_view() {
+    let mut db = mysql().await;
+    let tag: u64 = rand::random::<u32>().into();
+    let mut tx = db.start_transaction(Default::default()).await.unwrap();
+    tx.exec_drop("INSERT INTO users (name, email, phone) VALUES (?, ?, ?)", ("E2E Buyer", format!("e2e{tag}@example.com"), "5550100")).await.unwrap();
+    let user_id = tx.last_insert_id().unwrap();
+    tx.exec_drop("INSERT INTO addresses (user_id, street, city, country) VALUES (?, '1 Test Way', 'Testville', 'Testland')", (user_id,)).await.unwrap();
+    tx.exec_drop("INSERT INTO orders (user_id, total, order_status) VALUES (?, '42.50', 'Created')", (user_id,)).await.unwrap();
+    let order_id = tx.last_insert_id().unwrap();
+    tx.exec_drop("INSERT INTO order_items (order_id, name, quantity, price) VALUES (?, 'Widget', 3, '2.25'), (?, 'Gadget', 1, '10.00')", (order_id, order_id))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let path = format!("/order_details_mv/{order_id}");
+    let row = eventually(&path, Duration::from_secs(5), |s, b| s == 200 && b["item_count"] == 2).await;
+    assert_eq!(row["user_id"], user_id);
+    assert_eq!(row["total"], "42.50");
+    assert_eq!(row["user_name"], "E2E Buyer");
+    assert_eq!(row["full_address"], "1 Test Way, Testville, Testland");
+    assert_eq!(row["order_items_details"], "Widget (Qty: 3, Price: 2.25, Total: 6.75) | Gadget (Qty: 1, Price: 10.00, Total: 10.00)");
+    assert_eq!(row["items_total"], "16.75");
+
+    db.exec_drop("UPDATE orders SET total = '50.00', order_status = 'Paid' WHERE order_id = ?", (order_id,)).await.unwrap();
+    let row = eventually(&path, Duration::from_secs(5), |_, b| b["total"] == "50.00").await;
+    assert_eq!(row["order_status"], "Paid");
+
+    db.exec_drop("UPDATE users SET name = 'E2E Renamed' WHERE user_id = ?", (user_id,)).await.unwrap();
+    eventually(&path, Duration::from_secs(5), |_, b| b["user_name"] == "E2E Renamed").await;
+
+    db.exec_drop("DELETE FROM order_items WHERE order_id = ?", (order_id,)).await.unwrap();
+    db.exec_drop("DELETE FROM orders WHERE order_id = ?", (order_id,)).await.unwrap();
+    let gone = eventually(&path, Duration::from_secs(5), |s, _| s == 404).await;
+    assert_eq!(gone["error"]["code"], "not_found");
+}
+
+/// Every row of the materialized view, page by page.
+async fn all_pages(endpoint: &str) -> Vec<Value> {
+    let mut rows = Vec::new();
+    let mut after = i64::MIN;
+    loop {
+        let (status, page) = get(&format!("{endpoint}?limit=1000&after={after}")).await;
+        assert_eq!(status, 200, "{endpoint}: {page}");
+        let page = page.as_array().cloned().unwrap_or_default();
+        let Some(last) = page.last() else { return rows };
+        after = last["order_id"].as_i64().unwrap();
+        rows.extend(page);
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the running stack: scripts/test.sh"]
+async fn view_equals_the_mysql_query_after_random_dml() {
+    let mut db = mysql().await;
+    let mut rng = StdRng::seed_from_u64(rand::random());
+    let users: Vec<u64> = db.query("SELECT user_id FROM users ORDER BY user_id DESC LIMIT 30").await.unwrap();
+    for _ in 0..150 {
+        let user = users[rng.random_range(0..users.len())];
+        match rng.random_range(0..7) {
+            0 => db.exec_drop("INSERT INTO orders (user_id, total, order_status) VALUES (?, ?, 'Created')", (user, format!("{}.{:02}", rng.random_range(1..300), rng.random_range(0..100)))).await,
+            1 => db.exec_drop("INSERT INTO order_items (order_id, name, quantity, price) SELECT order_id, 'Random Item', ?, ? FROM orders ORDER BY RAND() LIMIT 1", (rng.random_range(1..9), format!("{}.{:02}", rng.random_range(1..50), rng.random_range(0..100)))).await,
+            2 => db.exec_drop("UPDATE order_items SET order_id = (SELECT order_id FROM orders ORDER BY RAND() LIMIT 1) ORDER BY RAND() LIMIT 1", ()).await,
+            3 => db.exec_drop("UPDATE orders SET user_id = ?, updated_date = updated_date WHERE order_id = (SELECT order_id FROM (SELECT order_id FROM orders ORDER BY RAND() LIMIT 1) t)", (user,)).await,
+            4 => db.exec_drop("INSERT INTO addresses (user_id, street, city, state, country) VALUES (?, 'New Street', 'New City', NULL, 'Nowhere')", (user,)).await,
+            5 => db.exec_drop("UPDATE users SET phone = ? WHERE user_id = ?", (format!("{}", rng.random_range(1000..9999)), user)).await,
+            _ => db.exec_drop("DELETE FROM order_items ORDER BY RAND() LIMIT 1", ()).await,
+        }
+        .unwrap();
+    }
+    // The naive query knows only the orders' own status; compare every other column.
+    let strip = |rows: Vec<Value>| -> Vec<Value> {
+        rows.into_iter()
+            .map(|mut r| {
+                let o = r.as_object_mut().unwrap();
+                o.remove("order_status");
+                o.remove("last_order_update");
+                r
+            })
+            .collect()
+    };
+    let start = Instant::now();
+    loop {
+        let (mv, naive) = (strip(all_pages("/order_details_mv").await), strip(all_pages("/order_details").await));
+        if mv == naive {
+            assert!(mv.len() > 20);
+            return;
+        }
+        if start.elapsed() > Duration::from_secs(15) {
+            let diff: Vec<_> = mv.iter().zip(&naive).filter(|(a, b)| a != b).take(3).collect();
+            panic!("view and MySQL differ ({} vs {} rows): {diff:?}", mv.len(), naive.len());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the running stack: scripts/test.sh"]
+async fn postgres_table_equals_the_view() {
+    let url = env("CDCVIEW_PG_URL", "postgres://cdcview:cdcview@127.0.0.1:5433/cdcview");
+    let (pg, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("PostgreSQL of the stack");
+    tokio::spawn(conn);
+    let start = Instant::now();
+    loop {
+        let view = all_pages("/order_details_mv").await;
+        let rows = pg
+            .query("SELECT order_id, total::text, items_total::text, item_count, order_items_details FROM order_details_mv ORDER BY order_id", &[])
+            .await
+            .unwrap();
+        let table: Vec<(i64, String, String, i64, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect();
+        let expected: Vec<(i64, String, String, i64, Option<String>)> = view
+            .iter()
+            .map(|v| {
+                (
+                    v["order_id"].as_i64().unwrap(),
+                    v["total"].as_str().unwrap().to_string(),
+                    v["items_total"].as_str().unwrap().to_string(),
+                    v["item_count"].as_i64().unwrap(),
+                    v["order_items_details"].as_str().map(str::to_string),
+                )
+            })
+            .collect();
+        if table == expected {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "PostgreSQL order_details_mv differs from the API's view");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the running stack: scripts/test.sh"]
+async fn api_errors_are_json_with_stable_codes() {
+    let (s, b) = get("/order_details_mv/not-a-number").await;
+    assert_eq!((s, b["error"]["code"].as_str()), (400, Some("bad_parameter")));
+    let (s, b) = get("/order_details_mv?limit=-5").await;
+    assert_eq!((s, b["error"]["code"].as_str()), (400, Some("bad_parameter")));
+    assert!(b["error"]["message"].as_str().unwrap().contains("limit"));
+    let (s, _) = get("/order_details_mv?limit=1000000").await;
+    assert_eq!(s, 400);
+    let (s, _) = get("/order_details_mv?user_id=1%20OR%201=1").await;
+    assert_eq!(s, 400);
+    let (s, b) = get("/nope").await;
+    assert_eq!((s, b["error"]["code"].as_str()), (404, Some("not_found")));
+    let (s, b) = get("/order_details_mv/999999999").await;
+    assert_eq!((s, b["error"]["code"].as_str()), (404, Some("not_found")));
+    let (s, b) = get("/status").await;
+    assert_eq!(s, 200);
+    assert_eq!(b["ready"], true);
+    let (s, page) = get("/order_details_mv?limit=2").await;
+    assert_eq!(s, 200);
+    let page = page.as_array().unwrap().clone();
+    assert_eq!(page.len(), 2);
+    let (_, next) = get(&format!("/order_details_mv?limit=2&after={}", page[1]["order_id"])).await;
+    assert!(next[0]["order_id"].as_i64().unwrap() > page[1]["order_id"].as_i64().unwrap());
+    let (s, users) = get("/users?limit=3").await;
+    assert_eq!(s, 200);
+    assert_eq!(users["users"].as_array().unwrap().len(), 3);
+}
