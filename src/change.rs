@@ -91,9 +91,12 @@ pub struct StatusEvent {
 }
 
 impl StatusEvent {
-    /// Events are ordered by time, ties broken by the greater event id.
-    pub fn recency(&self) -> (Timestamp, i64) {
-        (self.updated_at, self.id)
+    /// Events are ordered by time, ties broken by the greater event id. Two
+    /// different events with the same time and id (a pusher restarted with
+    /// reused ids) are ordered by status text, so that the winner does not
+    /// depend on which arrived first.
+    pub fn recency(&self) -> (Timestamp, i64, &str) {
+        (self.updated_at, self.id, &self.status)
     }
 }
 
