@@ -25,3 +25,4 @@ pub mod error;
 pub mod pipeline;
 pub mod sink;
 pub mod source;
+pub mod workload;

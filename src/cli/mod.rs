@@ -1,5 +1,6 @@
 //! The command line: one binary, one subcommand per tool.
 
+mod bench;
 mod push_events;
 mod seed;
 mod serve;
@@ -21,6 +22,9 @@ pub enum Command {
     Seed(seed::SeedArgs),
     /// Produce order status events to Kafka, like the reference push_events.js.
     PushEvents(push_events::PushArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -28,5 +32,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(cfg) => serve::run(cfg).await,
         Command::Seed(args) => seed::run(args).await,
         Command::PushEvents(args) => push_events::run(args).await,
+        Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use ahash::{AHashMap, AHashSet};
+use ahash::AHashMap;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
@@ -75,7 +75,8 @@ pub struct OrderDetailsView {
     /// The newest status event per order, kept even for orders not seen yet.
     status: AHashMap<i64, StatusEvent>,
     rows: AHashMap<i64, Arc<OrderDetails>>,
-    dirty: AHashSet<i64>,
+    /// Keys touched by the current batch; sorted and deduplicated at the end.
+    dirty: Vec<i64>,
     dedup: Deduplicator,
     duplicates: u64,
 }
@@ -121,7 +122,7 @@ impl OrderDetailsView {
                 dirty.extend(orders.children(a.user_id));
             }),
             TableChange::Orders(c) => apply_row(&mut self.orders, c, |o| {
-                dirty.insert(o.order_id);
+                dirty.push(o.order_id);
             }),
             TableChange::Items(c) => apply_row(&mut self.items, c, |i| {
                 dirty.extend(i.order_id);
@@ -129,7 +130,7 @@ impl OrderDetailsView {
             TableChange::Status(event) => {
                 let newer = self.status.get(&event.order_id).is_none_or(|old| event.recency() > old.recency());
                 if newer {
-                    dirty.insert(event.order_id);
+                    dirty.push(event.order_id);
                     self.status.insert(event.order_id, event);
                 }
             }
@@ -167,10 +168,11 @@ impl OrderDetailsView {
     }
 
     fn flush_dirty(&mut self) -> Vec<ViewDelta<OrderDetails>> {
-        let mut keys: Vec<i64> = self.dirty.drain().collect();
+        let mut keys = std::mem::take(&mut self.dirty);
         keys.sort_unstable();
+        keys.dedup();
         let mut deltas = Vec::with_capacity(keys.len());
-        for key in keys {
+        for &key in &keys {
             let new = self.compute(key);
             let old = self.rows.get(&key);
             match (old, new) {
@@ -187,6 +189,8 @@ impl OrderDetailsView {
                 }
             }
         }
+        keys.clear();
+        self.dirty = keys;
         deltas
     }
 }

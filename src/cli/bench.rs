@@ -1,0 +1,84 @@
+//! `cdcview bench engine`: the engine alone on a generated workload.
+
+use std::time::Instant;
+
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::engine::{IncrementalView, OrderDetailsView};
+use crate::workload::{Sizes, Workload};
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Build a generated state, then apply a mixed stream of changes; print
+    /// changes per second, batch latency percentiles and peak memory.
+    Engine(EngineArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EngineArgs {
+    #[arg(long, default_value_t = 100_000)]
+    pub users: i64,
+    #[arg(long, default_value_t = 200_000)]
+    pub orders: i64,
+    #[arg(long, default_value_t = 500_000)]
+    pub items: i64,
+    #[arg(long, default_value_t = 200_000)]
+    pub events: i64,
+    /// Changes in the measured stream.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub changes: usize,
+    /// Changes per batch (one view version each).
+    #[arg(long, default_value_t = 1_000)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    let BenchCommand::Engine(args) = cmd;
+    anyhow::ensure!(args.batch > 0 && args.users > 0 && args.orders > 0 && args.items > 0, "sizes and --batch must be positive");
+    let sizes = Sizes { users: args.users, orders: args.orders, items: args.items, events: args.events };
+    let mut workload = Workload::new(sizes, args.seed);
+    let mut engine = OrderDetailsView::new();
+
+    eprintln!("building the initial state: {sizes:?}");
+    let initial = workload.initial();
+    let n_initial = initial.len();
+    let t = Instant::now();
+    for chunk in initial.chunks(10_000) {
+        engine.apply_batch(chunk.to_vec());
+    }
+    let build = t.elapsed();
+    eprintln!("initial state: {n_initial} changes in {:.2} s ({:.0}/s), {} view rows", build.as_secs_f64(), n_initial as f64 / build.as_secs_f64(), engine.len());
+
+    // Generate the stream up front, so that only the engine is timed.
+    let stream: Vec<Vec<_>> = (0..args.changes.div_ceil(args.batch))
+        .map(|b| (0..args.batch.min(args.changes - b * args.batch)).map(|_| workload.next_change()).collect())
+        .collect();
+    let bar = ProgressBar::new(stream.len() as u64).with_style(ProgressStyle::with_template("{bar:30} {pos}/{len} batches")?);
+    let mut latencies = Vec::with_capacity(stream.len());
+    let mut deltas = 0usize;
+    let start = Instant::now();
+    for batch in stream {
+        let t = Instant::now();
+        deltas += engine.apply_batch(batch).len();
+        latencies.push(t.elapsed());
+        bar.inc(1);
+    }
+    let elapsed = start.elapsed();
+    bar.finish_and_clear();
+    latencies.sort_unstable();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!("engine: {} changes in {:.3} s = {:.0} changes/s (one core)", args.changes, elapsed.as_secs_f64(), args.changes as f64 / elapsed.as_secs_f64());
+    println!("batches of {}: p50 {:?}, p99 {:?}, max {:?}", args.batch, pct(0.50), pct(0.99), latencies.last().unwrap());
+    println!("view deltas emitted: {deltas}; view rows: {}", engine.len());
+    println!("peak resident memory: {}", peak_rss().map_or("unknown".into(), |kb| format!("{:.0} MiB", kb as f64 / 1024.0)));
+    Ok(())
+}
+
+/// VmHWM from /proc/self/status, in KiB.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
