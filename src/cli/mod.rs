@@ -32,6 +32,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(cfg) => serve::run(cfg).await,
         Command::Seed(args) => seed::run(args).await,
         Command::PushEvents(args) => push_events::run(args).await,
-        Command::Bench(cmd) => bench::run(cmd),
+        Command::Bench(cmd) => bench::run(cmd).await,
     }
 }
