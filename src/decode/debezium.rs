@@ -108,7 +108,10 @@ fn change_kind(op: &str) -> Result<Kind, DecodeReason> {
 
 /// `{"schema": .., "payload": ..}` when `schemas.enable` is on, the bare
 /// envelope when off. A null payload is a tombstone.
-fn split_schema(doc: &Value) -> Result<(Option<&Map<String, Value>>, Option<&Value>), DecodeReason> {
+/// The envelope (absent for a tombstone) and the embedded schema, if any.
+type Split<'a> = (Option<&'a Map<String, Value>>, Option<&'a Value>);
+
+fn split_schema(doc: &Value) -> Result<Split<'_>, DecodeReason> {
     let obj = match doc {
         Value::Null => return Ok((None, None)),
         Value::Object(obj) => obj,
