@@ -4,6 +4,7 @@
 #   ./start.sh stop     stop everything this script started
 #   ./start.sh status   show what runs
 #   ./start.sh restart  stop, then start
+#   ./start.sh restart-debezium  restart only the Debezium runner
 # Settings (ports, paths, seed size) come from CDCVIEW_* variables: see README.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")" && pwd)
@@ -158,6 +159,7 @@ case "${1:-up}" in
     stop) stop ;;
     status) status ;;
     restart) stop; up ;;
+    restart-debezium) stop_pid debezium; start_debezium ;;
     -h|--help|help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' ;;
     *) die "unknown command '$1' (try: ./start.sh [up|stop|status|restart])" ;;
 esac

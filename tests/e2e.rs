@@ -203,3 +203,85 @@ async fn api_errors_are_json_with_stable_codes() {
     assert_eq!(s, 200);
     assert_eq!(users["users"].as_array().unwrap().len(), 3);
 }
+
+#[tokio::test]
+#[ignore = "needs the running stack: scripts/test.sh"]
+async fn change_stream_delivers_the_insert_of_a_new_order() {
+    let mut resp = reqwest::get(format!("{}/order_details_mv/changes", api())).await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut db = mysql().await;
+    let user: u64 = db.query_first("SELECT MIN(user_id) FROM users").await.unwrap().unwrap();
+    db.exec_drop("INSERT INTO orders (user_id, total, order_status) VALUES (?, '7.77', 'Created')", (user,)).await.unwrap();
+    let order_id = db.last_insert_id().unwrap();
+    let mut text = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if text.contains(&format!("\"order_id\":{order_id},")) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "no change event for order {order_id}; stream so far: {text}");
+    assert!(text.contains("event: insert"), "{text}");
+}
+
+#[tokio::test]
+#[ignore = "needs the running stack: scripts/test.sh"]
+async fn a_malformed_record_is_counted_kept_and_harmless() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let brokers = env("CDCVIEW_BROKERS", "127.0.0.1:9092");
+    let (_, before) = get("/status").await;
+    let errors_before = before["decode_errors"].as_u64().unwrap();
+    let producer: FutureProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let garbage = format!("{{not json {}", rand::random::<u32>());
+    producer
+        .send(FutureRecord::to("mysql.shop.orders").key("{\"order_id\":-1}").payload(&garbage), Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    eventually("/status", Duration::from_secs(10), |_, b| b["decode_errors"].as_u64().unwrap() > errors_before).await;
+
+    let url = env("CDCVIEW_PG_URL", "postgres://cdcview:cdcview@127.0.0.1:5433/cdcview");
+    let (pg, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let start = Instant::now();
+    loop {
+        let rows = pg.query("SELECT reason FROM cdcview_dead_letters WHERE raw = $1", &[&garbage.as_bytes()]).await.unwrap();
+        if let Some(row) = rows.first() {
+            let reason: String = row.get(0);
+            assert!(reason.contains("not valid JSON"), "{reason}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "the dead letter never reached PostgreSQL");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The pipeline goes on: a new order still shows.
+    let mut db = mysql().await;
+    let user: u64 = db.query_first("SELECT MIN(user_id) FROM users").await.unwrap().unwrap();
+    db.exec_drop("INSERT INTO orders (user_id, total) VALUES (?, '3.00')", (user,)).await.unwrap();
+    let id = db.last_insert_id().unwrap();
+    eventually(&format!("/order_details_mv/{id}"), Duration::from_secs(5), |s, _| s == 200).await;
+}
+
+/// Restarts the Debezium runner and checks that the first transaction after
+/// the restart is not lost (the MariaDB resume-offset issue, see
+/// connectors/runner.py). scripts/test.sh runs it alone, after the others.
+#[tokio::test]
+#[ignore = "needs the running stack: scripts/test.sh"]
+async fn first_transaction_after_a_debezium_restart_is_not_lost() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let status = tokio::process::Command::new(format!("{root}/start.sh")).arg("restart-debezium").status().await.unwrap();
+    assert!(status.success(), "start.sh restart-debezium failed");
+    let mut db = mysql().await;
+    let user: u64 = db.query_first("SELECT MIN(user_id) FROM users").await.unwrap().unwrap();
+    db.exec_drop("INSERT INTO orders (user_id, total) VALUES (?, '11.00')", (user,)).await.unwrap();
+    let first = db.last_insert_id().unwrap();
+    db.exec_drop("INSERT INTO orders (user_id, total) VALUES (?, '12.00')", (user,)).await.unwrap();
+    let second = db.last_insert_id().unwrap();
+    eventually(&format!("/order_details_mv/{second}"), Duration::from_secs(15), |s, _| s == 200).await;
+    let (status, _) = get(&format!("/order_details_mv/{first}")).await;
+    assert_eq!(status, 200, "order {first}, the first change after the restart, was lost");
+}
