@@ -38,5 +38,5 @@ say "building cdcview ($CDCVIEW_PROFILE)"
 if [ "$CDCVIEW_PROFILE" = release ]; then
     (cd "$ROOT" && cargo build --release --locked --bin cdcview)
 else
-    (cd "$ROOT" && cargo build --locked --bin cdcview)
+    (cd "$ROOT" && cargo build --locked --bin cdcview --tests)
 fi

@@ -4,6 +4,9 @@
 # if this script started it.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# The stack runs the debug build here: the test build reuses its compiled
+# dependencies, where a release build would compile everything a second time.
+export CDCVIEW_PROFILE=${CDCVIEW_PROFILE:-debug}
 . "$ROOT/scripts/lib.sh"
 
 was_running=no
