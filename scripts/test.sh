@@ -20,6 +20,7 @@ command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 say "running the tests (unit, oracle, end to end)"
 cd "$ROOT"
 # End-to-end tests are #[ignore]d for plain `cargo test`; here the stack runs.
-# The restart test stops a part of the stack, so it runs alone, after the rest.
-cargo nextest run --locked --run-ignored all --no-fail-fast -E 'not test(restart)' "$@"
+# The restart test restarts a part of the stack, so it runs alone, first;
+# then everything else (the closing summary is the main run's).
 cargo nextest run --locked --run-ignored all --no-fail-fast -E 'test(restart)' "$@"
+cargo nextest run --locked --run-ignored all --no-fail-fast -E 'not test(restart)' "$@"
