@@ -64,7 +64,7 @@ pub async fn one(State(state): State<AppState>, Path(raw): Path<String>) -> Resu
 pub async fn changes(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let stream = BroadcastStream::new(state.shared.changes.subscribe())
         .map(|item| match item {
-            Ok(change) => (true, Event::default().event(op_name(&change.op)).json_data(&*change).unwrap_or_default()),
+            Ok(change) => (true, Event::default().event(change.op.as_str()).json_data(&*change).unwrap_or_default()),
             Err(BroadcastStreamRecvError::Lagged(n)) => {
                 (false, Event::default().event("lagged").data(format!("this client fell {n} changes behind and was dropped; reconnect and re-read the view")))
             }
@@ -76,12 +76,4 @@ pub async fn changes(State(state): State<AppState>) -> Sse<impl Stream<Item = Re
         })
         .map(Ok);
     Sse::new(stream).keep_alive(KeepAlive::default())
-}
-
-fn op_name(op: &crate::engine::DeltaKind) -> &'static str {
-    match op {
-        crate::engine::DeltaKind::Insert => "insert",
-        crate::engine::DeltaKind::Update => "update",
-        crate::engine::DeltaKind::Delete => "delete",
-    }
 }

@@ -2,10 +2,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::api::{self, AppState};
 use crate::config::ServeConfig;
@@ -19,24 +18,14 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let shared = Shared::new();
     let stop = Arc::new(AtomicBool::new(false));
 
-    let (ready_tx, ready_rx) = watch::channel(false);
     let sink_tx = cfg.pg_url.clone().map(|url| {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(crate::sink::run(url, rx, Arc::clone(&shared), ready_rx.clone()));
+        tokio::spawn(crate::sink::run(url, rx, Arc::clone(&shared), shared.watch_ready()));
         tx
     });
     if sink_tx.is_none() {
         shared.update_sink(|s| s.state = "disabled");
         tracing::info!("no CDCVIEW_PG_URL: the PostgreSQL sink is off");
-    }
-    {
-        let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            while !shared.is_ready() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            let _ = ready_tx.send(true);
-        });
     }
     let pipeline = {
         let (shared, stop, cfg) = (Arc::clone(&shared), Arc::clone(&stop), cfg.pipeline());

@@ -49,6 +49,17 @@ pub enum DeltaKind {
     Delete,
 }
 
+impl DeltaKind {
+    /// The name used on the wire (serde and the change stream's event names).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeltaKind::Insert => "insert",
+            DeltaKind::Update => "update",
+            DeltaKind::Delete => "delete",
+        }
+    }
+}
+
 /// A materialized view maintained from a stream of changes. A second view over
 /// other inputs implements this trait; the pipeline around it stays the same.
 pub trait IncrementalView {

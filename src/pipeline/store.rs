@@ -2,13 +2,13 @@
 //! batch, and the pipeline's health.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::engine::{DeltaKind, OrderDetails, ViewDelta};
 use crate::source::PartitionProgress;
@@ -56,7 +56,8 @@ pub struct PipelineStatus {
 pub struct Shared {
     pub view: RwLock<ViewState>,
     status: Mutex<PipelineStatus>,
-    ready: AtomicBool,
+    /// False until the view has caught up with the topics as they were at start.
+    ready: watch::Sender<bool>,
     pub changes_applied: AtomicU64,
     pub decode_errors: AtomicU64,
     pub last_applied_ms: AtomicU64,
@@ -68,7 +69,7 @@ impl Default for Shared {
         Shared {
             view: RwLock::default(),
             status: Mutex::default(),
-            ready: AtomicBool::new(false),
+            ready: watch::channel(false).0,
             changes_applied: AtomicU64::new(0),
             decode_errors: AtomicU64::new(0),
             last_applied_ms: AtomicU64::new(0),
@@ -110,11 +111,16 @@ impl Shared {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        *self.ready.borrow()
     }
 
     pub fn set_ready(&self) {
-        self.ready.store(true, Ordering::Release);
+        self.ready.send_replace(true);
+    }
+
+    /// Follows readiness, for tasks that must wait for it (the sink).
+    pub fn watch_ready(&self) -> watch::Receiver<bool> {
+        self.ready.subscribe()
     }
 
     pub fn status(&self) -> PipelineStatus {
