@@ -212,19 +212,20 @@ async fn flush(url: &str, client: &mut Option<Client>, pending: &mut Pending, re
 }
 
 async fn upsert(tx: &tokio_postgres::Transaction<'_>, rows: &[&OrderDetails]) -> Result<(), SinkError> {
-    let col = |f: fn(&OrderDetails) -> Option<String>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let text = |f: fn(&OrderDetails) -> Option<&str>| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let decimal = |f: fn(&OrderDetails) -> rust_decimal::Decimal| rows.iter().map(|r| f(r).to_string()).collect::<Vec<_>>();
     let ids: Vec<i64> = rows.iter().map(|r| r.order_id).collect();
     let users: Vec<i64> = rows.iter().map(|r| r.user_id).collect();
-    let totals = col(|r| Some(r.total.to_string()));
+    let totals = decimal(|r| r.total);
     let dates: Vec<Option<i64>> = rows.iter().map(|r| r.order_date.map(|t| t.0)).collect();
-    let names = col(|r| Some(r.user_name.clone()));
-    let emails = col(|r| Some(r.user_email.clone()));
-    let phones = col(|r| r.user_phone.clone());
-    let addresses = col(|r| r.full_address.clone());
-    let details = col(|r| r.order_items_details.clone());
+    let names = text(|r| Some(&r.user_name));
+    let emails = text(|r| Some(&r.user_email));
+    let phones = text(|r| r.user_phone.as_deref());
+    let addresses = text(|r| r.full_address.as_deref());
+    let details = text(|r| r.order_items_details.as_deref());
     let counts: Vec<i64> = rows.iter().map(|r| r.item_count).collect();
-    let items_totals = col(|r| Some(r.items_total.to_string()));
-    let statuses = col(|r| r.order_status.clone());
+    let items_totals = decimal(|r| r.items_total);
+    let statuses = text(|r| r.order_status.as_deref());
     let updates: Vec<Option<i64>> = rows.iter().map(|r| r.last_order_update.map(|t| t.0)).collect();
     tx.execute(
         UPSERT,
