@@ -11,7 +11,9 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
 use super::params::Params;
+use super::error::ErrorBody;
 use super::{ApiError, AppState};
+use crate::engine::OrderDetails;
 use crate::change::Timestamp;
 
 #[derive(Clone, Copy)]
@@ -106,7 +108,19 @@ fn query_failed(e: mysql_async::Error) -> ApiError {
     ApiError::Unavailable("the MySQL query failed".into())
 }
 
-/// `GET /order_details?user_id=&after=&limit=`: the naive path.
+/// The naive path: the same view computed by one SQL query in MySQL at read
+/// time (each order's own status; status events live only in Kafka).
+#[utoipa::path(get, path = "/order_details", tag = "naive",
+    params(
+        ("user_id" = Option<i64>, Query, description = "only this user's orders"),
+        ("after" = Option<i64>, Query, description = "cursor: only order_ids greater than this"),
+        ("limit" = Option<i64>, Query, description = "page size, 1 to 1000", minimum = 1, maximum = 1000, example = 100),
+    ),
+    responses(
+        (status = 200, description = "rows, by ascending order_id", body = [OrderDetails]),
+        (status = 400, description = "a bad or unknown parameter", body = ErrorBody),
+        (status = 503, description = "MySQL is unreachable or not configured", body = ErrorBody),
+    ))]
 pub async fn order_details(State(state): State<AppState>, Query(raw): Query<HashMap<String, String>>) -> Result<Json<Vec<Map<String, Value>>>, ApiError> {
     let p = Params::new(raw, &["user_id", "after", "limit"])?;
     let user_id = p.int("user_id", 0, i64::MAX)?;
@@ -138,11 +152,33 @@ async fn table_page(state: &AppState, raw: HashMap<String, String>, table: &str,
     Ok(Json(serde_json::json!({ wrapper: rows })))
 }
 
+/// A page of `shop.users` read from MySQL, by ascending `user_id`: `{"users": [...]}`.
+#[utoipa::path(get, path = "/users", tag = "raw",
+    params(
+        ("after" = Option<i64>, Query, description = "cursor: only `user_id`s greater than this"),
+        ("limit" = Option<i64>, Query, description = "page size, 1 to 1000", minimum = 1, maximum = 1000, example = 100),
+    ),
+    responses(
+        (status = 200, description = "`{\"users\": [row, ...]}`; decimals as strings, times as RFC 3339", body = Object),
+        (status = 400, description = "a bad or unknown parameter", body = ErrorBody),
+        (status = 503, description = "MySQL is unreachable or not configured", body = ErrorBody),
+    ))]
 pub async fn users(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
     let cols = [("user_id", Col::Int), ("name", Col::Text), ("email", Col::Text), ("phone", Col::Text), ("created_at", Col::Time)];
     table_page(&s, q, "users", "user_id", &cols, "users").await
 }
 
+/// A page of `shop.addresses` read from MySQL, by ascending `address_id`: `{"addresses": [...]}`.
+#[utoipa::path(get, path = "/addresses", tag = "raw",
+    params(
+        ("after" = Option<i64>, Query, description = "cursor: only `address_id`s greater than this"),
+        ("limit" = Option<i64>, Query, description = "page size, 1 to 1000", minimum = 1, maximum = 1000, example = 100),
+    ),
+    responses(
+        (status = 200, description = "`{\"addresses\": [row, ...]}`; decimals as strings, times as RFC 3339", body = Object),
+        (status = 400, description = "a bad or unknown parameter", body = ErrorBody),
+        (status = 503, description = "MySQL is unreachable or not configured", body = ErrorBody),
+    ))]
 pub async fn addresses(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
     let cols = [
         ("address_id", Col::Int),
@@ -157,6 +193,17 @@ pub async fn addresses(State(s): State<AppState>, Query(q): Query<HashMap<String
     table_page(&s, q, "addresses", "address_id", &cols, "addresses").await
 }
 
+/// A page of `shop.orders` read from MySQL, by ascending `order_id`: `{"orders": [...]}`.
+#[utoipa::path(get, path = "/orders", tag = "raw",
+    params(
+        ("after" = Option<i64>, Query, description = "cursor: only `order_id`s greater than this"),
+        ("limit" = Option<i64>, Query, description = "page size, 1 to 1000", minimum = 1, maximum = 1000, example = 100),
+    ),
+    responses(
+        (status = 200, description = "`{\"orders\": [row, ...]}`; decimals as strings, times as RFC 3339", body = Object),
+        (status = 400, description = "a bad or unknown parameter", body = ErrorBody),
+        (status = 503, description = "MySQL is unreachable or not configured", body = ErrorBody),
+    ))]
 pub async fn orders(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
     let cols = [
         ("order_id", Col::Int),
@@ -169,6 +216,17 @@ pub async fn orders(State(s): State<AppState>, Query(q): Query<HashMap<String, S
     table_page(&s, q, "orders", "order_id", &cols, "orders").await
 }
 
+/// A page of `shop.order_items` read from MySQL, by ascending `id`: `{"order_items": [...]}`.
+#[utoipa::path(get, path = "/order_items", tag = "raw",
+    params(
+        ("after" = Option<i64>, Query, description = "cursor: only `id`s greater than this"),
+        ("limit" = Option<i64>, Query, description = "page size, 1 to 1000", minimum = 1, maximum = 1000, example = 100),
+    ),
+    responses(
+        (status = 200, description = "`{\"order_items\": [row, ...]}`; decimals as strings, times as RFC 3339", body = Object),
+        (status = 400, description = "a bad or unknown parameter", body = ErrorBody),
+        (status = 503, description = "MySQL is unreachable or not configured", body = ErrorBody),
+    ))]
 pub async fn order_items(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
     let cols = [("id", Col::Int), ("order_id", Col::Int), ("name", Col::Text), ("quantity", Col::Int), ("price", Col::Money)];
     table_page(&s, q, "order_items", "id", &cols, "order_items").await

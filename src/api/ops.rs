@@ -8,13 +8,20 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::Json;
 
+use super::error::ErrorBody;
 use super::{ApiError, AppState};
 
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "alive", body = String, example = "ok")))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// 200 once the view has caught up with the topics as they were at start.
+/// Readiness: 200 once the view has caught up with the topics' end offsets
+/// as they were at start, 503 before.
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses(
+    (status = 200, description = "the view is complete", body = String, example = "ready"),
+    (status = 503, description = "still catching up", body = ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     if state.shared.is_ready() {
         Ok("ready")
@@ -23,6 +30,9 @@ pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiEr
     }
 }
 
+/// Per-partition consumed and end offsets and lag, the view's version and
+/// freshness, the sink's state and the decode error count.
+#[utoipa::path(get, path = "/status", tag = "ops", responses((status = 200, description = "the pipeline's status", body = Object)))]
 pub async fn status(State(state): State<AppState>) -> impl IntoResponse {
     let shared = &state.shared;
     let status = shared.status();
@@ -46,7 +56,8 @@ pub async fn status(State(state): State<AppState>) -> impl IntoResponse {
     }))
 }
 
-/// Prometheus text format.
+/// Metrics in Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let shared = &state.shared;
     let status = shared.status();
@@ -70,5 +81,6 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     for p in &status.partitions {
         let _ = writeln!(out, "cdcview_partition_lag{{topic=\"{}\",partition=\"{}\"}} {}", p.topic, p.partition, p.lag());
     }
+    state.http.encode(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -13,9 +13,10 @@ use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
 
 use super::params::{path_id, Params};
+use super::error::ErrorBody;
 use super::{ApiError, AppState};
 use crate::engine::OrderDetails;
-use crate::pipeline::ViewState;
+use crate::pipeline::{ChangeEvent, ViewState};
 
 /// Headers that say which version a response was computed from and how fresh it is.
 fn version_headers(view: &ViewState) -> HeaderMap {
@@ -27,7 +28,20 @@ fn version_headers(view: &ViewState) -> HeaderMap {
     h
 }
 
-/// `GET /order_details_mv?user_id=&status=&after=&limit=`, ascending order_id.
+/// Rows of the materialized view, by ascending `order_id`, from one view version.
+#[utoipa::path(get, path = "/order_details_mv", tag = "view",
+    params(
+        ("user_id" = Option<i64>, Query, description = "only this user's orders"),
+        ("status" = Option<String>, Query, description = "only orders in this status"),
+        ("after" = Option<i64>, Query, description = "cursor: only order_ids greater than this (the last order_id of the previous page)"),
+        ("limit" = Option<i64>, Query, description = "page size, 1 to 1000", minimum = 1, maximum = 1000, example = 100),
+    ),
+    responses(
+        (status = 200, description = "a page of rows", body = [OrderDetails], headers(
+            ("x-view-version" = u64, description = "the view version the page was read from"),
+            ("x-view-source-time-ms" = i64, description = "time of the newest source change applied to that version, Unix ms"))),
+        (status = 400, description = "a bad or unknown parameter", body = ErrorBody),
+    ))]
 pub async fn list(State(state): State<AppState>, Query(raw): Query<HashMap<String, String>>) -> Result<impl IntoResponse, ApiError> {
     let p = Params::new(raw, &["user_id", "status", "after", "limit"])?;
     let user_id = p.int("user_id", 0, i64::MAX)?;
@@ -50,7 +64,15 @@ pub async fn list(State(state): State<AppState>, Query(raw): Query<HashMap<Strin
     Ok((headers, Json(rows)))
 }
 
-/// `GET /order_details_mv/{order_id}`.
+/// One row of the materialized view.
+#[utoipa::path(get, path = "/order_details_mv/{order_id}", tag = "view",
+    params(("order_id" = i64, Path, description = "the order's id")),
+    responses(
+        (status = 200, description = "the row", body = OrderDetails, headers(
+            ("x-view-version" = u64, description = "the view version the row was read from"))),
+        (status = 400, description = "not an id", body = ErrorBody),
+        (status = 404, description = "no such order in the view", body = ErrorBody),
+    ))]
 pub async fn one(State(state): State<AppState>, Path(raw): Path<String>) -> Result<impl IntoResponse, ApiError> {
     let id = path_id("order_id", &raw)?;
     let view = state.shared.view.read();
@@ -58,9 +80,11 @@ pub async fn one(State(state): State<AppState>, Path(raw): Path<String>) -> Resu
     Ok((version_headers(&view), Json(row)))
 }
 
-/// `GET /order_details_mv/changes`: Server-Sent Events, one per view delta,
-/// from the current version on. A client too slow to keep up is sent a final
-/// `lagged` event and dropped, so it never holds the pipeline back.
+/// Server-Sent Events, one per view delta (event `insert`, `update` or
+/// `delete`), from the current version on. A client too slow to keep up is
+/// sent a final `lagged` event and dropped, so it never holds the pipeline back.
+#[utoipa::path(get, path = "/order_details_mv/changes", tag = "view",
+    responses((status = 200, description = "an event stream; each event's data is a ChangeEvent", content_type = "text/event-stream", body = ChangeEvent)))]
 pub async fn changes(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let stream = BroadcastStream::new(state.shared.changes.subscribe())
         .map(|item| match item {

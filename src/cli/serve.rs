@@ -33,7 +33,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     };
 
     tracing::info!(listen = %cfg.listen, brokers = %cfg.brokers, "serving order_details_mv");
-    let router = api::router(AppState { shared, mysql });
+    let router = api::router(AppState::new(shared, mysql));
     api::serve(listener, router, shutdown_signal()).await.context("HTTP server failed")?;
     stop.store(true, Ordering::Relaxed);
     let _ = tokio::task::spawn_blocking(move || pipeline.join()).await;

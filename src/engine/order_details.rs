@@ -24,21 +24,34 @@ use crate::change::{Address, Change, Item, Order, RowChange, TableChange, Timest
 /// Text shared between the rows that contain it.
 pub type Text = Arc<str>;
 
-/// A row of `order_details_mv`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A row of `order_details_mv`. Money is an exact decimal string, times are RFC 3339.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OrderDetails {
     pub order_id: i64,
     pub user_id: i64,
+    #[schema(value_type = String, example = "125.50")]
     pub total: Decimal,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub order_date: Option<Timestamp>,
+    #[schema(value_type = String)]
     pub user_name: Text,
+    #[schema(value_type = String)]
     pub user_email: Text,
+    #[schema(value_type = Option<String>)]
     pub user_phone: Option<Text>,
+    /// The user's newest address: `street, city, state, postal_code, country`.
+    #[schema(value_type = Option<String>)]
     pub full_address: Option<Text>,
+    /// `name (Qty: q, Price: p, Total: t)` per item by id, joined by ` | `.
+    #[schema(value_type = Option<String>)]
     pub order_items_details: Option<Text>,
     pub item_count: i64,
+    #[schema(value_type = String, example = "125.50")]
     pub items_total: Decimal,
+    /// The newer of the order's own status and its latest status event.
+    #[schema(value_type = Option<String>)]
     pub order_status: Option<Text>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_order_update: Option<Timestamp>,
 }
 

@@ -25,12 +25,14 @@ pub struct ViewState {
 }
 
 /// One view change, as sent on the change stream.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ChangeEvent {
     pub version: u64,
     pub op: DeltaKind,
     pub order_id: i64,
+    #[schema(value_type = Option<OrderDetails>)]
     pub before: Option<Arc<OrderDetails>>,
+    #[schema(value_type = Option<OrderDetails>)]
     pub after: Option<Arc<OrderDetails>>,
 }
 
