@@ -308,3 +308,172 @@ async fn first_transaction_after_a_debezium_restart_is_not_lost() {
     let (status, _) = get(&format!("/order_details_mv/{first}")).await;
     assert_eq!(status, 200, "order {first}, the first change after the restart, was lost");
 }
+
+/// The first error code and message of a response that must be a 400.
+async fn bad_request(path: &str) -> String {
+    let (status, body) = get(path).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_parameter")), "{path}: {body}");
+    body["error"]["message"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+#[ignore = "needs the running stack: scripts/test.sh"]
+async fn raw_endpoints_page_by_primary_key_in_the_reference_shapes() {
+    for (endpoint, key) in [("users", "user_id"), ("addresses", "address_id"), ("orders", "order_id"), ("order_items", "id")] {
+        let keys = |body: &Value| -> Vec<i64> { body[endpoint].as_array().unwrap_or_else(|| panic!("{endpoint}: {body}")).iter().map(|r| r[key].as_i64().unwrap()).collect() };
+        let (status, first) = get(&format!("/{endpoint}?limit=2")).await;
+        assert_eq!(status, 200, "{endpoint}: {first}");
+        let first_keys = keys(&first);
+        assert_eq!(first_keys.len(), 2, "{endpoint}: the seeded shop has at least two rows");
+        assert!(first_keys[0] < first_keys[1]);
+        let (_, next) = get(&format!("/{endpoint}?limit=2&after={}", first_keys[1])).await;
+        assert!(keys(&next).iter().all(|k| *k > first_keys[1]), "{endpoint}: the next page starts after the cursor");
+        let (_, end) = get(&format!("/{endpoint}?after={}", i64::MAX)).await;
+        assert!(keys(&end).is_empty(), "{endpoint}: past the last key is an empty page");
+        assert_eq!(get(&format!("/{endpoint}?limit=1000")).await.0, 200);
+        assert!(bad_request(&format!("/{endpoint}?limit=1001")).await.contains("limit"));
+        assert!(bad_request(&format!("/{endpoint}?limit=0")).await.contains("limit"));
+        assert!(bad_request(&format!("/{endpoint}?after=abc")).await.contains("after"));
+        assert!(bad_request(&format!("/{endpoint}?colour=red")).await.contains("colour"));
+    }
+    let (_, orders) = get("/orders?limit=1").await;
+    let order = &orders["orders"][0];
+    assert!(order["total"].is_string(), "money is an exact string: {order}");
+    let date = order["order_date"].as_str().expect("order_date");
+    assert!(chrono::DateTime::parse_from_rfc3339(date).is_ok(), "times are RFC 3339: {date}");
+    let (_, items) = get("/order_items?limit=1").await;
+    assert!(items["order_items"][0]["price"].is_string());
+}
+
+#[tokio::test]
+#[ignore = "needs the running stack: scripts/test.sh"]
+async fn view_filters_and_pages_match_the_naive_path() {
+    let mut db = mysql().await;
+    let tag: u64 = rand::random::<u32>().into();
+    let mut tx = db.start_transaction(Default::default()).await.unwrap();
+    tx.exec_drop("INSERT INTO users (name, email) VALUES ('E2E Filter', ?)", (format!("e2e-filter{tag}@example.com"),)).await.unwrap();
+    let user = tx.last_insert_id().unwrap();
+    let mut orders = Vec::new();
+    for status in ["Created", "Paid", "Created"] {
+        tx.exec_drop("INSERT INTO orders (user_id, total, order_status) VALUES (?, '3.00', ?)", (user, status)).await.unwrap();
+        orders.push(tx.last_insert_id().unwrap() as i64);
+    }
+    tx.commit().await.unwrap();
+
+    let ids = |body: &Value| -> Vec<i64> { body.as_array().unwrap().iter().map(|r| r["order_id"].as_i64().unwrap()).collect() };
+    let mine = format!("/order_details_mv?user_id={user}");
+    let all = eventually(&mine, Duration::from_secs(10), |s, b| s == 200 && b.as_array().is_some_and(|a| a.len() == 3)).await;
+    assert_eq!(ids(&all), orders, "ascending order_id, only this user's orders");
+    let (_, page1) = get(&format!("{mine}&limit=2")).await;
+    assert_eq!(ids(&page1), orders[..2]);
+    let (_, page2) = get(&format!("{mine}&limit=2&after={}", orders[1])).await;
+    assert_eq!(ids(&page2), orders[2..]);
+    let (_, page3) = get(&format!("{mine}&limit=2&after={}", orders[2])).await;
+    assert_eq!(ids(&page3), Vec::<i64>::new());
+    let (_, paid) = get(&format!("{mine}&status=Paid")).await;
+    assert_eq!(ids(&paid), [orders[1]]);
+    let (_, naive) = get(&format!("/order_details?user_id={user}")).await;
+    assert_eq!(ids(&naive), orders, "the naive path filters the same way");
+    assert_eq!(get(&format!("/order_details?user_id={user}&limit=1&after={}", orders[0])).await.1.as_array().unwrap().len(), 1);
+
+    let (_, status) = get("/status").await;
+    let rows = status["view"]["rows"].as_u64().unwrap() as usize;
+    let (_, default_page) = get("/order_details_mv").await;
+    assert_eq!(default_page.as_array().unwrap().len(), rows.min(100), "the default page size is 100");
+    assert!(bad_request("/order_details_mv?limit=abc").await.contains("limit"));
+    assert!(bad_request("/order_details_mv?user_id=-1").await.contains("user_id"));
+    assert!(bad_request(&format!("/order_details_mv?status={}", "x".repeat(300))).await.contains("status"));
+    assert!(bad_request("/order_details?status=Paid").await.contains("status"), "the naive path has no status filter");
+}
+
+#[tokio::test]
+#[ignore = "needs the running stack: scripts/test.sh"]
+async fn operational_endpoints_answer() {
+    let text = |path: &'static str| async move {
+        let resp = reqwest::get(format!("{}{path}", api())).await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    };
+    assert_eq!(text("/healthz").await, (200, "ok".to_string()));
+    assert_eq!(text("/readyz").await, (200, "ready".to_string()));
+    let (status, metrics) = text("/metrics").await;
+    assert_eq!(status, 200);
+    for name in ["cdcview_view_rows", "cdcview_decode_errors_total", "cdcview_partition_lag{topic=\"mysql.shop.orders\"", "cdcview_http_request_duration_seconds_bucket"] {
+        assert!(metrics.contains(name), "/metrics lacks {name}");
+    }
+    let (_, status) = get("/status").await;
+    let partitions = status["source"]["partitions"].as_array().unwrap();
+    let topics: std::collections::BTreeSet<&str> = partitions.iter().map(|p| p["topic"].as_str().unwrap()).collect();
+    assert!(topics.is_superset(&["mysql.shop.users", "mysql.shop.addresses", "mysql.shop.orders", "mysql.shop.order_items", "order_updates"].into()), "{status}");
+    assert!(partitions.iter().all(|p| p["lag"].is_u64() && p["end_offset"].is_i64()), "{status}");
+    assert_eq!(status["sink"]["state"], "ok");
+    let (status, doc) = get("/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(doc["paths"]["/order_details_mv/{order_id}"]["get"].is_object());
+}
+
+/// Server-sent events parsed from `text`: (event name, data).
+fn sse_events(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter_map(|block| {
+            let event = block.lines().find_map(|l| l.strip_prefix("event: "))?;
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
+            Some((event.to_string(), serde_json::from_str(data).unwrap_or(Value::Null)))
+        })
+        .collect()
+}
+
+#[tokio::test]
+#[ignore = "needs the running stack: scripts/test.sh"]
+async fn change_stream_delivers_a_dml_burst_in_order() {
+    let mut resp = reqwest::get(format!("{}/order_details_mv/changes", api())).await.unwrap();
+    let mut db = mysql().await;
+    let user: u64 = db.query_first("SELECT MIN(user_id) FROM users").await.unwrap().unwrap();
+    let mut orders = Vec::new();
+    for _ in 0..10 {
+        db.exec_drop("INSERT INTO orders (user_id, total, order_status) VALUES (?, '1.00', 'Created')", (user,)).await.unwrap();
+        orders.push(db.last_insert_id().unwrap() as i64);
+    }
+    // Let the inserts land first: an insert and a delete in one engine batch cancel out.
+    for id in &orders {
+        eventually(&format!("/order_details_mv/{id}"), Duration::from_secs(10), |s, _| s == 200).await;
+    }
+    for total in ["2.00", "3.00"] {
+        for id in &orders {
+            db.exec_drop("UPDATE orders SET total = ? WHERE order_id = ?", (total, id)).await.unwrap();
+        }
+    }
+    for id in &orders {
+        eventually(&format!("/order_details_mv/{id}"), Duration::from_secs(10), |_, b| b["total"] == "3.00").await;
+    }
+    for id in &orders {
+        db.exec_drop("DELETE FROM orders WHERE order_id = ?", (id,)).await.unwrap();
+    }
+    let last = *orders.last().unwrap();
+    let mut text = String::new();
+    let done = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if sse_events(&text).iter().any(|(e, d)| e == "delete" && d["order_id"] == last) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(done, Ok(true), "no delete event for order {last}");
+
+    let events = sse_events(&text);
+    let versions: Vec<u64> = events.iter().map(|(_, d)| d["version"].as_u64().unwrap()).collect();
+    assert!(versions.windows(2).all(|w| w[0] <= w[1]), "events arrive in version order: {versions:?}");
+    for id in &orders {
+        let mine: Vec<&(String, Value)> = events.iter().filter(|(_, d)| d["order_id"] == *id).collect();
+        let ops: Vec<&str> = mine.iter().map(|(e, _)| e.as_str()).collect();
+        assert_eq!(ops.first(), Some(&"insert"), "order {id}: {ops:?}");
+        assert_eq!(ops.last(), Some(&"delete"), "order {id}: {ops:?}");
+        assert!(ops[1..ops.len() - 1].iter().all(|op| *op == "update") && ops.len() >= 3, "order {id}: {ops:?}");
+        let totals: Vec<&str> = mine.iter().filter_map(|(_, d)| d["after"]["total"].as_str()).collect();
+        assert_eq!(totals.first(), Some(&"1.00"));
+        assert_eq!(totals.last(), Some(&"3.00"), "order {id}: the updates arrive in commit order: {totals:?}");
+        assert_eq!(mine.last().unwrap().1["before"]["total"], "3.00");
+    }
+}
