@@ -3,6 +3,8 @@
 use std::time::Instant;
 
 use clap::{Args, Subcommand};
+
+mod freshness;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::engine::{IncrementalView, OrderDetailsView};
@@ -13,8 +15,8 @@ pub enum BenchCommand {
     /// Build a generated state, then apply a mixed stream of changes; print
     /// changes per second, batch latency percentiles and peak memory.
     Engine(EngineArgs),
-    /// Insert orders into MySQL one at a time and time how long each takes to
-    /// show in the API (polling GET /order_details_mv/{id} every millisecond).
+    /// Insert orders into MySQL at a steady rate and time how long each
+    /// takes, from its commit, to arrive on the API's change stream (SSE).
     Freshness(FreshnessArgs),
 }
 
@@ -24,12 +26,18 @@ pub struct FreshnessArgs {
     pub mysql_url: String,
     #[arg(long, env = "CDCVIEW_API", default_value = "http://127.0.0.1:8001")]
     pub api: String,
-    /// Orders to insert.
-    #[arg(long, default_value_t = 200)]
-    pub count: usize,
-    /// Inserts per second.
-    #[arg(long, default_value_t = 20.0)]
+    /// Transactions (one order insert each) per second.
+    #[arg(long, default_value_t = 100.0)]
     pub rate: f64,
+    /// How long to keep the rate up, in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    pub duration: f64,
+    /// MySQL connections writing in parallel (one commit at a time each).
+    #[arg(long, default_value_t = 8)]
+    pub writers: usize,
+    /// Write `seconds_since_start,latency_ms` per order to this CSV file.
+    #[arg(long)]
+    pub csv: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -55,44 +63,8 @@ pub struct EngineArgs {
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Engine(args) => tokio::task::spawn_blocking(move || engine(args)).await?,
-        BenchCommand::Freshness(args) => freshness(args).await,
+        BenchCommand::Freshness(args) => freshness::run(args).await,
     }
-}
-
-async fn freshness(args: FreshnessArgs) -> anyhow::Result<()> {
-    use mysql_async::prelude::*;
-    let pool = crate::api::mysql_pool(&args.mysql_url)?;
-    let mut conn = pool.get_conn().await?;
-    let user: u64 = conn.query_first("SELECT MIN(user_id) FROM users").await?.ok_or_else(|| anyhow::anyhow!("no users: run cdcview seed"))?;
-    let http = reqwest::Client::new();
-    let interval = std::time::Duration::from_secs_f64(1.0 / args.rate);
-    let mut lags = Vec::with_capacity(args.count);
-    let bar = ProgressBar::new(args.count as u64);
-    for _ in 0..args.count {
-        let next = Instant::now() + interval;
-        conn.exec_drop("INSERT INTO orders (user_id, total, order_status) VALUES (?, '1.00', 'Created')", (user,)).await?;
-        let committed = Instant::now();
-        let id = conn.last_insert_id().ok_or_else(|| anyhow::anyhow!("no order id"))?;
-        let url = format!("{}/order_details_mv/{id}", args.api);
-        loop {
-            if http.get(&url).send().await?.status().is_success() {
-                break;
-            }
-            anyhow::ensure!(committed.elapsed().as_secs() < 30, "order {id} did not show within 30 s");
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-        lags.push(committed.elapsed());
-        bar.inc(1);
-        tokio::time::sleep_until(next.into()).await;
-    }
-    bar.finish_and_clear();
-    lags.sort_unstable();
-    let pct = |p| percentile(&lags, p);
-    println!("freshness over {} inserts at {}/s (commit -> visible in GET /order_details_mv/{{id}}, polled every 1 ms):", args.count, args.rate);
-    println!("p50 {:?}, p99 {:?}, max {:?}", pct(0.5), pct(0.99), lags.last().unwrap());
-    drop(conn);
-    pool.disconnect().await?;
-    Ok(())
 }
 
 fn engine(args: EngineArgs) -> anyhow::Result<()> {
@@ -144,7 +116,7 @@ fn engine(args: EngineArgs) -> anyhow::Result<()> {
 }
 
 /// The value at fraction `p` of a sorted, non-empty slice.
-fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+pub(crate) fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
