@@ -28,6 +28,8 @@ start_mysql() {
         --pid-file="$MYSQL_DIR/mysqld.pid" "${user_opt[@]}"
     wait_for MySQL "$LOG_DIR/mysql.log" mariadb-admin --protocol=socket -S "$MYSQL_SOCK" -uroot ping
     mysql_root < "$ROOT/infra/mysql/init.sql" || die "loading infra/mysql/init.sql failed"
+    # Data folders made before init.sql had this index get it now.
+    mysql_root shop -e "CREATE INDEX IF NOT EXISTS order_items_order_id ON order_items (order_id)"
     mysql_root < "$ROOT/infra/mysql/mariadb-grants.sql" 2>/dev/null || true
 }
 

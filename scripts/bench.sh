@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Runs the benchmarks behind BENCHMARKS.md against the real stack, and writes
+# the raw results and a freshness plot to $CDCVIEW_BENCH_OUT.
+#
+# Usage: scripts/bench.sh [PART...]
+#   PARTs: engine freshness throughput reads recovery footprint (default: all, in that order)
+# Environment: CDCVIEW_BENCH_USERS (100000: users seeded, about 2 orders each),
+#   CDCVIEW_BENCH_SECONDS (60: length of each freshness and throughput run),
+#   CDCVIEW_BENCH_OUT (.state/bench), plus the settings of start.sh.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+: "${CDCVIEW_BENCH_USERS:=100000}"
+: "${CDCVIEW_BENCH_SECONDS:=60}"
+: "${CDCVIEW_BENCH_OUT:=$CDCVIEW_STATE/bench}"
+export CDCVIEW_PROFILE=release CDCVIEW_SEED_USERS=$CDCVIEW_BENCH_USERS
+# Seeding 100k users puts 700k changes through Debezium: give start.sh time.
+export CDCVIEW_WAIT_SECS=${CDCVIEW_WAIT_SECS:-900}
+BIN=$ROOT/target/release/cdcview
+OUT=$CDCVIEW_BENCH_OUT
+mkdir -p "$OUT"
+
+install_bench_tools() {
+    command -v wrk >/dev/null || {
+        say "installing wrk from Debian (apt-get)"
+        [ "$(id -u)" = 0 ] || die "need root to apt-get install wrk; install it yourself and rerun"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+    }
+    "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null || {
+        say "installing matplotlib into $VENV (for the freshness plot)"
+        "$VENV/bin/pip" install -q 'matplotlib==3.9.2'
+    }
+}
+
+status_field() { curl -fsS "$CDCVIEW_API/status" | python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+sql() { mysql_root -N shop -e "$1"; }
+cdcview_pid() { cat "$RUN_DIR/cdcview.pid"; }
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$(cdcview_pid)/status"; }
+
+part_engine() {
+    say "engine alone (cdcview bench engine)"
+    "$BIN" bench engine | tee "$OUT/engine.txt"
+    say "the same view and workload in differential-dataflow (benches/differential)"
+    cargo build --release --locked --quiet --manifest-path "$ROOT/benches/differential/Cargo.toml" --target-dir "$ROOT/target/differential"
+    "$ROOT/target/differential/release/cdcview-differential" | tee "$OUT/engine-differential.txt"
+    python3 - "$OUT/engine.txt" "$OUT/engine-differential.txt" <<'PY' | tee -a "$OUT/engine.txt"
+import re, sys
+rate = lambda path: float(re.search(r"= (\d+) changes/s", open(path).read()).group(1))
+print(f"ratio: cdcview {rate(sys.argv[1]) / rate(sys.argv[2]):.1f}x differential-dataflow on the same changes")
+PY
+}
+
+part_freshness() {
+    local rate
+    for rate in 100 1000; do
+        say "freshness at $rate tx/s for ${CDCVIEW_BENCH_SECONDS} s"
+        "$BIN" bench freshness --rate "$rate" --duration "$CDCVIEW_BENCH_SECONDS" --csv "$OUT/freshness-$rate.csv" | tee "$OUT/freshness-$rate.txt"
+    done
+    "$VENV/bin/python" "$ROOT/scripts/plot_freshness.py" "$OUT/freshness.png" "$OUT"/freshness-100.csv "$OUT"/freshness-1000.csv
+    cp "$OUT/freshness.png" "$ROOT/benches/freshness.png"
+    info "plot: $OUT/freshness.png (copied to benches/freshness.png)"
+}
+
+# A bulk load through the whole pipeline, sampled every second: the rate at
+# which Debezium and the broker deliver changes, and cdcview's lag behind them.
+part_throughput() {
+    local users target samples=$OUT/throughput.csv
+    users=$(sql "SELECT COUNT(*) FROM users")
+    # About 7 changes per user (user, address, 2 orders, 3 items).
+    target=$((users + CDCVIEW_BENCH_SECONDS * 10000 / 7))
+    say "throughput: seeding up to $target users while sampling /status every second"
+    echo "second,produced,consumed,lag,rss_kib" > "$samples"
+    "$BIN" seed --users "$target" > "$OUT/throughput-seed.txt" &
+    local seeder=$! t=0 want
+    want=$(sql "SELECT COUNT(*) FROM orders o JOIN users u USING (user_id)")
+    while :; do
+        sleep 1; t=$((t + 1))
+        curl -fsS "$CDCVIEW_API/status" | python3 -c "
+import json,sys
+d=json.load(sys.stdin); p=d['source']['partitions']
+print('$t,%d,%d,%d,$(rss_kib)' % (sum(x['end_offset'] for x in p), sum(x['consumed_offset'] for x in p), sum(x['lag'] for x in p)))" >> "$samples"
+        if ! kill -0 "$seeder" 2>/dev/null; then
+            want=$(sql "SELECT COUNT(*) FROM orders o JOIN users u USING (user_id)")
+            [ "$(status_field "d['view']['rows']")" = "$want" ] && break
+        fi
+        [ $t -lt 1800 ] || die "the view did not catch up within 30 minutes"
+    done
+    wait "$seeder"
+    python3 - "$samples" <<'PY' | tee "$OUT/throughput.txt"
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+first = next(r for r in rows if int(r['produced']) > int(rows[0]['produced']))
+last = rows[-1]
+secs = int(last['second']) - int(first['second']) + 1
+changes = int(last['consumed']) - int(rows[0]['consumed'])
+print(f"throughput: {changes} changes in {secs} s = {changes / secs:.0f} changes/s through MySQL -> Debezium -> Kafka -> cdcview")
+print(f"cdcview lag behind the broker: max {max(int(r['lag']) for r in rows)} records, mean {sum(int(r['lag']) for r in rows) / len(rows):.0f}")
+PY
+}
+
+# wrk_run NAME PATH_EXPR: 10 s of wrk with a Lua-generated path per request.
+wrk_run() {
+    local name=$1 expr=$2 script=$OUT/wrk-$1.lua
+    cat > "$script" <<LUA
+math.randomseed(42)
+local lo, hi = $ORDER_LO, $ORDER_HI
+request = function() return wrk.format("GET", $expr) end
+LUA
+    wrk -t1 -c8 -d10s --latency -s "$script" "$CDCVIEW_API" > "$OUT/wrk-$name.txt"
+    printf '%-34s %10s req/s  p50 %8s  p99 %8s  non-2xx %s\n' "$name" \
+        "$(awk '/Requests\/sec/ {print $2}' "$OUT/wrk-$name.txt")" \
+        "$(awk '$1 == "50%" {print $2}' "$OUT/wrk-$name.txt")" \
+        "$(awk '$1 == "99%" {print $2}' "$OUT/wrk-$name.txt")" \
+        "$(awk '/Non-2xx/ {print $5}' "$OUT/wrk-$name.txt" | grep . || echo 0)"
+}
+
+part_reads() {
+    read -r ORDER_LO ORDER_HI < <(sql "SELECT MIN(order_id), MAX(order_id) FROM orders")
+    say "reads: wrk -t1 -c8 -d10s, random orders in [$ORDER_LO, $ORDER_HI], $(status_field "d['view']['rows']") rows in the view"
+    {
+        wrk_run mv-point '"/order_details_mv/" .. math.random(lo, hi)'
+        wrk_run mv-page-100 '"/order_details_mv?limit=100&after=" .. math.random(lo, hi)'
+        wrk_run naive-point '"/order_details?limit=1&after=" .. (math.random(lo, hi) - 1)'
+        wrk_run naive-page-100 '"/order_details?limit=100&after=" .. math.random(lo, hi)'
+    } | tee "$OUT/reads.txt"
+}
+
+part_recovery() {
+    local rows t0 t1
+    rows=$(status_field "d['view']['rows']")
+    say "recovery: restarting cdcview with $rows view rows in the topics"
+    stop_pid cdcview
+    t0=$(date +%s.%N)
+    start_bg cdcview "$BIN" serve
+    until curl -fsS "$CDCVIEW_API/readyz" >/dev/null 2>&1; do sleep 0.05; done
+    t1=$(date +%s.%N)
+    python3 -c "print(f'recovery: start -> /readyz 200 in {$t1 - $t0:.1f} s, {$(status_field "d['view']['rows']")} rows, $(status_field "d['changes_applied']") changes replayed from the topics')" | tee "$OUT/recovery.txt"
+}
+
+part_footprint() {
+    local rows rss
+    rows=$(status_field "d['view']['rows']")
+    rss=$(rss_kib)
+    python3 -c "print(f'footprint: {$rss / 1024:.0f} MiB resident with $rows view rows = {$rss / 1024 * 100000 / $rows:.0f} MiB per 100k orders (all five input tables kept)')" | tee "$OUT/footprint.txt"
+}
+
+main() {
+    local parts=("$@")
+    [ ${#parts[@]} -gt 0 ] && [ "${parts[0]}" != all ] || parts=(engine freshness throughput reads recovery footprint)
+    for p in "${parts[@]}"; do
+        declare -F "part_$p" >/dev/null || die "unknown part '$p' (parts: engine freshness throughput reads recovery footprint)"
+    done
+    install_bench_tools
+    "$ROOT/start.sh" up
+    pid_alive cdcview || die "cdcview is not running"
+    local t0=$SECONDS
+    {
+        echo "# $(date -u +%FT%TZ) on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(rustc --version)"
+        for p in "${parts[@]}"; do "part_$p"; done
+    } 2>&1 | tee "$OUT/summary.txt"
+    say "done in $((SECONDS - t0)) s; results in $OUT"
+}
+
+main "$@"
