@@ -5,6 +5,8 @@
 #   ./start.sh status   show what runs
 #   ./start.sh restart  stop, then start
 #   ./start.sh restart-debezium  restart only the Debezium runner
+#   ./start.sh kill-cdcview      SIGKILL cdcview, as a crash would
+#   ./start.sh start-cdcview     start cdcview alone, without building it
 # Settings (ports, paths, seed size) come from CDCVIEW_* variables: see README.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")" && pwd)
@@ -163,6 +165,11 @@ case "${1:-up}" in
     status) status ;;
     restart) stop; up ;;
     restart-debezium) stop_pid debezium; start_debezium ;;
-    -h|--help|help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' ;;
-    *) die "unknown command '$1' (try: ./start.sh [up|stop|status|restart])" ;;
+    # SIGKILL cdcview, as a crash would; start-cdcview starts it again, unbuilt.
+    kill-cdcview)
+        pid_alive cdcview && kill -KILL "$(cat "$RUN_DIR/cdcview.pid")"
+        rm -f "$RUN_DIR/cdcview.pid" ;;
+    start-cdcview) start_cdcview ;;
+    -h|--help|help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' ;;
+    *) die "unknown command '$1' (try: ./start.sh [up|stop|status|restart|restart-debezium|kill-cdcview|start-cdcview])" ;;
 esac

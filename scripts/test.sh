@@ -7,6 +7,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # The stack runs the debug build here: the test build reuses its compiled
 # dependencies, where a release build would compile everything a second time.
 export CDCVIEW_PROFILE=${CDCVIEW_PROFILE:-debug}
+# Frequent state snapshots, so the crash test's kills land between snapshots
+# and a restart exercises both halves: the snapshot and the topics after it.
+export CDCVIEW_SNAPSHOT_EVERY_SECS=${CDCVIEW_SNAPSHOT_EVERY_SECS:-1}
 . "$ROOT/scripts/lib.sh"
 
 was_running=no
@@ -22,5 +25,5 @@ cd "$ROOT"
 # End-to-end tests are #[ignore]d for plain `cargo test`; here the stack runs.
 # The restart test restarts a part of the stack, so it runs alone, first;
 # then everything else (the closing summary is the main run's).
-cargo nextest run --locked --run-ignored all --no-fail-fast -E 'test(restart)' "$@"
+cargo nextest run --locked --run-ignored all --no-fail-fast --test-threads 1 -E 'test(restart)' "$@"
 cargo nextest run --locked --run-ignored all --no-fail-fast -E 'not test(restart)' "$@"

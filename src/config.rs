@@ -40,6 +40,15 @@ pub struct ServeConfig {
     /// How long one poll waits for the first record of a batch, in ms.
     #[arg(long, env = "CDCVIEW_POLL_WAIT_MS", default_value_t = 20)]
     pub poll_wait_ms: u64,
+    /// Folder for snapshots of the engine's state. On start, cdcview loads the
+    /// snapshot and resumes the topics where it ends, instead of replaying
+    /// them from the beginning. Without it, every start replays the topics.
+    #[arg(long, env = "CDCVIEW_STATE_DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
+    /// Seconds between snapshots (taken between batches, when something
+    /// changed; and on shutdown).
+    #[arg(long, env = "CDCVIEW_SNAPSHOT_EVERY_SECS", default_value_t = 30)]
+    pub snapshot_every_secs: u64,
 }
 
 impl ServeConfig {
@@ -61,6 +70,8 @@ impl ServeConfig {
             schema_registry: self.schema_registry.clone(),
             max_batch: self.max_batch.max(1),
             poll_wait: Duration::from_millis(self.poll_wait_ms),
+            state_dir: self.state_dir.clone(),
+            snapshot_every: Duration::from_secs(self.snapshot_every_secs.max(1)),
         }
     }
 }

@@ -58,3 +58,14 @@ pub enum SourceError {
     #[error("topic {topic:?} does not exist on {brokers} (create it, or start the Debezium connector first)")]
     MissingTopic { topic: String, brokers: String },
 }
+
+/// Saving or loading a state snapshot failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("snapshot encoding: {0}")]
+    Encoding(#[from] postcard::Error),
+    #[error("snapshot format {found} is not the format {expected} this cdcview writes")]
+    Format { found: u32, expected: u32 },
+}

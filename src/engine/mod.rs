@@ -17,7 +17,7 @@ mod table;
 use std::sync::Arc;
 
 pub use dedup::Deduplicator;
-pub use order_details::{format_address, OrderDetails, OrderDetailsView};
+pub use order_details::{format_address, EngineState, OrderDetails, OrderDetailsView};
 pub use table::{Keyed, Table};
 
 use crate::change::Change;

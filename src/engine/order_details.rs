@@ -16,10 +16,10 @@ use std::sync::Arc;
 
 use ahash::{AHashMap, AHashSet};
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::{Deduplicator, IncrementalView, Keyed, Table, ViewDelta};
-use crate::change::{Address, Change, Item, Order, RowChange, TableChange, Timestamp, User};
+use crate::change::{micros, Address, Change, Item, Order, RowChange, TableChange, Timestamp, User};
 
 /// Text shared between the rows that contain it.
 pub type Text = Arc<str>;
@@ -56,7 +56,7 @@ pub struct OrderDetails {
 }
 
 /// A stored user, with its strings ready to share with its rows.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct UserEntry {
     user_id: i64,
     name: Text,
@@ -71,13 +71,15 @@ impl From<User> for UserEntry {
 }
 
 /// A stored order.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct OrderEntry {
     order_id: i64,
     user_id: i64,
     total: Decimal,
+    #[serde(with = "micros::option")]
     order_date: Option<Timestamp>,
     status: Option<Text>,
+    #[serde(with = "micros::option")]
     updated_date: Option<Timestamp>,
 }
 
@@ -95,7 +97,7 @@ impl From<Order> for OrderEntry {
 }
 
 /// A stored item: what the view needs of it, rendered once.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct ItemEntry {
     id: i64,
     order_id: Option<i64>,
@@ -117,9 +119,10 @@ impl From<Item> for ItemEntry {
 }
 
 /// The newest status event of an order.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct LatestStatus {
     id: i64,
+    #[serde(with = "micros")]
     updated_at: Timestamp,
     status: Text,
 }
@@ -252,6 +255,35 @@ impl OrderDetailsView {
         ]
     }
 
+    /// The input state, for a snapshot: everything the view is computed
+    /// from, nothing derived from it (rows are recomputed on restore).
+    pub fn state(&self) -> impl Serialize + '_ {
+        StateRef { users: Seq(&self.users), addresses: Seq(&self.addresses), orders: Seq(&self.orders), items: Seq(&self.items), status: &self.status }
+    }
+
+    /// A view rebuilt from a snapshot's state, with its rows computed; the
+    /// deltas insert every row. Deduplication starts afresh: the source
+    /// resumes right after the positions the snapshot covers.
+    pub fn restore(state: EngineState) -> (Self, Vec<ViewDelta<OrderDetails>>) {
+        let mut view = OrderDetailsView::new();
+        view.dirty_orders = state.orders.iter().map(|o| o.order_id).collect();
+        for user in state.users {
+            view.users.upsert(user);
+        }
+        for address in state.addresses {
+            view.addresses.upsert(address);
+        }
+        for order in state.orders {
+            view.orders.upsert(order);
+        }
+        for item in state.items {
+            view.items.upsert(item);
+        }
+        view.status = state.status;
+        let deltas = view.flush_dirty();
+        (view, deltas)
+    }
+
     fn apply(&mut self, change: TableChange) {
         match change {
             TableChange::Users(c) => {
@@ -364,6 +396,35 @@ impl OrderDetailsView {
         self.dirty_orders = keys;
         self.dirty_items.clear();
         deltas
+    }
+}
+
+/// The engine's input state as read back from a snapshot.
+#[derive(Deserialize)]
+pub struct EngineState {
+    users: Vec<UserEntry>,
+    addresses: Vec<Address>,
+    orders: Vec<OrderEntry>,
+    items: Vec<ItemEntry>,
+    status: AHashMap<i64, LatestStatus>,
+}
+
+/// [`EngineState`] borrowed from a live view, so a snapshot copies nothing.
+#[derive(Serialize)]
+struct StateRef<'a> {
+    users: Seq<'a, UserEntry>,
+    addresses: Seq<'a, Address>,
+    orders: Seq<'a, OrderEntry>,
+    items: Seq<'a, ItemEntry>,
+    status: &'a AHashMap<i64, LatestStatus>,
+}
+
+/// A table's rows as a sequence.
+struct Seq<'a, R>(&'a Table<R>);
+
+impl<R: Keyed + Serialize> Serialize for Seq<'_, R> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.rows())
     }
 }
 

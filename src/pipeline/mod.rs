@@ -2,6 +2,7 @@
 //! and each batch's deltas are published at once to the view the API serves,
 //! to the change stream, and to the PostgreSQL sink.
 
+mod snapshot;
 mod store;
 
 use std::collections::HashMap;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+pub use snapshot::{Position, Snapshots};
 pub use store::{now_ms, ChangeEvent, PipelineStatus, Shared, SinkState, ViewState};
 
 use crate::change::{Change, SourcePos};
@@ -32,6 +34,9 @@ pub struct PipelineConfig {
     pub max_batch: usize,
     /// How long a poll waits for the first record of a batch.
     pub poll_wait: Duration,
+    /// Where state snapshots live; `None` replays the topics on every start.
+    pub state_dir: Option<std::path::PathBuf>,
+    pub snapshot_every: Duration,
 }
 
 /// Runs the pipeline on the calling thread until `stop` is set.
@@ -39,11 +44,17 @@ pub fn run(cfg: PipelineConfig, shared: Arc<Shared>, sink: Option<mpsc::Unbounde
     let inputs: HashMap<Arc<str>, Input> = cfg.topics.iter().map(|(t, i)| (Arc::from(t.as_str()), *i)).collect();
     let topic_names: Vec<String> = cfg.topics.iter().map(|(t, _)| t.clone()).collect();
     let mut decoder = decode::Decoder::new(cfg.format, cfg.schema_registry.clone());
-    let mut engine = OrderDetailsView::new();
-    let Some(mut source) = connect_with_retry(&cfg, &topic_names, &shared, &stop) else { return };
+    let snapshots = cfg.state_dir.clone().and_then(|dir| {
+        Snapshots::new(dir.clone())
+            .inspect_err(|e| tracing::warn!(error = %e, dir = %dir.display(), "cannot use the state folder; snapshots are off"))
+            .ok()
+    });
+    let Some((mut engine, mut source)) = start(&cfg, &topic_names, snapshots.as_ref(), &shared, sink.as_ref(), &stop) else { return };
     // Ready once everything that was in the topics at start has been applied.
     let targets: Vec<i64> = source.progress().iter().map(|p| p.end_offset).collect();
     let mut last_refresh = Instant::now();
+    let mut last_snapshot = Instant::now();
+    let mut unsaved = false;
     shared.set_partitions(source.progress());
     while !stop.load(Ordering::Relaxed) {
         let batch = match source.poll_batch(cfg.max_batch, cfg.poll_wait) {
@@ -60,6 +71,7 @@ pub fn run(cfg: PipelineConfig, shared: Arc<Shared>, sink: Option<mpsc::Unbounde
         };
         if !batch.is_empty() {
             apply_batch(&mut engine, &mut decoder, &inputs, batch, &shared, sink.as_ref());
+            unsaved = true;
         }
         if last_refresh.elapsed() > Duration::from_secs(1) {
             if let Err(e) = source.refresh_end_offsets() {
@@ -72,13 +84,89 @@ pub fn run(cfg: PipelineConfig, shared: Arc<Shared>, sink: Option<mpsc::Unbounde
             tracing::info!(rows = engine.len(), "view caught up with the topics; ready");
             shared.set_ready();
         }
+        if let Some(snapshots) = &snapshots {
+            if unsaved && last_snapshot.elapsed() >= cfg.snapshot_every {
+                save_snapshot(snapshots, &source, &engine);
+                (unsaved, last_snapshot) = (false, Instant::now());
+            }
+        }
+    }
+    if let (Some(snapshots), true) = (&snapshots, unsaved) {
+        save_snapshot(snapshots, &source, &engine);
     }
 }
 
-fn connect_with_retry(cfg: &PipelineConfig, topics: &[String], shared: &Shared, stop: &AtomicBool) -> Option<KafkaSource> {
+/// The engine and a source positioned right after what the engine holds:
+/// restored from the snapshot when there is a usable one, else empty with the
+/// source at the beginning of every topic.
+fn start(
+    cfg: &PipelineConfig,
+    topics: &[String],
+    snapshots: Option<&Snapshots>,
+    shared: &Shared,
+    sink: Option<&mpsc::UnboundedSender<SinkBatch>>,
+    stop: &AtomicBool,
+) -> Option<(OrderDetailsView, KafkaSource)> {
+    if let Some((positions, engine, deltas)) = snapshots.and_then(load_snapshot) {
+        let resume: HashMap<(String, i32), i64> = positions.iter().map(|p| ((p.topic.clone(), p.partition), p.next_offset)).collect();
+        let source = connect_with_retry(cfg, topics, &resume, shared, stop)?;
+        if covers(&positions, source.progress()) {
+            shared.publish(&deltas, 0, 0, None);
+            if let Some(sink) = sink {
+                let offsets = positions.into_iter().map(|p| (p.topic, p.partition, p.next_offset)).collect();
+                let _ = sink.send(SinkBatch { deltas, offsets, dead_letters: Vec::new() });
+            }
+            return Some((engine, source));
+        }
+        tracing::warn!("the snapshot reaches past the end of the topics (were they recreated?); discarding it and replaying the topics");
+        if let Some(Err(e)) = snapshots.map(Snapshots::discard) {
+            tracing::warn!(error = %e, "cannot remove the stale snapshot");
+        }
+    }
+    let source = connect_with_retry(cfg, topics, &HashMap::new(), shared, stop)?;
+    Some((OrderDetailsView::new(), source))
+}
+
+/// Loads the snapshot and rebuilds the view from it; `None` (logged) when
+/// there is none or it cannot be read, so the topics are replayed instead.
+fn load_snapshot(snapshots: &Snapshots) -> Option<(Vec<Position>, OrderDetailsView, Vec<crate::engine::ViewDelta<crate::engine::OrderDetails>>)> {
+    let started = Instant::now();
+    match snapshots.load() {
+        Ok(Some((positions, state))) => {
+            let (engine, deltas) = OrderDetailsView::restore(state);
+            tracing::info!(rows = engine.len(), elapsed_ms = started.elapsed().as_millis() as u64, path = %snapshots.path().display(), "restored the state snapshot; resuming the topics where it ends");
+            Some((positions, engine, deltas))
+        }
+        Ok(None) => {
+            tracing::info!(path = %snapshots.path().display(), "no state snapshot yet; replaying the topics");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, path = %snapshots.path().display(), "cannot read the state snapshot; replaying the topics");
+            None
+        }
+    }
+}
+
+/// True when every position lies within its partition as the broker has it now.
+fn covers(positions: &[Position], partitions: &[crate::source::PartitionProgress]) -> bool {
+    positions.iter().all(|pos| partitions.iter().any(|p| p.topic == pos.topic && p.partition == pos.partition && pos.next_offset <= p.end_offset))
+}
+
+fn save_snapshot(snapshots: &Snapshots, source: &KafkaSource, engine: &OrderDetailsView) {
+    let started = Instant::now();
+    let positions: Vec<Position> =
+        source.progress().iter().map(|p| Position { topic: p.topic.clone(), partition: p.partition, next_offset: p.next_offset }).collect();
+    match snapshots.save(&positions, engine) {
+        Ok(bytes) => tracing::info!(rows = engine.len(), bytes, elapsed_ms = started.elapsed().as_millis() as u64, "saved a state snapshot"),
+        Err(e) => tracing::warn!(error = %e, "saving the state snapshot failed; the next start replays more of the topics"),
+    }
+}
+
+fn connect_with_retry(cfg: &PipelineConfig, topics: &[String], resume: &HashMap<(String, i32), i64>, shared: &Shared, stop: &AtomicBool) -> Option<KafkaSource> {
     let mut delay = Duration::from_millis(250);
     while !stop.load(Ordering::Relaxed) {
-        match KafkaSource::connect(&cfg.brokers, topics, &HashMap::new()) {
+        match KafkaSource::connect(&cfg.brokers, topics, resume) {
             Ok(source) => {
                 tracing::info!(brokers = %cfg.brokers, partitions = source.progress().len(), "consuming");
                 shared.set_source_error(None);

@@ -58,6 +58,9 @@ impl KafkaSource {
             // fetch for long waiting for more bytes.
             .set("fetch.wait.max.ms", "10")
             .set("fetch.queue.backoff.ms", "1")
+            // Replay at start is bound by fetch round trips: let one fetch
+            // carry up to 16 MiB per partition instead of 1 MiB.
+            .set("max.partition.fetch.bytes", "16777216")
             .set("socket.nagle.disable", "true")
             .set("reconnect.backoff.max.ms", "2000")
             .create()?;
