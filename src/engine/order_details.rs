@@ -266,7 +266,14 @@ impl OrderDetailsView {
     /// resumes right after the positions the snapshot covers.
     pub fn restore(state: EngineState) -> (Self, Vec<ViewDelta<OrderDetails>>) {
         let mut view = OrderDetailsView::new();
+        view.users.reserve(state.users.len());
+        view.addresses.reserve(state.addresses.len());
+        view.orders.reserve(state.orders.len());
+        view.items.reserve(state.items.len());
+        view.rows.reserve(state.orders.len());
         view.dirty_orders = state.orders.iter().map(|o| o.order_id).collect();
+        // Dirty users get their columns computed once each, shared by their orders.
+        view.dirty_users = state.users.iter().map(|u| u.user_id).collect();
         for user in state.users {
             view.users.upsert(user);
         }

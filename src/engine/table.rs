@@ -29,6 +29,11 @@ impl<R: Keyed> Table<R> {
         self.rows.get(&key)
     }
 
+    /// Makes room for `additional` more rows.
+    pub fn reserve(&mut self, additional: usize) {
+        self.rows.reserve(additional);
+    }
+
     pub fn len(&self) -> usize {
         self.rows.len()
     }

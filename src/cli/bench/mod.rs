@@ -58,6 +58,10 @@ pub struct EngineArgs {
     pub batch: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Afterwards, save a state snapshot into this folder and time saving it
+    /// and restoring a view from it (what a restart of `cdcview serve` does).
+    #[arg(long)]
+    pub snapshot_dir: Option<std::path::PathBuf>,
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -107,11 +111,42 @@ fn engine(args: EngineArgs) -> anyhow::Result<()> {
     let elapsed = start.elapsed();
     bar.finish_and_clear();
     latencies.sort_unstable();
-    let pct = |p| percentile(&latencies, p);
-    println!("engine: {} changes in {:.3} s = {:.0} changes/s (one core)", args.changes, elapsed.as_secs_f64(), args.changes as f64 / elapsed.as_secs_f64());
-    println!("batches of {}: p50 {:?}, p99 {:?}, max {:?}", args.batch, pct(0.50), pct(0.99), latencies.last().unwrap());
+    if !latencies.is_empty() {
+        let pct = |p| percentile(&latencies, p);
+        println!("engine: {} changes in {:.3} s = {:.0} changes/s (one core)", args.changes, elapsed.as_secs_f64(), args.changes as f64 / elapsed.as_secs_f64());
+        println!("batches of {}: p50 {:?}, p99 {:?}, max {:?}", args.batch, pct(0.50), pct(0.99), latencies.last().unwrap());
+    }
     println!("view deltas emitted: {deltas}; view rows: {}", engine.len());
+    if let Some(dir) = &args.snapshot_dir {
+        time_snapshot(dir, &engine)?;
+    }
     println!("peak resident memory: {}", peak_rss().map_or("unknown".into(), |kb| format!("{:.0} MiB", kb as f64 / 1024.0)));
+    Ok(())
+}
+
+/// Saves a snapshot of `engine`, restores a view from it, and checks that the
+/// restored view has the same rows; prints the times.
+fn time_snapshot(dir: &std::path::Path, engine: &OrderDetailsView) -> anyhow::Result<()> {
+    use crate::pipeline::Snapshots;
+    let snapshots = Snapshots::new(dir.to_path_buf())?;
+    let t = Instant::now();
+    let bytes = snapshots.save(&[], engine)?;
+    let saved = t.elapsed();
+    let t = Instant::now();
+    let (_, state) = snapshots.load()?.ok_or_else(|| anyhow::anyhow!("the snapshot just saved is missing"))?;
+    let loaded = t.elapsed();
+    let (restored, _) = OrderDetailsView::restore(state);
+    let restored_in = t.elapsed();
+    anyhow::ensure!(restored.len() == engine.len(), "restored {} rows, expected {}", restored.len(), engine.len());
+    println!(
+        "snapshot: {:.0} MiB saved in {:.2} s; restore {:.2} s ({:.2} s reading and decoding, then recomputing {} rows)",
+        bytes as f64 / 1048576.0,
+        saved.as_secs_f64(),
+        restored_in.as_secs_f64(),
+        loaded.as_secs_f64(),
+        restored.len()
+    );
+    snapshots.discard()?;
     Ok(())
 }
 
