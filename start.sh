@@ -6,7 +6,8 @@
 #   ./start.sh restart  stop, then start
 #   ./start.sh restart-debezium  restart only the Debezium runner
 #   ./start.sh kill-cdcview      SIGKILL cdcview, as a crash would
-#   ./start.sh start-cdcview     start cdcview alone, without building it
+#   ./start.sh stop-part P       stop one part: mysql postgres kafka debezium cdcview
+#   ./start.sh start-part P      start one part again, without building anything
 # Settings (ports, paths, seed size) come from CDCVIEW_* variables: see README.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")" && pwd)
@@ -137,17 +138,31 @@ up() {
 MSG
 }
 
+PARTS="mysql postgres kafka debezium cdcview"
+
+stop_part() {
+    case $1 in
+        cdcview|debezium|kafka) stop_pid "$1" ;;
+        postgres)
+            if pid_alive postgres; then
+                local bin; bin=$(pg_bin) && as_postgres "$bin/pg_ctl" -D "$PG_DIR" -m fast -w stop >/dev/null 2>&1 || true
+            fi
+            stop_pid postgres ;;
+        mysql)
+            if pid_alive mysql; then mariadb-admin --protocol=socket -S "$MYSQL_SOCK" -uroot shutdown 2>/dev/null || true; fi
+            stop_pid mysql ;;
+        *) die "unknown part '$1' (parts: $PARTS)" ;;
+    esac
+}
+
+start_part() {
+    case " $PARTS " in *" $1 "*) "start_$1" ;; *) die "unknown part '$1' (parts: $PARTS)" ;; esac
+}
+
 stop() {
     say "stopping the stack"
-    stop_pid cdcview
-    stop_pid debezium
-    stop_pid kafka
-    if pid_alive postgres; then
-        local bin; bin=$(pg_bin) && as_postgres "$bin/pg_ctl" -D "$PG_DIR" -m fast -w stop >/dev/null 2>&1 || true
-    fi
-    stop_pid postgres
-    if pid_alive mysql; then mariadb-admin --protocol=socket -S "$MYSQL_SOCK" -uroot shutdown 2>/dev/null || true; fi
-    stop_pid mysql
+    local p
+    for p in cdcview debezium kafka postgres mysql; do stop_part "$p"; done
     info "stopped"
 }
 
@@ -165,11 +180,12 @@ case "${1:-up}" in
     status) status ;;
     restart) stop; up ;;
     restart-debezium) stop_pid debezium; start_debezium ;;
-    # SIGKILL cdcview, as a crash would; start-cdcview starts it again, unbuilt.
+    # SIGKILL cdcview, as a crash would; start-part cdcview starts it again.
     kill-cdcview)
         pid_alive cdcview && kill -KILL "$(cat "$RUN_DIR/cdcview.pid")"
         rm -f "$RUN_DIR/cdcview.pid" ;;
-    start-cdcview) start_cdcview ;;
-    -h|--help|help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' ;;
-    *) die "unknown command '$1' (try: ./start.sh [up|stop|status|restart|restart-debezium|kill-cdcview|start-cdcview])" ;;
+    stop-part) stop_part "${2:?which part? ($PARTS)}" ;;
+    start-part) start_part "${2:?which part? ($PARTS)}" ;;
+    -h|--help|help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' ;;
+    *) die "unknown command '$1' (try: ./start.sh [up|stop|status|restart|restart-debezium|kill-cdcview|stop-part|start-part])" ;;
 esac

@@ -74,9 +74,7 @@ pub fn run(cfg: PipelineConfig, shared: Arc<Shared>, sink: Option<mpsc::Unbounde
             unsaved = true;
         }
         if last_refresh.elapsed() > Duration::from_secs(1) {
-            if let Err(e) = source.refresh_end_offsets() {
-                shared.set_source_error(Some(e.to_string()));
-            }
+            source.refresh_end_offsets();
             last_refresh = Instant::now();
         }
         shared.set_partitions(source.progress());
