@@ -124,18 +124,29 @@ def main():
         records = 0
 
         def handleJsonBatch(self, records):
-            for r in records:
-                key, value = r.key(), r.value()
-                producer.produce(
-                    str(r.destination()),
-                    key=None if key is None else str(key).encode(),
-                    value=None if value is None else str(value).encode(),
-                    on_delivery=delivered,
-                )
-                producer.poll(0)
-            remaining = producer.flush(30)
-            if remaining or failures:
-                raise RuntimeError(f"Kafka did not take the batch: {remaining} unsent, errors {failures[:3]}")
+            # While the broker is away, resend the whole batch, in order, until
+            # Kafka takes all of it: failing here would stop the engine for
+            # good. Resending in order keeps each key's last record last; the
+            # duplicates are harmless to cdcview's keyed state.
+            delay = 0.5
+            while True:
+                failures.clear()
+                for r in records:
+                    key, value = r.key(), r.value()
+                    producer.produce(
+                        str(r.destination()),
+                        key=None if key is None else str(key).encode(),
+                        value=None if value is None else str(value).encode(),
+                        on_delivery=delivered,
+                    )
+                    producer.poll(0)
+                remaining = producer.flush(30)
+                if not remaining and not failures:
+                    break
+                log.warning("Kafka did not take the batch (%d unsent, errors %s); resending it in %.1f s",
+                            remaining, failures[:3], delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
             ToKafka.records += len(records)
             log.info("batch of %d records produced (%d in all)", len(records), ToKafka.records)
 

@@ -115,15 +115,22 @@ pub async fn run(url: String, mut batches: mpsc::UnboundedReceiver<SinkBatch>, s
     let mut replace_all = true;
     let mut backoff = Duration::from_millis(100);
     loop {
-        // Block for one batch, then take whatever else is queued.
+        // Block for one batch, then take whatever else is queued. With rows
+        // still pending after a failed flush, go straight to the retry (the
+        // backoff was slept already): waiting for new data here would leave
+        // the table behind for as long as the sources stay quiet.
         let waiting_for_ready = !*ready.borrow();
-        tokio::select! {
-            batch = batches.recv() => match batch {
-                Some(b) => pending.add(b),
-                None if pending.is_empty() => return,
-                None => {}
-            },
-            _ = ready.changed(), if waiting_for_ready => {}
+        if pending.is_empty() || waiting_for_ready {
+            tokio::select! {
+                batch = batches.recv() => match batch {
+                    Some(b) => pending.add(b),
+                    // Closed: the pipeline stopped. Nothing pending, or never
+                    // ready (so nothing would be written): done.
+                    None if pending.is_empty() || waiting_for_ready => return,
+                    None => {}
+                },
+                _ = ready.changed(), if waiting_for_ready => {}
+            }
         }
         while let Ok(b) = batches.try_recv() {
             pending.add(b);
