@@ -152,82 +152,46 @@ async fn table_page(state: &AppState, raw: HashMap<String, String>, table: &str,
     Ok(Json(serde_json::json!({ wrapper: rows })))
 }
 
-/// A page of `shop.users` read from MySQL, by ascending `user_id`: `{"users": [...]}`.
-#[utoipa::path(get, path = "/users", tag = "raw",
-    params(
-        ("after" = Option<i64>, Query, description = "cursor: only `user_id`s greater than this"),
-        ("limit" = Option<i64>, Query, description = "page size, 1 to 1000", minimum = 1, maximum = 1000, example = 100),
-    ),
-    responses(
-        (status = 200, description = "`{\"users\": [row, ...]}`; decimals as strings, times as RFC 3339", body = Object),
-        (status = 400, description = "a bad or unknown parameter", body = ErrorBody),
-        (status = 503, description = "MySQL is unreachable or not configured", body = ErrorBody),
-    ))]
-pub async fn users(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
-    let cols = [("user_id", Col::Int), ("name", Col::Text), ("email", Col::Text), ("phone", Col::Text), ("created_at", Col::Time)];
-    table_page(&s, q, "users", "user_id", &cols, "users").await
+/// Defines the handler of one raw table: a page of it read from MySQL, by
+/// ascending primary key, in the reference stack's shape (`{"<table>": [...]}`).
+/// One annotation serves all four tables.
+macro_rules! raw_table {
+    ($(#[$doc:meta])* $table:ident, $path:literal, $key:literal, [$(($col:literal, $kind:ident)),+ $(,)?]) => {
+        $(#[$doc])*
+        #[utoipa::path(get, path = $path, tag = "raw",
+            params(
+                ("after" = Option<i64>, Query, description = "cursor: only rows whose primary key is greater than this"),
+                ("limit" = Option<i64>, Query, description = "page size, 1 to 1000", minimum = 1, maximum = 1000, example = 100),
+            ),
+            responses(
+                (status = 200, description = "`{\"<table>\": [row, ...]}` by ascending primary key; decimals as strings, times as RFC 3339", body = Object),
+                (status = 400, description = "a bad or unknown parameter", body = ErrorBody),
+                (status = 503, description = "MySQL is unreachable or not configured", body = ErrorBody),
+            ))]
+        pub async fn $table(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
+            let table = stringify!($table);
+            table_page(&s, q, table, $key, &[$(($col, Col::$kind)),+], table).await
+        }
+    };
 }
 
-/// A page of `shop.addresses` read from MySQL, by ascending `address_id`: `{"addresses": [...]}`.
-#[utoipa::path(get, path = "/addresses", tag = "raw",
-    params(
-        ("after" = Option<i64>, Query, description = "cursor: only `address_id`s greater than this"),
-        ("limit" = Option<i64>, Query, description = "page size, 1 to 1000", minimum = 1, maximum = 1000, example = 100),
-    ),
-    responses(
-        (status = 200, description = "`{\"addresses\": [row, ...]}`; decimals as strings, times as RFC 3339", body = Object),
-        (status = 400, description = "a bad or unknown parameter", body = ErrorBody),
-        (status = 503, description = "MySQL is unreachable or not configured", body = ErrorBody),
-    ))]
-pub async fn addresses(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
-    let cols = [
-        ("address_id", Col::Int),
-        ("user_id", Col::Int),
-        ("street", Col::Text),
-        ("city", Col::Text),
-        ("state", Col::Text),
-        ("postal_code", Col::Text),
-        ("country", Col::Text),
-        ("created_at", Col::Time),
-    ];
-    table_page(&s, q, "addresses", "address_id", &cols, "addresses").await
-}
-
-/// A page of `shop.orders` read from MySQL, by ascending `order_id`: `{"orders": [...]}`.
-#[utoipa::path(get, path = "/orders", tag = "raw",
-    params(
-        ("after" = Option<i64>, Query, description = "cursor: only `order_id`s greater than this"),
-        ("limit" = Option<i64>, Query, description = "page size, 1 to 1000", minimum = 1, maximum = 1000, example = 100),
-    ),
-    responses(
-        (status = 200, description = "`{\"orders\": [row, ...]}`; decimals as strings, times as RFC 3339", body = Object),
-        (status = 400, description = "a bad or unknown parameter", body = ErrorBody),
-        (status = 503, description = "MySQL is unreachable or not configured", body = ErrorBody),
-    ))]
-pub async fn orders(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
-    let cols = [
-        ("order_id", Col::Int),
-        ("user_id", Col::Int),
-        ("total", Col::Money),
-        ("order_date", Col::Time),
-        ("order_status", Col::Text),
-        ("updated_date", Col::Time),
-    ];
-    table_page(&s, q, "orders", "order_id", &cols, "orders").await
-}
-
-/// A page of `shop.order_items` read from MySQL, by ascending `id`: `{"order_items": [...]}`.
-#[utoipa::path(get, path = "/order_items", tag = "raw",
-    params(
-        ("after" = Option<i64>, Query, description = "cursor: only `id`s greater than this"),
-        ("limit" = Option<i64>, Query, description = "page size, 1 to 1000", minimum = 1, maximum = 1000, example = 100),
-    ),
-    responses(
-        (status = 200, description = "`{\"order_items\": [row, ...]}`; decimals as strings, times as RFC 3339", body = Object),
-        (status = 400, description = "a bad or unknown parameter", body = ErrorBody),
-        (status = 503, description = "MySQL is unreachable or not configured", body = ErrorBody),
-    ))]
-pub async fn order_items(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Result<Json<Value>, ApiError> {
-    let cols = [("id", Col::Int), ("order_id", Col::Int), ("name", Col::Text), ("quantity", Col::Int), ("price", Col::Money)];
-    table_page(&s, q, "order_items", "id", &cols, "order_items").await
-}
+raw_table!(
+    /// `shop.users`, by `user_id`.
+    users, "/users", "user_id",
+    [("user_id", Int), ("name", Text), ("email", Text), ("phone", Text), ("created_at", Time)]
+);
+raw_table!(
+    /// `shop.addresses`, by `address_id`.
+    addresses, "/addresses", "address_id",
+    [("address_id", Int), ("user_id", Int), ("street", Text), ("city", Text), ("state", Text), ("postal_code", Text), ("country", Text), ("created_at", Time)]
+);
+raw_table!(
+    /// `shop.orders`, by `order_id`.
+    orders, "/orders", "order_id",
+    [("order_id", Int), ("user_id", Int), ("total", Money), ("order_date", Time), ("order_status", Text), ("updated_date", Time)]
+);
+raw_table!(
+    /// `shop.order_items`, by `id`.
+    order_items, "/order_items", "id",
+    [("id", Int), ("order_id", Int), ("name", Text), ("quantity", Int), ("price", Money)]
+);
