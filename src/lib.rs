@@ -8,8 +8,8 @@
 //!   source (Kafka: bytes + topic/partition/offset)
 //!     -> decode (Debezium JSON / Confluent Avro / status JSON: pure functions)
 //!     -> engine (incremental join: changes in, view deltas out)
-//!     -> pipeline (one view version per batch)
-//!          -> api   (axum: order_details_mv from memory, SSE change stream)
+//!     -> pipeline (one view version per batch; state snapshots + offsets for fast restarts)
+//!          -> api   (axum: order_details_mv from memory, SSE change stream, OpenAPI)
 //!          -> sink  (PostgreSQL: order_details_mv table for psql)
 //! ```
 //!
