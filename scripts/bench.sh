@@ -9,6 +9,9 @@
 #   CDCVIEW_BENCH_OUT (.state/bench), CDCVIEW_BENCH_REPLAY (yes: also time a
 #   restart without the snapshot), plus the settings of start.sh.
 set -euo pipefail
+# Seeding 100k users puts 700k changes through Debezium: give start.sh time
+# (set before lib.sh, which defaults it to 120).
+export CDCVIEW_WAIT_SECS=${CDCVIEW_WAIT_SECS:-900}
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -16,8 +19,6 @@ source "$(dirname "$0")/lib.sh"
 : "${CDCVIEW_BENCH_SECONDS:=60}"
 : "${CDCVIEW_BENCH_OUT:=$CDCVIEW_STATE/bench}"
 export CDCVIEW_PROFILE=release CDCVIEW_SEED_USERS=$CDCVIEW_BENCH_USERS
-# Seeding 100k users puts 700k changes through Debezium: give start.sh time.
-export CDCVIEW_WAIT_SECS=${CDCVIEW_WAIT_SECS:-900}
 BIN=$ROOT/target/release/cdcview
 OUT=$CDCVIEW_BENCH_OUT
 mkdir -p "$OUT"
