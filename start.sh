@@ -71,9 +71,12 @@ start_kafka() {
     fi
     # With SQLite storage tansu does not create topics on first produce.
     local existing; existing=$(tansu topic list --broker "tcp://127.0.0.1:$CDCVIEW_KAFKA_PORT" 2>/dev/null || true)
-    for t in $TOPICS; do
+    local t partitions
+    for t in $TOPICS $TX_TOPIC; do
         grep -q "\"$t\"\|^$t\$\| $t\$" <<<"$existing" && continue
-        tansu topic create "$t" --broker "tcp://127.0.0.1:$CDCVIEW_KAFKA_PORT" --partitions "$CDCVIEW_TOPIC_PARTITIONS" >>"$LOG_DIR/kafka.log" 2>&1 || true
+        partitions=$CDCVIEW_TOPIC_PARTITIONS
+        [ "$t" = "$TX_TOPIC" ] && partitions=1
+        tansu topic create "$t" --broker "tcp://127.0.0.1:$CDCVIEW_KAFKA_PORT" --partitions "$partitions" >>"$LOG_DIR/kafka.log" 2>&1 || true
     done
 }
 

@@ -30,6 +30,9 @@ KAFKA_DIR=$CDCVIEW_STATE/kafka
 DBZ_DIR=$CDCVIEW_STATE/debezium
 VENV=$CDCVIEW_TOOLS/venv
 TOPICS="mysql.shop.users mysql.shop.addresses mysql.shop.orders mysql.shop.order_items order_updates"
+# Debezium's transaction metadata: BEGIN/END per MySQL transaction. One
+# partition, so that END events keep commit order.
+TX_TOPIC=mysql.transaction
 export PATH="$HOME/.cargo/bin:$PATH"
 
 say()  { printf '\033[1m==>\033[0m %s\n' "$*"; }

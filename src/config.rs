@@ -19,6 +19,17 @@ pub struct ServeConfig {
     /// Topic of the JSON status events.
     #[arg(long, env = "CDCVIEW_STATUS_TOPIC", default_value = "order_updates")]
     pub status_topic: String,
+    /// Debezium's transaction topic (`provide.transaction.metadata`; it must
+    /// have one partition). The changes of a MySQL transaction are applied
+    /// together once all of them have arrived. Empty: apply every change as
+    /// it comes.
+    #[arg(long, env = "CDCVIEW_TRANSACTION_TOPIC", default_value = "mysql.transaction")]
+    pub transaction_topic: String,
+    /// How long an incomplete transaction may hold its changes back before it
+    /// is applied as it is, with a warning (an event lost upstream must not
+    /// stall the view), in ms.
+    #[arg(long, env = "CDCVIEW_TRANSACTION_TIMEOUT_MS", default_value_t = 10_000)]
+    pub transaction_timeout_ms: u64,
     /// Wire format of the Debezium topics.
     #[arg(long, env = "CDCVIEW_FORMAT", value_enum, default_value_t = Format::Json)]
     pub format: Format,
@@ -54,14 +65,19 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
+    /// Every topic read and the input it feeds; the transaction topic last.
     pub fn topics(&self) -> Vec<(String, Input)> {
-        Input::ALL
+        let mut topics: Vec<(String, Input)> = Input::ALL
             .iter()
             .map(|&input| match input {
                 Input::OrderUpdates => (self.status_topic.clone(), input),
                 table => (format!("{}.{}", self.topic_prefix, table.name()), table),
             })
-            .collect()
+            .collect();
+        if !self.transaction_topic.is_empty() {
+            topics.push((self.transaction_topic.clone(), Input::Transactions));
+        }
+        topics
     }
 
     pub fn pipeline(&self) -> PipelineConfig {
@@ -74,6 +90,7 @@ impl ServeConfig {
             poll_wait: Duration::from_millis(self.poll_wait_ms),
             state_dir: self.state_dir.clone(),
             snapshot_every: Duration::from_secs(self.snapshot_every_secs.max(1)),
+            transaction_timeout: Duration::from_millis(self.transaction_timeout_ms),
         }
     }
 }

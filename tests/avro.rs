@@ -85,7 +85,7 @@ fn an_avro_update_decodes_to_exact_rows() {
         ("ts_ms".into(), Avro::Union(1, Box::new(Avro::Long(1)))),
     ]);
     let decoded = decoder.decode(Input::Orders, &record(framed(7, envelope))).unwrap();
-    let Decoded::Change(TableChange::Orders(change)) = decoded else { panic!("{decoded:?}") };
+    let Decoded::Change(TableChange::Orders(change), _) = decoded else { panic!("{decoded:?}") };
     let (before, after) = (change.before.unwrap(), change.after.unwrap());
     assert_eq!(before.total.to_string(), "-0.05");
     assert_eq!(after.total.to_string(), "1234.50");

@@ -53,6 +53,7 @@ pub async fn status(State(state): State<AppState>) -> impl IntoResponse {
         "decode_errors": shared.decode_errors.load(Ordering::Relaxed),
         "source": {"error": status.source_error, "partitions": topics},
         "sink": status.sink,
+        "transactions": status.transactions,
     }))
 }
 
@@ -77,6 +78,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     gauge("cdcview_source_time_ms", "time of the newest applied source record", source_time_ms.unwrap_or(0) as f64);
     gauge("cdcview_sink_ok", "1 when the PostgreSQL sink is writing", f64::from(u8::from(status.sink.state == "ok")));
     gauge("cdcview_sink_pending_rows", "view rows waiting to be written to PostgreSQL", status.sink.pending_rows as f64);
+    let tx = status.transactions;
+    gauge("cdcview_transaction_held_changes", "changes waiting for the rest of their MySQL transaction", tx.held_changes as f64);
+    gauge("cdcview_transactions_released_total", "MySQL transactions applied whole", tx.released as f64);
+    gauge("cdcview_transactions_timed_out_total", "MySQL transactions applied incomplete after the timeout", tx.timed_out as f64);
     let _ = writeln!(out, "# HELP cdcview_partition_lag records not yet consumed\n# TYPE cdcview_partition_lag gauge");
     for p in &status.partitions {
         let _ = writeln!(out, "cdcview_partition_lag{{topic=\"{}\",partition=\"{}\"}} {}", p.topic, p.partition, p.lag());

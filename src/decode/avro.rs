@@ -44,7 +44,10 @@ pub fn decode_body(table: Input, id: u32, writer: &WriterSchema, mut body: &[u8]
     let value = apache_avro::from_avro_datum(&writer.schema, &mut body, None)
         .map_err(|e| DecodeReason::AvroBody { id, reason: e.to_string() })?;
     let json = to_json(value).map_err(|reason| DecodeReason::AvroBody { id, reason })?;
-    debezium::decode_value(table, &json, Some(writer.columns.clone()))
+    match table {
+        Input::Transactions => super::transaction::decode_boundary(&json).map(Decoded::Boundary),
+        table => debezium::decode_value(table, &json, Some(writer.columns.clone())),
+    }
 }
 
 /// Avro values as the JSON converter would have written them; decimals as

@@ -82,10 +82,12 @@ pub fn decode_value(table: Input, doc: &Value, types: Option<ColumnTypes>) -> Re
         Input::Addresses => TableChange::Addresses(row_change(op, envelope, types)?),
         Input::Orders => TableChange::Orders(row_change(op, envelope, types)?),
         Input::OrderItems => TableChange::Items(row_change(op, envelope, types)?),
-        Input::OrderUpdates => return Err(DecodeReason::Shape("order_updates carries status events, not Debezium events".into())),
+        Input::OrderUpdates | Input::Transactions => {
+            return Err(DecodeReason::Shape(format!("{} carries no Debezium change events", table.name())))
+        }
     };
     Ok(match change_kind(op)? {
-        Kind::Row => Decoded::Change(change),
+        Kind::Row => Decoded::Change(change, super::transaction::member(envelope)?),
         Kind::Skip(why) => Decoded::Skipped(why),
     })
 }
@@ -171,7 +173,7 @@ mod tests {
 
     #[test]
     fn create_becomes_an_insert() {
-        let Decoded::Change(TableChange::Orders(c)) = decode(Input::Orders, ORDER.as_bytes()).unwrap() else { panic!() };
+        let Decoded::Change(TableChange::Orders(c), None) = decode(Input::Orders, ORDER.as_bytes()).unwrap() else { panic!() };
         assert!(c.before.is_none());
         let o = c.after.unwrap();
         assert_eq!((o.order_id, o.user_id, o.total.to_string()), (5, 1, "99.99".to_string()));

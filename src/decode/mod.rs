@@ -4,6 +4,8 @@
 //!   schemas, every `decimal.handling.mode`, tombstones.
 //! - [`avro`]: the same events as Confluent Avro, schemas from a registry.
 //! - [`status`]: the `order_updates` status events.
+//! - [`transaction`]: Debezium's transaction metadata (which transaction a
+//!   change belongs to, and the BEGIN/END events of the transaction topic).
 //!
 //! A record that cannot be decoded becomes a [`DecodeError`] carrying its
 //! topic, partition, offset and raw bytes; decoders never panic.
@@ -12,8 +14,10 @@ pub mod avro;
 pub mod debezium;
 mod fields;
 pub mod status;
+pub mod transaction;
 
 use crate::change::TableChange;
+pub use transaction::{Boundary, TxId, TxMember};
 use crate::error::{DecodeError, DecodeReason};
 use crate::source::Record;
 
@@ -29,6 +33,8 @@ pub enum Input {
     Orders,
     OrderItems,
     OrderUpdates,
+    /// Debezium's transaction topic: BEGIN and END of each MySQL transaction.
+    Transactions,
 }
 
 impl Input {
@@ -42,6 +48,7 @@ impl Input {
             Input::Orders => "orders",
             Input::OrderItems => "order_items",
             Input::OrderUpdates => "order_updates",
+            Input::Transactions => "transaction",
         }
     }
 }
@@ -58,7 +65,11 @@ pub enum Format {
 /// What a record turned out to be.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decoded {
-    Change(TableChange),
+    /// A change, and the MySQL transaction that wrote it when Debezium's
+    /// transaction metadata says so.
+    Change(TableChange, Option<TxMember>),
+    /// A BEGIN or END of the transaction topic.
+    Boundary(Boundary),
     /// The null-valued record Kafka compaction uses after a delete.
     Tombstone,
     /// A well-formed record that carries no row change (a DDL event, a truncate
@@ -70,6 +81,10 @@ pub enum Decoded {
 pub fn decode_json(input: Input, record: &Record) -> Result<Decoded, DecodeError> {
     decode_with(record, |value| match input {
         Input::OrderUpdates => status::decode(value),
+        Input::Transactions => {
+            let doc = serde_json::from_slice(value).map_err(|e| DecodeReason::NotJson(e.to_string()))?;
+            transaction::decode_boundary(&doc).map(Decoded::Boundary)
+        }
         table => debezium::decode(table, value),
     })
 }

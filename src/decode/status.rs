@@ -19,12 +19,8 @@ pub fn decode(value: &[u8]) -> Result<Decoded, DecodeReason> {
         None | Some(Value::Null) => return Err(DecodeReason::MissingField("updated_at".into())),
         Some(v) => unix_time(v).ok_or_else(|| wrong("updated_at", "unix seconds or an ISO-8601 time", v))?,
     };
-    Ok(Decoded::Change(TableChange::Status(StatusEvent {
-        id: f.i64("id")?,
-        order_id: f.i64("order_id")?,
-        status: f.string("status")?,
-        updated_at,
-    })))
+    let event = StatusEvent { id: f.i64("id")?, order_id: f.i64("order_id")?, status: f.string("status")?, updated_at };
+    Ok(Decoded::Change(TableChange::Status(event), None))
 }
 
 fn unix_time(v: &Value) -> Option<Timestamp> {
@@ -51,7 +47,7 @@ mod tests {
 
     fn event(json: &str) -> Result<StatusEvent, DecodeReason> {
         match decode(json.as_bytes())? {
-            Decoded::Change(TableChange::Status(e)) => Ok(e),
+            Decoded::Change(TableChange::Status(e), _) => Ok(e),
             other => panic!("{other:?}"),
         }
     }
@@ -71,6 +67,6 @@ mod tests {
     #[test]
     fn encode_round_trips() {
         let e = StatusEvent { id: 3, order_id: 4, status: "received".into(), updated_at: Timestamp(1_732_200_000_000_000) };
-        assert_eq!(decode(&encode(&e)).unwrap(), Decoded::Change(TableChange::Status(e)));
+        assert_eq!(decode(&encode(&e)).unwrap(), Decoded::Change(TableChange::Status(e), None));
     }
 }

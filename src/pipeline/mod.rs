@@ -4,6 +4,7 @@
 
 mod snapshot;
 mod store;
+mod transactions;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,9 +15,10 @@ use tokio::sync::mpsc;
 
 pub use snapshot::{Position, Snapshots};
 pub use store::{now_ms, ChangeEvent, PipelineStatus, Shared, SinkState, ViewState};
+pub use transactions::{TxAssembler, TxStats};
 
 use crate::change::{Change, SourcePos};
-use crate::decode::{self, Decoded, Input};
+use crate::decode::{self, Boundary, Decoded, Input};
 use crate::engine::{IncrementalView, OrderDetailsView};
 use crate::error::DecodeError;
 use crate::sink::SinkBatch;
@@ -37,13 +39,43 @@ pub struct PipelineConfig {
     /// Where state snapshots live; `None` replays the topics on every start.
     pub state_dir: Option<std::path::PathBuf>,
     pub snapshot_every: Duration,
+    /// How long an incomplete transaction may hold its changes back.
+    pub transaction_timeout: Duration,
+}
+
+/// What turns a polled batch into engine changes: the decoder, which topic
+/// feeds which input, and the transaction assembler.
+struct Intake {
+    decoder: decode::Decoder,
+    inputs: HashMap<Arc<str>, Input>,
+    transactions: TxAssembler,
+    /// Whether a transaction topic is read; without one, transaction ids on
+    /// changes are ignored (no END would ever release them).
+    track_transactions: bool,
+}
+
+impl Intake {
+    fn new(cfg: &PipelineConfig) -> Self {
+        let tables = cfg.topics.iter().filter(|(_, i)| !matches!(i, Input::OrderUpdates | Input::Transactions)).map(|(_, i)| i.name().to_string());
+        Intake {
+            decoder: decode::Decoder::new(cfg.format, cfg.schema_registry.clone()),
+            inputs: cfg.topics.iter().map(|(t, i)| (Arc::from(t.as_str()), *i)).collect(),
+            transactions: TxAssembler::new(tables, cfg.transaction_timeout),
+            track_transactions: cfg.topics.iter().any(|(_, i)| *i == Input::Transactions),
+        }
+    }
+
+    /// True when held changes may need releasing even without new records.
+    fn waiting(&self) -> bool {
+        let stats = self.transactions.stats();
+        stats.held_changes > 0 || stats.open_transactions > 0
+    }
 }
 
 /// Runs the pipeline on the calling thread until `stop` is set.
 pub fn run(cfg: PipelineConfig, shared: Arc<Shared>, sink: Option<mpsc::UnboundedSender<SinkBatch>>, stop: Arc<AtomicBool>) {
-    let inputs: HashMap<Arc<str>, Input> = cfg.topics.iter().map(|(t, i)| (Arc::from(t.as_str()), *i)).collect();
     let topic_names: Vec<String> = cfg.topics.iter().map(|(t, _)| t.clone()).collect();
-    let mut decoder = decode::Decoder::new(cfg.format, cfg.schema_registry.clone());
+    let mut intake = Intake::new(&cfg);
     let snapshots = cfg.state_dir.clone().and_then(|dir| {
         Snapshots::new(dir.clone())
             .inspect_err(|e| tracing::warn!(error = %e, dir = %dir.display(), "cannot use the state folder; snapshots are off"))
@@ -69,9 +101,9 @@ pub fn run(cfg: PipelineConfig, shared: Arc<Shared>, sink: Option<mpsc::Unbounde
                 continue;
             }
         };
-        if !batch.is_empty() {
-            apply_batch(&mut engine, &mut decoder, &inputs, batch, &shared, sink.as_ref());
-            unsaved = true;
+        if !batch.is_empty() || intake.waiting() {
+            unsaved |= !batch.is_empty();
+            apply_batch(&mut engine, &mut intake, batch, &source, &shared, sink.as_ref());
         }
         if last_refresh.elapsed() > Duration::from_secs(1) {
             source.refresh_end_offsets();
@@ -84,13 +116,13 @@ pub fn run(cfg: PipelineConfig, shared: Arc<Shared>, sink: Option<mpsc::Unbounde
         }
         if let Some(snapshots) = &snapshots {
             if unsaved && last_snapshot.elapsed() >= cfg.snapshot_every {
-                save_snapshot(snapshots, &source, &engine);
+                save_snapshot(snapshots, &source, &intake.transactions, &engine);
                 (unsaved, last_snapshot) = (false, Instant::now());
             }
         }
     }
     if let (Some(snapshots), true) = (&snapshots, unsaved) {
-        save_snapshot(snapshots, &source, &engine);
+        save_snapshot(snapshots, &source, &intake.transactions, &engine);
     }
 }
 
@@ -151,10 +183,23 @@ fn covers(positions: &[Position], partitions: &[crate::source::PartitionProgress
     positions.iter().all(|pos| partitions.iter().any(|p| p.topic == pos.topic && p.partition == pos.partition && pos.next_offset <= p.end_offset))
 }
 
-fn save_snapshot(snapshots: &Snapshots, source: &KafkaSource, engine: &OrderDetailsView) {
+/// Where each partition must be read again from: the source's position, or
+/// earlier where the transaction assembler holds records not yet applied.
+fn resume_positions(source: &KafkaSource, transactions: &TxAssembler) -> Vec<Position> {
+    let held = transactions.resume_offsets();
+    source
+        .progress()
+        .iter()
+        .map(|p| {
+            let next_offset = held.get(&p.stream).map_or(p.next_offset, |&h| h.min(p.next_offset));
+            Position { topic: p.topic.clone(), partition: p.partition, next_offset }
+        })
+        .collect()
+}
+
+fn save_snapshot(snapshots: &Snapshots, source: &KafkaSource, transactions: &TxAssembler, engine: &OrderDetailsView) {
     let started = Instant::now();
-    let positions: Vec<Position> =
-        source.progress().iter().map(|p| Position { topic: p.topic.clone(), partition: p.partition, next_offset: p.next_offset }).collect();
+    let positions = resume_positions(source, transactions);
     match snapshots.save(&positions, engine) {
         Ok(bytes) => tracing::info!(rows = engine.len(), bytes, elapsed_ms = started.elapsed().as_millis() as u64, "saved a state snapshot"),
         Err(e) => tracing::warn!(error = %e, "saving the state snapshot failed; the next start replays more of the topics"),
@@ -183,33 +228,42 @@ fn connect_with_retry(cfg: &PipelineConfig, topics: &[String], resume: &HashMap<
 
 fn apply_batch(
     engine: &mut OrderDetailsView,
-    decoder: &mut decode::Decoder,
-    inputs: &HashMap<Arc<str>, Input>,
+    intake: &mut Intake,
     batch: Vec<(u32, Record)>,
+    source: &KafkaSource,
     shared: &Shared,
     sink: Option<&mpsc::UnboundedSender<SinkBatch>>,
 ) {
+    let now = Instant::now();
     let mut changes = Vec::with_capacity(batch.len());
     let mut dead_letters = Vec::new();
     let mut newest_ms = None;
-    let mut offsets: HashMap<(Arc<str>, i32), i64> = HashMap::new();
     for (stream, record) in &batch {
-        offsets.insert((record.topic.clone(), record.partition), record.offset + 1);
         newest_ms = newest_ms.max(record.timestamp_ms);
-        let Some(&input) = inputs.get(&record.topic) else { continue };
-        match decoder.decode(input, record) {
-            Ok(Decoded::Change(data)) => {
-                changes.push(Change { pos: Some(SourcePos { stream: *stream, offset: record.offset }), data });
+        let Some(&input) = intake.inputs.get(&record.topic) else { continue };
+        match intake.decoder.decode(input, record) {
+            Ok(Decoded::Change(data, tx)) => {
+                let change = Change { pos: Some(SourcePos { stream: *stream, offset: record.offset }), data };
+                let tx = tx.filter(|_| intake.track_transactions);
+                intake.transactions.push_change(change, tx, now, &mut changes);
             }
-            Ok(Decoded::Tombstone | Decoded::Skipped(_)) => {}
+            Ok(Decoded::Boundary(Boundary::End { id, event_count, collections })) => {
+                intake.transactions.push_end(id, &collections, event_count, (*stream, record.offset), now);
+            }
+            Ok(Decoded::Boundary(Boundary::Begin(_)) | Decoded::Tombstone | Decoded::Skipped(_)) => {}
             Err(e) => dead_letters.push(report_decode_error(e)),
         }
+    }
+    intake.transactions.release(now, &mut changes);
+    shared.set_transactions(intake.transactions.stats());
+    if batch.is_empty() && changes.is_empty() {
+        return; // only a timeout check, and nothing timed out
     }
     let applied = changes.len();
     let deltas = engine.apply_batch(changes);
     shared.publish(&deltas, applied, dead_letters.len(), newest_ms);
     if let Some(sink) = sink {
-        let offsets = offsets.into_iter().map(|((t, p), o)| (t.to_string(), p, o)).collect();
+        let offsets = resume_positions(source, &intake.transactions).into_iter().map(|p| (p.topic, p.partition, p.next_offset)).collect();
         // A closed sink only means it was not configured or has shut down.
         let _ = sink.send(SinkBatch { deltas, offsets, dead_letters });
     }

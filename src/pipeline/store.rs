@@ -53,6 +53,8 @@ pub struct PipelineStatus {
     pub partitions: Vec<PartitionProgress>,
     pub source_error: Option<String>,
     pub sink: SinkState,
+    /// MySQL transactions being assembled from Debezium's metadata.
+    pub transactions: super::TxStats,
 }
 
 pub struct Shared {
@@ -133,6 +135,10 @@ impl Shared {
         let mut s = self.status.lock();
         s.partitions.clear();
         s.partitions.extend_from_slice(partitions);
+    }
+
+    pub fn set_transactions(&self, stats: super::TxStats) {
+        self.status.lock().transactions = stats;
     }
 
     pub fn set_source_error(&self, error: Option<String>) {
