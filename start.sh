@@ -30,10 +30,14 @@ start_mysql() {
         --datadir="$MYSQL_DIR/data" --port="$CDCVIEW_MYSQL_PORT" --socket="$MYSQL_SOCK" \
         --pid-file="$MYSQL_DIR/mysqld.pid" "${user_opt[@]}"
     wait_for MySQL "$LOG_DIR/mysql.log" mariadb-admin --protocol=socket -S "$MYSQL_SOCK" -uroot ping
-    mysql_root < "$ROOT/infra/mysql/init.sql" || die "loading infra/mysql/init.sql failed"
+    # The setup below runs on every start and is kept out of the binlog: it
+    # changes nothing after the first time, and Debezium's MySQL DDL parser
+    # stops on MariaDB-only syntax (CREATE INDEX IF NOT EXISTS, BINLOG MONITOR)
+    # if it meets it while streaming. Its snapshot reads the schema itself.
+    { echo "SET sql_log_bin = 0;"; cat "$ROOT/infra/mysql/init.sql"; } | mysql_root || die "loading infra/mysql/init.sql failed"
     # Data folders made before init.sql had this index get it now.
-    mysql_root shop -e "CREATE INDEX IF NOT EXISTS order_items_order_id ON order_items (order_id)"
-    mysql_root < "$ROOT/infra/mysql/mariadb-grants.sql" 2>/dev/null || true
+    mysql_root shop -e "SET sql_log_bin = 0; CREATE INDEX IF NOT EXISTS order_items_order_id ON order_items (order_id)"
+    { echo "SET sql_log_bin = 0;"; cat "$ROOT/infra/mysql/mariadb-grants.sql"; } | mysql_root 2>/dev/null || true
 }
 
 start_postgres() {

@@ -59,9 +59,12 @@ def clear_restart_skips(offsets_file):
     """Makes a restart resume at the stored binlog position without skipping.
 
     Debezium's MySQL connector does not recognise MariaDB's GTID events as
-    transaction starts, so the offset it stores after a transaction carries a
-    "skip N rows" counter relative to the wrong event: on restart it skips
-    rows of the first transaction after the stored position, and loses them.
+    transaction starts (when the server announces itself as MariaDB, which
+    infra/mysql/my.cnf's version string no longer does, so MariaDB sends
+    MySQL-style BEGIN events instead), so the offset it stores after a
+    transaction can carry a "skip N rows" counter relative to the wrong event:
+    on restart it skips rows of the first transaction after the stored
+    position, and loses them.
     Dropping the counters resumes at the stored position instead: at worst a
     row is sent again, which a keyed consumer (cdcview) absorbs, and nothing
     is lost. Real MySQL (docker-compose) does not need this; it is only done

@@ -21,7 +21,7 @@ pub struct ServeConfig {
     pub status_topic: String,
     /// Debezium's transaction topic (`provide.transaction.metadata`; it must
     /// have one partition). The changes of a MySQL transaction are applied
-    /// together once all of them have arrived. Empty: apply every change as
+    /// together once all of them have arrived. `none`: apply every change as
     /// it comes.
     #[arg(long, env = "CDCVIEW_TRANSACTION_TOPIC", default_value = "mysql.transaction")]
     pub transaction_topic: String,
@@ -74,7 +74,7 @@ impl ServeConfig {
                 table => (format!("{}.{}", self.topic_prefix, table.name()), table),
             })
             .collect();
-        if !self.transaction_topic.is_empty() {
+        if !matches!(self.transaction_topic.as_str(), "" | "none") {
             topics.push((self.transaction_topic.clone(), Input::Transactions));
         }
         topics

@@ -70,3 +70,20 @@ fn an_update_is_a_retraction_and_an_insertion_with_exact_money() {
         assert!(change.after.is_none() && change.before.is_some(), "{variant}: a delete retracts");
     }
 }
+
+/// Captured with `provide.transaction.metadata` on: one MySQL transaction that
+/// inserted an order and two items, and its BEGIN and END events.
+#[test]
+fn transaction_metadata_ties_changes_to_their_end_event() {
+    use cdcview::decode::{Boundary, TxMember};
+    let tx_id = "file=mysql-bin.000001,pos=14382";
+    let Some(Decoded::Change(TableChange::Orders(_), Some(order_tx))) = decode("json-transactions", "orders", Input::Orders, "c") else { panic!() };
+    assert_eq!(order_tx, TxMember { id: tx_id.into(), total_order: Some(1) });
+    let Some(Decoded::Change(TableChange::Items(_), Some(item_tx))) = decode("json-transactions", "order_items", Input::OrderItems, "c") else { panic!() };
+    assert_eq!(item_tx, TxMember { id: tx_id.into(), total_order: Some(3) });
+    assert_eq!(decode("json-transactions", "transaction", Input::Transactions, "begin"), Some(Decoded::Boundary(Boundary::Begin(tx_id.into()))));
+    let Some(Decoded::Boundary(Boundary::End { id, event_count, mut collections })) = decode("json-transactions", "transaction", Input::Transactions, "end") else { panic!() };
+    collections.sort();
+    assert_eq!((id.as_ref(), event_count), (tx_id, 3));
+    assert_eq!(collections, vec![("shop.order_items".to_string(), 2), ("shop.orders".to_string(), 1)]);
+}
