@@ -25,5 +25,14 @@ cd "$ROOT"
 # End-to-end tests are #[ignore]d for plain `cargo test`; here the stack runs.
 # The restart test restarts a part of the stack, so it runs alone, first;
 # then everything else (the closing summary is the main run's).
-cargo nextest run --locked --run-ignored all --no-fail-fast --test-threads 1 -E 'test(restart)' "$@"
-cargo nextest run --locked --run-ignored all --no-fail-fast -E 'not test(restart)' "$@"
+# The fault tests append one line each to this report, printed at the end.
+report="$ROOT/target/tmp/fault-report.txt"
+rm -f "$report"
+status=0
+cargo nextest run --locked --run-ignored all --no-fail-fast --test-threads 1 -E 'test(restart)' "$@" || status=$?
+cargo nextest run --locked --run-ignored all --no-fail-fast -E 'not test(restart)' "$@" || status=$?
+if [ -s "$report" ]; then
+    say "faults: how long until the view and the PostgreSQL table were exact again"
+    sed 's/^/    /' "$report"
+fi
+exit "$status"

@@ -57,6 +57,8 @@ pub enum SourceError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("topic {topic:?} does not exist on {brokers} (create it, or start the Debezium connector first)")]
     MissingTopic { topic: String, brokers: String },
+    #[error("cannot reach the Kafka brokers at {brokers} ({reason}); check CDCVIEW_BROKERS / --brokers and that the broker runs")]
+    Unreachable { brokers: String, reason: rdkafka::error::KafkaError },
 }
 
 /// Saving or loading a state snapshot failed.

@@ -144,3 +144,22 @@ impl Decoder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn a_10_mb_record_is_refused_with_its_bytes_and_position() {
+        let value = vec![b'{'; 10 * 1024 * 1024];
+        let record = Record { topic: Arc::from("mysql.shop.orders"), partition: 0, offset: 77, key: None, value: Some(value.clone()), timestamp_ms: None };
+        for input in [Input::Orders, Input::OrderUpdates, Input::Transactions] {
+            let err = decode_json(input, &record).unwrap_err();
+            assert_eq!((err.topic.as_str(), err.partition, err.offset), ("mysql.shop.orders", 0, 77));
+            assert_eq!(err.reason, DecodeReason::TooLarge { size: value.len(), limit: MAX_RECORD_BYTES });
+            assert_eq!(err.raw, value, "the raw bytes are kept for the dead-letter table");
+        }
+    }
+}

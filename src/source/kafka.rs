@@ -88,7 +88,10 @@ impl KafkaSource {
     }
 
     fn partition_ids(&self, topic: &str) -> Result<Vec<i32>, SourceError> {
-        let metadata = self.consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
+        let metadata = self
+            .consumer
+            .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+            .map_err(|reason| SourceError::Unreachable { brokers: self.brokers.clone(), reason })?;
         let missing = || SourceError::MissingTopic { topic: topic.to_string(), brokers: self.brokers.clone() };
         let t = metadata.topics().iter().find(|t| t.name() == topic).ok_or_else(missing)?;
         if t.error().is_some() || t.partitions().is_empty() {
