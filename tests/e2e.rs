@@ -289,7 +289,7 @@ async fn assert_dead_letter(payload: Vec<u8>, reason: &str) {
     tokio::spawn(conn);
     let start = Instant::now();
     loop {
-        let rows = pg.query("SELECT reason FROM cdcview_dead_letters WHERE md5(raw) = md5($1)", &[&payload]).await.unwrap();
+        let rows = pg.query("SELECT reason FROM cdcview_dead_letters WHERE md5(raw) = md5($1::bytea)", &[&payload]).await.unwrap();
         if let Some(row) = rows.first() {
             let got: String = row.get(0);
             assert!(got.contains(reason), "{got}");

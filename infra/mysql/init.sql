@@ -52,8 +52,10 @@ CREATE USER IF NOT EXISTS 'debezium'@'localhost' IDENTIFIED BY 'dbz';
 GRANT SELECT, RELOAD, SHOW DATABASES, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'debezium'@'%';
 GRANT SELECT, RELOAD, SHOW DATABASES, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'debezium'@'localhost';
 
--- cdcview's application user: the shop's rows only (seeding and the raw endpoints).
+-- cdcview's user on this local stack: the shop's rows (seeding, the raw
+-- endpoints, the tests' DML) and ALTER, for the test of schema changes while
+-- running. The API itself only reads.
 CREATE USER IF NOT EXISTS 'cdcview'@'%' IDENTIFIED BY 'cdcview';
 CREATE USER IF NOT EXISTS 'cdcview'@'localhost' IDENTIFIED BY 'cdcview';
-GRANT SELECT, INSERT, UPDATE, DELETE ON shop.* TO 'cdcview'@'%';
-GRANT SELECT, INSERT, UPDATE, DELETE ON shop.* TO 'cdcview'@'localhost';
+GRANT SELECT, INSERT, UPDATE, DELETE, ALTER ON shop.* TO 'cdcview'@'%';
+GRANT SELECT, INSERT, UPDATE, DELETE, ALTER ON shop.* TO 'cdcview'@'localhost';

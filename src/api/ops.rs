@@ -40,10 +40,14 @@ pub async fn status(State(state): State<AppState>) -> impl IntoResponse {
         let v = shared.view.read();
         (v.version, v.rows.len(), v.source_time_ms)
     };
+    let now = crate::pipeline::now_ms();
     let topics: Vec<_> = status
         .partitions
         .iter()
-        .map(|p| serde_json::json!({"topic": p.topic, "partition": p.partition, "consumed_offset": p.next_offset, "end_offset": p.end_offset, "lag": p.lag()}))
+        .map(|p| {
+            serde_json::json!({"topic": p.topic, "partition": p.partition, "consumed_offset": p.next_offset, "end_offset": p.end_offset,
+                "lag": p.lag(), "stalled": p.stalled_for_ms(now) >= crate::pipeline::STALL_AFTER_MS})
+        })
         .collect();
     Json(serde_json::json!({
         "ready": shared.is_ready(),
@@ -85,6 +89,11 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let _ = writeln!(out, "# HELP cdcview_partition_lag records not yet consumed\n# TYPE cdcview_partition_lag gauge");
     for p in &status.partitions {
         let _ = writeln!(out, "cdcview_partition_lag{{topic=\"{}\",partition=\"{}\"}} {}", p.topic, p.partition, p.lag());
+    }
+    let now = crate::pipeline::now_ms();
+    let _ = writeln!(out, "# HELP cdcview_partition_stalled_seconds how long records have waited without one arriving\n# TYPE cdcview_partition_stalled_seconds gauge");
+    for p in &status.partitions {
+        let _ = writeln!(out, "cdcview_partition_stalled_seconds{{topic=\"{}\",partition=\"{}\"}} {}", p.topic, p.partition, p.stalled_for_ms(now) as f64 / 1000.0);
     }
     state.http.encode(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)

@@ -87,6 +87,7 @@ pub fn run(cfg: PipelineConfig, shared: Arc<Shared>, sink: Option<mpsc::Unbounde
     let mut last_refresh = Instant::now();
     let mut last_snapshot = Instant::now();
     let mut unsaved = false;
+    let mut stalled = std::collections::HashSet::new();
     shared.set_partitions(source.progress());
     while !stop.load(Ordering::Relaxed) {
         let batch = match source.poll_batch(cfg.max_batch, cfg.poll_wait) {
@@ -107,6 +108,7 @@ pub fn run(cfg: PipelineConfig, shared: Arc<Shared>, sink: Option<mpsc::Unbounde
         }
         if last_refresh.elapsed() > Duration::from_secs(1) {
             source.refresh_end_offsets();
+            warn_of_stalls(source.progress(), &mut stalled);
             last_refresh = Instant::now();
         }
         shared.set_partitions(source.progress());
@@ -126,6 +128,27 @@ pub fn run(cfg: PipelineConfig, shared: Arc<Shared>, sink: Option<mpsc::Unbounde
     }
 }
 
+/// A partition whose records have waited this long without one arriving is
+/// reported as stalled.
+pub const STALL_AFTER_MS: i64 = 30_000;
+
+/// Logs once when a partition starts and stops being stalled.
+fn warn_of_stalls(partitions: &[crate::source::PartitionProgress], stalled: &mut std::collections::HashSet<u32>) {
+    let now = now_ms();
+    for p in partitions {
+        let stuck = p.stalled_for_ms(now) >= STALL_AFTER_MS;
+        if stuck && stalled.insert(p.stream) {
+            tracing::warn!(
+                topic = %p.topic, partition = p.partition, offset = p.next_offset, waiting = p.lag(),
+                "no record has arrived from this partition for 30 s although the broker has more: \
+                 the broker may be unable to serve the record at this offset (tansu never serves records over about 6 MB)"
+            );
+        } else if !stuck && stalled.remove(&p.stream) {
+            tracing::info!(topic = %p.topic, partition = p.partition, offset = p.next_offset, "the partition moves again");
+        }
+    }
+}
+
 /// The engine and a source positioned right after what the engine holds:
 /// restored from the snapshot when there is a usable one, else empty with the
 /// source at the beginning of every topic.
@@ -139,12 +162,23 @@ fn start(
 ) -> Option<(OrderDetailsView, KafkaSource)> {
     if let Some((positions, engine, deltas)) = snapshots.and_then(load_snapshot) {
         let resume: HashMap<(String, i32), i64> = positions.iter().map(|p| ((p.topic.clone(), p.partition), p.next_offset)).collect();
-        let source = connect_with_retry(cfg, topics, &resume, shared, stop)?;
+        // A transaction topic the snapshot does not cover (it was written
+        // before transactions were tracked) is read from its end: its ENDs
+        // so far belong to changes the snapshot already holds, and waiting for
+        // those changes would only stall the view until the timeout.
+        let tail: Vec<String> = cfg
+            .topics
+            .iter()
+            .filter(|(t, i)| *i == Input::Transactions && !positions.iter().any(|p| &p.topic == t))
+            .map(|(t, _)| t.clone())
+            .collect();
+        let source = connect_with_retry(cfg, topics, &resume, &tail, shared, stop)?;
         if covers(&positions, source.progress()) {
             shared.publish(&deltas, 0, 0, None);
             if let Some(sink) = sink {
                 let offsets = positions.into_iter().map(|p| (p.topic, p.partition, p.next_offset)).collect();
-                let _ = sink.send(SinkBatch { deltas, offsets, dead_letters: Vec::new() });
+                let log_ends = source.progress().iter().map(|p| (p.topic.clone(), p.partition, p.end_offset)).collect();
+                let _ = sink.send(SinkBatch { deltas, offsets, dead_letters: Vec::new(), restored: Some(log_ends) });
             }
             return Some((engine, source));
         }
@@ -153,7 +187,7 @@ fn start(
             tracing::warn!(error = %e, "cannot remove the stale snapshot");
         }
     }
-    let source = connect_with_retry(cfg, topics, &HashMap::new(), shared, stop)?;
+    let source = connect_with_retry(cfg, topics, &HashMap::new(), &[], shared, stop)?;
     Some((OrderDetailsView::new(), source))
 }
 
@@ -206,10 +240,17 @@ fn save_snapshot(snapshots: &Snapshots, source: &KafkaSource, transactions: &TxA
     }
 }
 
-fn connect_with_retry(cfg: &PipelineConfig, topics: &[String], resume: &HashMap<(String, i32), i64>, shared: &Shared, stop: &AtomicBool) -> Option<KafkaSource> {
+fn connect_with_retry(
+    cfg: &PipelineConfig,
+    topics: &[String],
+    resume: &HashMap<(String, i32), i64>,
+    tail: &[String],
+    shared: &Shared,
+    stop: &AtomicBool,
+) -> Option<KafkaSource> {
     let mut delay = Duration::from_millis(250);
     while !stop.load(Ordering::Relaxed) {
-        match KafkaSource::connect(&cfg.brokers, topics, resume) {
+        match KafkaSource::connect(&cfg.brokers, topics, resume, tail) {
             Ok(source) => {
                 tracing::info!(brokers = %cfg.brokers, partitions = source.progress().len(), "consuming");
                 shared.set_source_error(None);
@@ -265,7 +306,7 @@ fn apply_batch(
     if let Some(sink) = sink {
         let offsets = resume_positions(source, &intake.transactions).into_iter().map(|p| (p.topic, p.partition, p.next_offset)).collect();
         // A closed sink only means it was not configured or has shut down.
-        let _ = sink.send(SinkBatch { deltas, offsets, dead_letters });
+        let _ = sink.send(SinkBatch { deltas, offsets, dead_letters, restored: None });
     }
 }
 

@@ -2,8 +2,15 @@
 //!
 //! Deltas are coalesced by key while a write is in flight, then written as one
 //! transaction per flush: deletes, a multi-row upsert, the Kafka offsets the
-//! rows reflect, and dead letters. The first flush after start replaces the
-//! table's content, so the table equals the view whatever it held before. When
+//! rows reflect, and dead letters.
+//!
+//! On start, the table resumes from its own offsets where it can: when the
+//! engine was restored from a snapshot that the table has already passed
+//! (`cdcview_offsets` at or beyond the snapshot's positions, and within the
+//! topics), the batches the table already reflects are skipped and writing
+//! resumes with the first batch beyond them, so a restart rewrites nothing.
+//! Otherwise the first flush replaces the table's content, so the table
+//! equals the view whatever it held before. When
 //! PostgreSQL is away the sink keeps coalescing (memory stays bounded by the
 //! view's size) and retries with backoff; the API is not affected.
 
@@ -24,6 +31,57 @@ pub struct SinkBatch {
     /// (topic, partition, next offset) reached by the batch.
     pub offsets: Vec<(String, i32, i64)>,
     pub dead_letters: Vec<DecodeError>,
+    /// Set on the batch that carries a view restored from a snapshot: the
+    /// topics' end offsets at start, to tell whether the table's stored
+    /// offsets belong to these topics.
+    pub restored: Option<Vec<(String, i32, i64)>>,
+}
+
+type Offsets = HashMap<(String, i32), i64>;
+
+/// True when every offset in `batch` is at or before the table's offset for
+/// that partition: the table already reflects everything the batch holds.
+fn covered(batch: &[(String, i32, i64)], table: &Offsets) -> bool {
+    batch.iter().all(|(t, p, o)| table.get(&(t.clone(), *p)).is_some_and(|at| o <= at))
+}
+
+/// Skips what the table already holds; adds the rest to `pending`.
+fn take(batch: SinkBatch, pending: &mut Pending, skip_until: &mut Option<Offsets>) {
+    match skip_until {
+        Some(table) if covered(&batch.offsets, table) => pending.dead_letters.extend(batch.dead_letters),
+        _ => {
+            *skip_until = None;
+            pending.add(batch);
+        }
+    }
+}
+
+/// Decides what to do with the restored view: `Some(table offsets)` when the
+/// table is already at or past it (skip until beyond them), `None` to
+/// replace the table.
+async fn resume_point(url: &str, batch: &SinkBatch, log_ends: &[(String, i32, i64)]) -> Option<Offsets> {
+    let table = match tokio::time::timeout(Duration::from_secs(5), table_offsets(url)).await {
+        Ok(Ok(offsets)) => offsets,
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, "cannot read the table's offsets; it will be rewritten from the view");
+            return None;
+        }
+        Err(_) => return None,
+    };
+    let within_topics = log_ends.iter().all(|(t, p, end)| table.get(&(t.clone(), *p)).is_none_or(|at| at <= end));
+    if covered(&batch.offsets, &table) && within_topics {
+        tracing::info!("the PostgreSQL table is at or past the restored snapshot; resuming from its offsets without rewriting it");
+        Some(table)
+    } else {
+        tracing::info!("the PostgreSQL table is behind the restored snapshot (or from other topics); it will be rewritten from the view");
+        None
+    }
+}
+
+async fn table_offsets(url: &str) -> Result<Offsets, SinkError> {
+    let client = connect(url).await?;
+    let rows = client.query("SELECT topic, partition, next_offset FROM cdcview_offsets", &[]).await?;
+    Ok(rows.iter().map(|r| ((r.get::<_, String>(0), r.get::<_, i32>(1)), r.get::<_, i64>(2))).collect())
 }
 
 const SCHEMA: &str = "
@@ -113,7 +171,10 @@ pub async fn run(url: String, mut batches: mpsc::UnboundedReceiver<SinkBatch>, s
     let mut pending = Pending::default();
     let mut client: Option<Client> = None;
     let mut replace_all = true;
+    // The table's offsets while the batches it already reflects are skipped.
+    let mut skip_until: Option<Offsets> = None;
     let mut backoff = Duration::from_millis(100);
+
     loop {
         // Block for one batch, then take whatever else is queued. With rows
         // still pending after a failed flush, go straight to the retry (the
@@ -123,7 +184,16 @@ pub async fn run(url: String, mut batches: mpsc::UnboundedReceiver<SinkBatch>, s
         if pending.is_empty() || waiting_for_ready {
             tokio::select! {
                 batch = batches.recv() => match batch {
-                    Some(b) => pending.add(b),
+                    Some(b) => {
+                        if let Some(log_ends) = &b.restored {
+                            skip_until = resume_point(&url, &b, log_ends).await;
+                            replace_all = skip_until.is_none();
+                            if !replace_all {
+                                shared.update_sink(|s| s.state = "ok");
+                            }
+                        }
+                        take(b, &mut pending, &mut skip_until);
+                    }
                     // Closed: the pipeline stopped. Nothing pending, or never
                     // ready (so nothing would be written): done.
                     None if pending.is_empty() || waiting_for_ready => return,
@@ -133,7 +203,7 @@ pub async fn run(url: String, mut batches: mpsc::UnboundedReceiver<SinkBatch>, s
             }
         }
         while let Ok(b) = batches.try_recv() {
-            pending.add(b);
+            take(b, &mut pending, &mut skip_until);
         }
         shared.update_sink(|s| s.pending_rows = pending.rows.len());
         if !*ready.borrow() || pending.is_empty() {
@@ -240,4 +310,35 @@ async fn upsert(tx: &tokio_postgres::Transaction<'_>, rows: &[&OrderDetails]) ->
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(offsets: &[(&str, i64)]) -> SinkBatch {
+        SinkBatch { deltas: Vec::new(), offsets: offsets.iter().map(|(t, o)| (t.to_string(), 0, *o)).collect(), dead_letters: Vec::new(), restored: None }
+    }
+
+    #[test]
+    fn batches_the_table_already_reflects_are_skipped_until_one_goes_beyond() {
+        let table: Offsets = [(("a".to_string(), 0), 10), (("b".to_string(), 0), 5)].into();
+        let mut skip = Some(table);
+        let mut pending = Pending::default();
+        take(batch(&[("a", 7), ("b", 5)]), &mut pending, &mut skip);
+        assert!(pending.offsets.is_empty() && skip.is_some(), "covered: skipped");
+        take(batch(&[("a", 10), ("b", 6)]), &mut pending, &mut skip);
+        assert!(skip.is_none(), "b went beyond the table: writing resumes");
+        assert_eq!(pending.offsets.get(&("b".to_string(), 0)), Some(&6));
+        take(batch(&[("a", 8)]), &mut pending, &mut skip);
+        assert_eq!(pending.offsets.get(&("a".to_string(), 0)), Some(&10), "after resuming, nothing is skipped");
+    }
+
+    #[test]
+    fn a_partition_the_table_does_not_know_is_not_covered() {
+        let table: Offsets = [(("a".to_string(), 0), 10)].into();
+        assert!(covered(&[("a".to_string(), 0, 10)], &table));
+        assert!(!covered(&[("a".to_string(), 0, 11)], &table));
+        assert!(!covered(&[("a".to_string(), 0, 1), ("c".to_string(), 0, 0)], &table));
+    }
 }

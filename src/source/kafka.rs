@@ -28,11 +28,20 @@ pub struct PartitionProgress {
     pub next_offset: i64,
     /// The broker's high watermark at the last check.
     pub end_offset: i64,
+    /// Since when records have been waiting here without one arriving, in
+    /// unix ms; `None` while the partition keeps up. A partition stuck for
+    /// long has a record the broker cannot serve, or a broker in trouble.
+    pub waiting_since_ms: Option<i64>,
 }
 
 impl PartitionProgress {
     pub fn lag(&self) -> i64 {
         (self.end_offset - self.next_offset).max(0)
+    }
+
+    /// How long records have waited without progress, in ms at `now_ms`.
+    pub fn stalled_for_ms(&self, now_ms: i64) -> i64 {
+        self.waiting_since_ms.map_or(0, |since| (now_ms - since).max(0))
     }
 }
 
@@ -46,8 +55,9 @@ pub struct KafkaSource {
 
 impl KafkaSource {
     /// Connects and assigns every partition of `topics`, each starting at the
-    /// offset given in `start` or else at the beginning of the log.
-    pub fn connect(brokers: &str, topics: &[String], start: &HashMap<(String, i32), i64>) -> Result<Self, SourceError> {
+    /// offset given in `start`, else at the end of the log for `tail_topics`,
+    /// else at the beginning.
+    pub fn connect(brokers: &str, topics: &[String], start: &HashMap<(String, i32), i64>, tail_topics: &[String]) -> Result<Self, SourceError> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("group.id", "cdcview")
@@ -66,10 +76,19 @@ impl KafkaSource {
             .create()?;
         let mut source = KafkaSource { consumer, brokers: brokers.to_string(), partitions: Vec::new(), index: HashMap::new() };
         let mut assignment = TopicPartitionList::new();
+        let mut tails = Vec::new();
         for topic in topics {
             for partition in source.partition_ids(topic)? {
                 let next = start.get(&(topic.clone(), partition)).copied();
-                let offset = next.map_or(Offset::Beginning, Offset::Offset);
+                let from_end = next.is_none() && tail_topics.contains(topic);
+                let offset = match next {
+                    Some(next) => Offset::Offset(next),
+                    None if from_end => Offset::End,
+                    None => Offset::Beginning,
+                };
+                if from_end {
+                    tails.push(source.partitions.len());
+                }
                 assignment.add_partition_offset(topic, partition, offset)?;
                 let stream = source.partitions.len() as u32;
                 source.index.insert((Arc::from(topic.as_str()), partition), source.partitions.len());
@@ -79,11 +98,15 @@ impl KafkaSource {
                     stream,
                     next_offset: next.unwrap_or(0),
                     end_offset: 0,
+                    waiting_since_ms: None,
                 });
             }
         }
         source.consumer.assign(&assignment)?;
         source.fetch_end_offsets()?;
+        for i in tails {
+            source.partitions[i].next_offset = source.partitions[i].end_offset;
+        }
         Ok(source)
     }
 
@@ -123,6 +146,7 @@ impl KafkaSource {
                     let progress = &mut self.partitions[i];
                     progress.next_offset = msg.offset() + 1;
                     progress.end_offset = progress.end_offset.max(progress.next_offset);
+                    progress.waiting_since_ms = None;
                     let record = Record {
                         topic: key.0,
                         partition: msg.partition(),
@@ -139,7 +163,6 @@ impl KafkaSource {
         Ok(batch)
     }
 
-    /// Asks the broker for every partition's end offset.
     /// Asks the broker for each partition's end offset (one round trip each).
     fn fetch_end_offsets(&mut self) -> Result<(), SourceError> {
         for p in &mut self.partitions {
@@ -170,6 +193,11 @@ impl KafkaSource {
             if err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0 {
                 p.end_offset = high;
             }
+            p.waiting_since_ms = match (p.lag(), p.waiting_since_ms) {
+                (0, _) => None,
+                (_, None) => Some(crate::pipeline::now_ms()),
+                (_, since) => since,
+            };
         }
     }
 

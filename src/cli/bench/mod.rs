@@ -62,6 +62,11 @@ pub struct EngineArgs {
     /// and restoring a view from it (what a restart of `cdcview serve` does).
     #[arg(long)]
     pub snapshot_dir: Option<std::path::PathBuf>,
+    /// Leave the snapshot in --snapshot-dir, covering no topic offsets, so
+    /// that `cdcview serve --state-dir DIR` starts from this state (scripts/
+    /// bench.sh times a serve start with 1M orders that way).
+    #[arg(long, requires = "snapshot_dir")]
+    pub keep_snapshot: bool,
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -118,7 +123,7 @@ fn engine(args: EngineArgs) -> anyhow::Result<()> {
     }
     println!("view deltas emitted: {deltas}; view rows: {}", engine.len());
     if let Some(dir) = &args.snapshot_dir {
-        time_snapshot(dir, &engine)?;
+        time_snapshot(dir, &engine, args.keep_snapshot)?;
     }
     println!("peak resident memory: {}", peak_rss().map_or("unknown".into(), |kb| format!("{:.0} MiB", kb as f64 / 1024.0)));
     Ok(())
@@ -126,7 +131,7 @@ fn engine(args: EngineArgs) -> anyhow::Result<()> {
 
 /// Saves a snapshot of `engine`, restores a view from it, and checks that the
 /// restored view has the same rows; prints the times.
-fn time_snapshot(dir: &std::path::Path, engine: &OrderDetailsView) -> anyhow::Result<()> {
+fn time_snapshot(dir: &std::path::Path, engine: &OrderDetailsView, keep: bool) -> anyhow::Result<()> {
     use crate::pipeline::Snapshots;
     let snapshots = Snapshots::new(dir.to_path_buf())?;
     let t = Instant::now();
@@ -146,7 +151,9 @@ fn time_snapshot(dir: &std::path::Path, engine: &OrderDetailsView) -> anyhow::Re
         loaded.as_secs_f64(),
         restored.len()
     );
-    snapshots.discard()?;
+    if !keep {
+        snapshots.discard()?;
+    }
     Ok(())
 }
 
