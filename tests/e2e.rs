@@ -580,7 +580,10 @@ async fn survive_outage(part: &str, down: Duration, dml_steps: usize) {
     let dml = tokio::spawn(random_dml(dml_steps));
     tokio::time::sleep(Duration::from_millis(300)).await;
     start_sh(&["stop-part", part]).await;
-    tokio::time::sleep(down).await;
+    // Writes while the part is down, so that changes are in flight when it returns.
+    let while_down = Instant::now();
+    random_dml(dml_steps / 3).await;
+    tokio::time::sleep(down.saturating_sub(while_down.elapsed())).await;
     let (restarted, applied) = (Instant::now(), changes_applied().await);
     start_sh(&["start-part", part]).await;
     dml.await.unwrap();
