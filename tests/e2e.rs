@@ -225,6 +225,23 @@ async fn api_errors_are_json_with_stable_codes() {
     assert_eq!(s, 400);
     let (s, _) = get("/order_details_mv?user_id=1%20OR%201=1").await;
     assert_eq!(s, 400);
+    // Hostile parameters: a 400 naming the parameter, never a 500.
+    let long = "9".repeat(20_000);
+    for path in [
+        format!("/order_details_mv?user_id={long}"),
+        format!("/order_details_mv?status={}", "x".repeat(20_000)),
+        "/order_details_mv/1;DROP%20TABLE%20users".to_string(),
+        "/order_details_mv?after=-9223372036854775809".to_string(),
+        "/users?limit=1e3".to_string(),
+        "/orders?after=1'%20OR%20'1'='1".to_string(),
+        "/order_details?limit=-1".to_string(),
+    ] {
+        let (s, b) = get(&path).await;
+        assert!(s == 400 || (s == 200 && path.contains("status=")), "{}…: {s} {b}", &path[..path.len().min(60)]);
+        if s == 400 {
+            assert_eq!(b["error"]["code"], "bad_parameter", "{b}");
+        }
+    }
     let (s, b) = get("/nope").await;
     assert_eq!((s, b["error"]["code"].as_str()), (404, Some("not_found")));
     let (s, b) = get("/order_details_mv/999999999").await;
