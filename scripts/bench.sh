@@ -174,6 +174,9 @@ serve_on_1m_snapshot() {
     for t in users addresses orders order_items order_updates transaction; do
         tansu topic create "$prefix.$t" --broker "tcp://127.0.0.1:$CDCVIEW_KAFKA_PORT" --partitions 1 >/dev/null 2>&1 || true
     done
+    # As in a real restart, this is the only cdcview: the stack's own one
+    # (polling the broker every few ms) is stopped meanwhile.
+    "$ROOT/start.sh" stop-part cdcview >/dev/null
     t0=$(date +%s.%N)
     env -u CDCVIEW_PG_URL CDCVIEW_LISTEN="127.0.0.1:$port" CDCVIEW_STATE_DIR="$OUT/snapshot-1m" \
         CDCVIEW_TOPIC_PREFIX="$prefix" CDCVIEW_STATUS_TOPIC="$prefix.order_updates" CDCVIEW_TRANSACTION_TOPIC="$prefix.transaction" \
@@ -187,6 +190,7 @@ serve_on_1m_snapshot() {
     rows=$(curl -s "http://127.0.0.1:$port/status" | python3 -c "import json, sys; print(json.load(sys.stdin)['view']['rows'])")
     python3 -c "print(f'recovery (cdcview serve on the 1M-order snapshot): start -> /readyz 200 in {$t1 - $t0:.2f} s with $rows rows')"
     kill "$pid"; wait "$pid" 2>/dev/null || true
+    "$ROOT/start.sh" start-part cdcview >/dev/null
 }
 
 part_footprint() {

@@ -271,24 +271,47 @@ impl OrderDetailsView {
         view.orders.reserve(state.orders.len());
         view.items.reserve(state.items.len());
         view.rows.reserve(state.orders.len());
-        view.dirty_orders = state.orders.iter().map(|o| o.order_id).collect();
-        // Dirty users get their columns computed once each, shared by their orders.
-        view.dirty_users = state.users.iter().map(|u| u.user_id).collect();
-        for user in state.users {
-            view.users.upsert(user);
-        }
-        for address in state.addresses {
-            view.addresses.upsert(address);
-        }
-        for order in state.orders {
-            view.orders.upsert(order);
-        }
-        for item in state.items {
-            view.items.upsert(item);
-        }
+        let user_ids: Vec<i64> = state.users.iter().map(|u| u.user_id).collect();
+        let order_ids: Vec<i64> = state.orders.iter().map(|o| o.order_id).collect();
+        // The four tables are independent: fill them side by side.
+        let (users, addresses, orders, items) = (&mut view.users, &mut view.addresses, &mut view.orders, &mut view.items);
+        rayon::scope(|s| {
+            s.spawn(|_| state.users.into_iter().for_each(|u| {
+                users.upsert(u);
+            }));
+            s.spawn(|_| state.addresses.into_iter().for_each(|a| {
+                addresses.upsert(a);
+            }));
+            s.spawn(|_| state.orders.into_iter().for_each(|o| {
+                orders.upsert(o);
+            }));
+            s.spawn(|_| state.items.into_iter().for_each(|i| {
+                items.upsert(i);
+            }));
+        });
         view.status = state.status;
-        let deltas = view.flush_dirty();
+        let deltas = view.compose_all(&user_ids, order_ids);
         (view, deltas)
+    }
+
+    /// Every row from scratch, on all cores: a restore recomputes the whole
+    /// view, and each row reads only the (complete, unchanging) input tables.
+    /// Each user's columns are computed once, shared by their orders.
+    fn compose_all(&mut self, user_ids: &[i64], mut order_ids: Vec<i64>) -> Vec<ViewDelta<OrderDetails>> {
+        use rayon::prelude::*;
+        let parts: Vec<(i64, Option<UserPart>)> = user_ids.par_iter().map(|&u| (u, self.user_part(u))).collect();
+        let fresh_users: AHashMap<i64, Option<UserPart>> = parts.into_iter().collect();
+        order_ids.sort_unstable();
+        order_ids.dedup();
+        let this = &*self;
+        let rows: Vec<(i64, OrderDetails)> = order_ids.par_iter().filter_map(|&key| Some((key, this.compose(key, None, &fresh_users)?))).collect();
+        let mut deltas = Vec::with_capacity(rows.len());
+        for (key, row) in rows {
+            let row = Arc::new(row);
+            self.rows.insert(key, Arc::clone(&row));
+            deltas.push(ViewDelta { key, before: None, after: Some(row) });
+        }
+        deltas
     }
 
     fn apply(&mut self, change: TableChange) {
