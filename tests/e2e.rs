@@ -824,3 +824,38 @@ async fn a_backlog_of_100k_changes_is_caught_up_after_a_stop() {
     assert!(peak < BACKLOG_RSS_BOUND, "cdcview peaked at {} MiB catching up, over the {} MiB bound", peak >> 20, BACKLOG_RSS_BOUND >> 20);
     assert_postgres_matches_view(Duration::from_secs(60)).await;
 }
+
+/// `cdcview push-events` drives orders through their statuses, as the
+/// reference pusher does: each event is printed at low rates, and at the end
+/// every order of the range shows `finished` in the view.
+#[tokio::test]
+#[ignore = "needs the running stack: scripts/test.sh"]
+async fn push_events_moves_orders_through_their_statuses() {
+    let mut db = mysql().await;
+    let user: u64 = db.query_first("SELECT MIN(user_id) FROM users").await.unwrap().unwrap();
+    // One multi-row INSERT gets consecutive ids, so the range holds only these orders.
+    db.exec_drop("INSERT INTO orders (user_id, total) VALUES (?, '1.00'), (?, '2.00'), (?, '3.00')", (user, user, user)).await.unwrap();
+    let first = db.last_insert_id().unwrap() as i64;
+    let (start, end) = (first.to_string(), (first + 3).to_string());
+    for id in first..first + 3 {
+        eventually(&format!("/order_details_mv/{id}"), Duration::from_secs(10), |s, _| s == 200).await;
+    }
+    let push = |args: &[&str]| std::process::Command::new(env!("CARGO_BIN_EXE_cdcview")).arg("push-events").args(args).output().unwrap();
+
+    let slow = push(&[&start, &end, "--rate", "20", "--count", "2", "--seed", "7"]);
+    assert!(slow.status.success(), "{}", String::from_utf8_lossy(&slow.stderr));
+    let printed: Vec<Value> = String::from_utf8_lossy(&slow.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert_eq!(printed.len(), 2, "each event is printed at low rates: {}", String::from_utf8_lossy(&slow.stdout));
+    for event in &printed {
+        assert!((first..first + 3).contains(&event["order_id"].as_i64().unwrap()), "{event}");
+        assert_eq!(event["status"], "received", "{event}");
+    }
+
+    let fast = push(&[&start, &end, "--rate", "500"]);
+    assert!(fast.status.success(), "{}", String::from_utf8_lossy(&fast.stderr));
+    assert!(String::from_utf8_lossy(&fast.stdout).contains("sent 15 status events"), "{}", String::from_utf8_lossy(&fast.stdout));
+    for id in first..first + 3 {
+        let row = eventually(&format!("/order_details_mv/{id}"), Duration::from_secs(10), |_, b| b["order_status"] == "finished").await;
+        assert!(row["last_order_update"].is_string(), "{row}");
+    }
+}
