@@ -593,26 +593,45 @@ fn report_fault(fault: &str, exact_after: Duration, in_flight: u64) {
 /// Stops `part` of the stack in the middle of random DML, keeps it down for
 /// `down`, starts it again, and checks that the view and the PostgreSQL table
 /// become exact again; prints how long that took.
-async fn survive_outage(part: &str, down: Duration, dml_steps: usize) {
+/// Returns whether `/status` reported a source error while the part was down.
+async fn survive_outage(part: &str, down: Duration, dml_steps: usize) -> bool {
     let dml = tokio::spawn(random_dml(dml_steps));
     tokio::time::sleep(Duration::from_millis(300)).await;
     start_sh(&["stop-part", part]).await;
     // Writes while the part is down, so that changes are in flight when it returns.
     let while_down = Instant::now();
     random_dml(dml_steps / 3).await;
-    tokio::time::sleep(down.saturating_sub(while_down.elapsed())).await;
+    let mut error_seen = false;
+    loop {
+        let (_, status) = get("/status").await;
+        error_seen |= status["source"]["error"].is_string();
+        if while_down.elapsed() >= down {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (restarted, applied) = (Instant::now(), changes_applied().await);
     start_sh(&["start-part", part]).await;
     dml.await.unwrap();
     assert_view_matches_mysql(Duration::from_secs(60)).await;
     assert_postgres_matches_view(Duration::from_secs(60)).await;
     report_fault(&format!("{part} stopped for {down:?} under DML"), restarted.elapsed(), changes_applied().await.saturating_sub(applied));
+    error_seen
+}
+
+/// How many times each fault test repeats its fault.
+fn fault_repeats() -> usize {
+    env("CDCVIEW_FAULT_REPEATS", "3").parse().unwrap()
 }
 
 #[tokio::test]
 #[ignore = "needs the running stack: scripts/test.sh"]
 async fn restart_of_the_broker_during_dml_loses_nothing() {
-    survive_outage("kafka", Duration::from_secs(3), 300).await;
+    let mut reported = false;
+    for _ in 0..fault_repeats() {
+        reported |= survive_outage("kafka", Duration::from_secs(4), 300).await;
+    }
+    assert!(reported, "the broker outages never showed in /status");
     let (_, status) = get("/status").await;
     assert_eq!(status["source"]["error"], Value::Null, "cdcview reconnected by itself: {status}");
 }
@@ -620,12 +639,20 @@ async fn restart_of_the_broker_during_dml_loses_nothing() {
 #[tokio::test]
 #[ignore = "needs the running stack: scripts/test.sh"]
 async fn restart_of_debezium_during_dml_loses_nothing() {
-    survive_outage("debezium", Duration::from_secs(1), 300).await;
+    for _ in 0..fault_repeats() {
+        survive_outage("debezium", Duration::from_secs(1), 300).await;
+    }
 }
 
 #[tokio::test]
 #[ignore = "needs the running stack: scripts/test.sh"]
 async fn restart_of_postgres_keeps_the_api_serving_and_the_table_catches_up() {
+    for _ in 0..fault_repeats() {
+        stop_postgres_under_dml().await;
+    }
+}
+
+async fn stop_postgres_under_dml() {
     let outage = Duration::from_secs(env("CDCVIEW_PG_OUTAGE_SECS", "10").parse().unwrap());
     start_sh(&["stop-part", "postgres"]).await;
     let order = insert_order().await;
@@ -742,6 +769,12 @@ async fn a_transaction_is_never_seen_half_applied() {
 #[tokio::test]
 #[ignore = "needs the running stack: scripts/test.sh"]
 async fn restart_of_mysql_between_dml_bursts_loses_nothing() {
+    for _ in 0..fault_repeats() {
+        restart_mysql_between_dml_bursts().await;
+    }
+}
+
+async fn restart_mysql_between_dml_bursts() {
     // Writes cannot go on while MySQL itself is down: DML before and after.
     random_dml(150).await;
     start_sh(&["stop-part", "mysql"]).await;
