@@ -266,28 +266,16 @@ impl OrderDetailsView {
     /// resumes right after the positions the snapshot covers.
     pub fn restore(state: EngineState) -> (Self, Vec<ViewDelta<OrderDetails>>) {
         let mut view = OrderDetailsView::new();
-        view.users.reserve(state.users.len());
-        view.addresses.reserve(state.addresses.len());
-        view.orders.reserve(state.orders.len());
-        view.items.reserve(state.items.len());
         view.rows.reserve(state.orders.len());
         let user_ids: Vec<i64> = state.users.iter().map(|u| u.user_id).collect();
         let order_ids: Vec<i64> = state.orders.iter().map(|o| o.order_id).collect();
         // The four tables are independent: fill them side by side.
         let (users, addresses, orders, items) = (&mut view.users, &mut view.addresses, &mut view.orders, &mut view.items);
         rayon::scope(|s| {
-            s.spawn(|_| state.users.into_iter().for_each(|u| {
-                users.upsert(u);
-            }));
-            s.spawn(|_| state.addresses.into_iter().for_each(|a| {
-                addresses.upsert(a);
-            }));
-            s.spawn(|_| state.orders.into_iter().for_each(|o| {
-                orders.upsert(o);
-            }));
-            s.spawn(|_| state.items.into_iter().for_each(|i| {
-                items.upsert(i);
-            }));
+            s.spawn(|_| users.extend(state.users));
+            s.spawn(|_| addresses.extend(state.addresses));
+            s.spawn(|_| orders.extend(state.orders));
+            s.spawn(|_| items.extend(state.items));
         });
         view.status = state.status;
         let deltas = view.compose_all(&user_ids, order_ids);

@@ -29,9 +29,12 @@ impl<R: Keyed> Table<R> {
         self.rows.get(&key)
     }
 
-    /// Makes room for `additional` more rows.
-    pub fn reserve(&mut self, additional: usize) {
-        self.rows.reserve(additional);
+    /// Upserts every row of `rows`, with room made for all of them first.
+    pub fn extend(&mut self, rows: Vec<R>) {
+        self.rows.reserve(rows.len());
+        for row in rows {
+            self.upsert(row);
+        }
     }
 
     pub fn len(&self) -> usize {
