@@ -46,7 +46,7 @@ pub async fn status(State(state): State<AppState>) -> impl IntoResponse {
         .iter()
         .map(|p| {
             serde_json::json!({"topic": p.topic, "partition": p.partition, "consumed_offset": p.next_offset, "end_offset": p.end_offset,
-                "lag": p.lag(), "stalled": p.stalled_for_ms(now) >= crate::pipeline::STALL_AFTER_MS})
+                "lag": p.lag(), "stalled": p.is_stalled(now)})
         })
         .collect();
     Json(serde_json::json!({

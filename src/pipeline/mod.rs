@@ -128,19 +128,15 @@ pub fn run(cfg: PipelineConfig, shared: Arc<Shared>, sink: Option<mpsc::Unbounde
     }
 }
 
-/// A partition whose records have waited this long without one arriving is
-/// reported as stalled.
-pub const STALL_AFTER_MS: i64 = 30_000;
-
 /// Logs once when a partition starts and stops being stalled.
 fn warn_of_stalls(partitions: &[crate::source::PartitionProgress], stalled: &mut std::collections::HashSet<u32>) {
     let now = now_ms();
     for p in partitions {
-        let stuck = p.stalled_for_ms(now) >= STALL_AFTER_MS;
+        let stuck = p.is_stalled(now);
         if stuck && stalled.insert(p.stream) {
             tracing::warn!(
-                topic = %p.topic, partition = p.partition, offset = p.next_offset, waiting = p.lag(),
-                "no record has arrived from this partition for 30 s although the broker has more: \
+                topic = %p.topic, partition = p.partition, offset = p.next_offset, waiting = p.lag(), waited_ms = p.stalled_for_ms(now),
+                "no record has arrived from this partition although the broker has more: \
                  the broker may be unable to serve the record at this offset (tansu never serves records over about 6 MB)"
             );
         } else if !stuck && stalled.remove(&p.stream) {

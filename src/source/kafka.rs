@@ -17,6 +17,10 @@ use crate::error::SourceError;
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A partition whose records have waited this long without one arriving is
+/// reported as stalled.
+pub const STALL_AFTER_MS: i64 = 30_000;
+
 /// Where one partition stands: the next offset to read and the end of the log.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct PartitionProgress {
@@ -42,6 +46,11 @@ impl PartitionProgress {
     /// How long records have waited without progress, in ms at `now_ms`.
     pub fn stalled_for_ms(&self, now_ms: i64) -> i64 {
         self.waiting_since_ms.map_or(0, |since| (now_ms - since).max(0))
+    }
+
+    /// Whether records have waited [`STALL_AFTER_MS`] or more at `now_ms`.
+    pub fn is_stalled(&self, now_ms: i64) -> bool {
+        self.stalled_for_ms(now_ms) >= STALL_AFTER_MS
     }
 }
 
