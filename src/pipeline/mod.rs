@@ -172,9 +172,8 @@ fn start(
         if covers(&positions, source.progress()) {
             shared.publish(&deltas, 0, 0, None);
             if let Some(sink) = sink {
-                let offsets = positions.into_iter().map(|p| (p.topic, p.partition, p.next_offset)).collect();
-                let log_ends = source.progress().iter().map(|p| (p.topic.clone(), p.partition, p.end_offset)).collect();
-                let _ = sink.send(SinkBatch { deltas, offsets, dead_letters: Vec::new(), restored: Some(log_ends) });
+                let log_ends = source.progress().iter().map(|p| Position { topic: p.topic.clone(), partition: p.partition, next_offset: p.end_offset }).collect();
+                let _ = sink.send(SinkBatch { deltas, offsets: positions, dead_letters: Vec::new(), restored: Some(log_ends) });
             }
             return Some((engine, source));
         }
@@ -300,7 +299,7 @@ fn apply_batch(
     let deltas = engine.apply_batch(changes);
     shared.publish(&deltas, applied, dead_letters.len(), newest_ms);
     if let Some(sink) = sink {
-        let offsets = resume_positions(source, &intake.transactions).into_iter().map(|p| (p.topic, p.partition, p.next_offset)).collect();
+        let offsets = resume_positions(source, &intake.transactions);
         // A closed sink only means it was not configured or has shut down.
         let _ = sink.send(SinkBatch { deltas, offsets, dead_letters, restored: None });
     }

@@ -23,26 +23,30 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::engine::{OrderDetails, ViewDelta};
 use crate::error::{DecodeError, SinkError};
-use crate::pipeline::{now_ms, Shared};
+use crate::pipeline::{now_ms, Position, Shared};
 
 /// What one engine batch hands the sink.
 pub struct SinkBatch {
     pub deltas: Vec<ViewDelta<OrderDetails>>,
-    /// (topic, partition, next offset) reached by the batch.
-    pub offsets: Vec<(String, i32, i64)>,
+    /// Where each partition stands once the batch is written.
+    pub offsets: Vec<Position>,
     pub dead_letters: Vec<DecodeError>,
-    /// Set on the batch that carries a view restored from a snapshot: the
-    /// topics' end offsets at start, to tell whether the table's stored
-    /// offsets belong to these topics.
-    pub restored: Option<Vec<(String, i32, i64)>>,
+    /// Set on the batch that carries a view restored from a snapshot: each
+    /// partition's end at start (the next offset its log will write), to tell
+    /// whether the table's stored offsets belong to these topics.
+    pub restored: Option<Vec<Position>>,
 }
 
 type Offsets = HashMap<(String, i32), i64>;
 
 /// True when every offset in `batch` is at or before the table's offset for
 /// that partition: the table already reflects everything the batch holds.
-fn covered(batch: &[(String, i32, i64)], table: &Offsets) -> bool {
-    batch.iter().all(|(t, p, o)| table.get(&(t.clone(), *p)).is_some_and(|at| o <= at))
+fn covered(batch: &[Position], table: &Offsets) -> bool {
+    batch.iter().all(|p| table_offset(table, p).is_some_and(|at| p.next_offset <= at))
+}
+
+fn table_offset(table: &Offsets, p: &Position) -> Option<i64> {
+    table.get(&(p.topic.clone(), p.partition)).copied()
 }
 
 /// Skips what the table already holds; adds the rest to `pending`.
@@ -59,8 +63,8 @@ fn take(batch: SinkBatch, pending: &mut Pending, skip_until: &mut Option<Offsets
 /// Decides what to do with the restored view: `Some(table offsets)` when the
 /// table is already at or past it (skip until beyond them), `None` to
 /// replace the table.
-async fn resume_point(url: &str, batch: &SinkBatch, log_ends: &[(String, i32, i64)]) -> Option<Offsets> {
-    let table = match tokio::time::timeout(Duration::from_secs(5), table_offsets(url)).await {
+async fn resume_point(url: &str, client: &mut Option<Client>, batch: &SinkBatch, log_ends: &[Position]) -> Option<Offsets> {
+    let table = match tokio::time::timeout(Duration::from_secs(5), table_offsets(url, client)).await {
         Ok(Ok(offsets)) => offsets,
         Ok(Err(e)) => {
             tracing::info!(error = %e, "cannot read the table's offsets; it will be rewritten from the view");
@@ -68,7 +72,7 @@ async fn resume_point(url: &str, batch: &SinkBatch, log_ends: &[(String, i32, i6
         }
         Err(_) => return None,
     };
-    let within_topics = log_ends.iter().all(|(t, p, end)| table.get(&(t.clone(), *p)).is_none_or(|at| at <= end));
+    let within_topics = log_ends.iter().all(|end| table_offset(&table, end).is_none_or(|at| at <= end.next_offset));
     if covered(&batch.offsets, &table) && within_topics {
         tracing::info!("the PostgreSQL table is at or past the restored snapshot; resuming from its offsets without rewriting it");
         Some(table)
@@ -78,9 +82,12 @@ async fn resume_point(url: &str, batch: &SinkBatch, log_ends: &[(String, i32, i6
     }
 }
 
-async fn table_offsets(url: &str) -> Result<Offsets, SinkError> {
-    let client = connect(url).await?;
-    let rows = client.query("SELECT topic, partition, next_offset FROM cdcview_offsets", &[]).await?;
+/// The offsets the table reflects, on the sink's connection (made if needed).
+async fn table_offsets(url: &str, client: &mut Option<Client>) -> Result<Offsets, SinkError> {
+    if client.is_none() {
+        *client = Some(connect(url).await?);
+    }
+    let rows = client.as_ref().expect("connected above").query("SELECT topic, partition, next_offset FROM cdcview_offsets", &[]).await?;
     Ok(rows.iter().map(|r| ((r.get::<_, String>(0), r.get::<_, i32>(1)), r.get::<_, i64>(2))).collect())
 }
 
@@ -152,9 +159,9 @@ impl Pending {
         for d in batch.deltas {
             self.rows.insert(d.key, d.after);
         }
-        for (topic, partition, next) in batch.offsets {
-            let slot = self.offsets.entry((topic, partition)).or_insert(next);
-            *slot = (*slot).max(next);
+        for Position { topic, partition, next_offset } in batch.offsets {
+            let slot = self.offsets.entry((topic, partition)).or_insert(next_offset);
+            *slot = (*slot).max(next_offset);
         }
         self.dead_letters.extend(batch.dead_letters);
     }
@@ -186,7 +193,7 @@ pub async fn run(url: String, mut batches: mpsc::UnboundedReceiver<SinkBatch>, s
                 batch = batches.recv() => match batch {
                     Some(b) => {
                         if let Some(log_ends) = &b.restored {
-                            skip_until = resume_point(&url, &b, log_ends).await;
+                            skip_until = resume_point(&url, &mut client, &b, log_ends).await;
                             replace_all = skip_until.is_none();
                             if !replace_all {
                                 shared.update_sink(|s| s.state = "ok");
@@ -317,7 +324,12 @@ mod tests {
     use super::*;
 
     fn batch(offsets: &[(&str, i64)]) -> SinkBatch {
-        SinkBatch { deltas: Vec::new(), offsets: offsets.iter().map(|(t, o)| (t.to_string(), 0, *o)).collect(), dead_letters: Vec::new(), restored: None }
+        let offsets = offsets.iter().map(|(t, o)| position(t, *o)).collect();
+        SinkBatch { deltas: Vec::new(), offsets, dead_letters: Vec::new(), restored: None }
+    }
+
+    fn position(topic: &str, next_offset: i64) -> Position {
+        Position { topic: topic.to_string(), partition: 0, next_offset }
     }
 
     #[test]
@@ -337,8 +349,8 @@ mod tests {
     #[test]
     fn a_partition_the_table_does_not_know_is_not_covered() {
         let table: Offsets = [(("a".to_string(), 0), 10)].into();
-        assert!(covered(&[("a".to_string(), 0, 10)], &table));
-        assert!(!covered(&[("a".to_string(), 0, 11)], &table));
-        assert!(!covered(&[("a".to_string(), 0, 1), ("c".to_string(), 0, 0)], &table));
+        assert!(covered(&[position("a", 10)], &table));
+        assert!(!covered(&[position("a", 11)], &table));
+        assert!(!covered(&[position("a", 1), position("c", 0)], &table));
     }
 }
