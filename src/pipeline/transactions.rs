@@ -104,7 +104,6 @@ impl TxAssembler {
     /// Takes a decoded change; pushes it to `out` at once when nothing holds
     /// it back.
     pub fn push_change(&mut self, change: Change, tx: Option<TxMember>, now: Instant, out: &mut Vec<Change>) {
-        let stream = change.pos.map(|p| p.stream);
         let tx = tx.map(|member| {
             let open = self.open.entry(member.id.clone()).or_insert_with(|| OpenTx::new(now));
             match member.total_order {
@@ -113,22 +112,23 @@ impl TxAssembler {
                 }
                 None => open.unnumbered += 1,
             }
-            open.held += 1;
             member.id
         });
         // A change without a position cannot be ordered against its partition.
-        let Some(stream) = stream else {
-            self.release_one(tx.as_ref());
+        let Some(pos) = change.pos else {
             out.push(change);
             return;
         };
-        let queue = self.queues.entry(stream).or_default();
+        let queue = self.queues.entry(pos.stream).or_default();
         if tx.is_none() && queue.is_empty() {
             out.push(change);
-        } else {
-            queue.push_back(Held { change, tx });
-            self.stats.held_changes += 1;
+            return;
         }
+        if let Some(open) = tx.as_ref().and_then(|id| self.open.get_mut(id)) {
+            open.held += 1;
+        }
+        queue.push_back(Held { change, tx });
+        self.stats.held_changes += 1;
     }
 
     /// Takes an END event read at `stream`/`offset` of the transaction topic.
@@ -172,7 +172,7 @@ impl TxAssembler {
                 } else {
                     self.give_up(&id, "its END arrived but some of its changes did not");
                 }
-                self.open.get_mut(&id).expect("open").committed = true;
+                self.commit(&id);
             }
             if committed {
                 self.drain(out);
@@ -185,7 +185,7 @@ impl TxAssembler {
             match stale {
                 Some(id) => {
                     self.give_up(&id, "no END arrived for it");
-                    self.open.get_mut(&id).expect("open").committed = true;
+                    self.commit(&id);
                     self.drain(out);
                 }
                 None if !committed => break,
@@ -245,13 +245,9 @@ impl TxAssembler {
         }
     }
 
-    /// A change of `tx` that bypassed the queues still counts as released.
-    fn release_one(&mut self, tx: Option<&TxId>) {
-        if let Some(id) = tx {
-            if let Some(open) = self.open.get_mut(id) {
-                open.held -= 1;
-            }
-        }
+    /// Lets the transaction's held changes go once they reach their queues' heads.
+    fn commit(&mut self, id: &TxId) {
+        self.open.get_mut(id).expect("a transaction being released is open").committed = true;
     }
 
     /// Pops every queue's head while it may go: no transaction, or a
