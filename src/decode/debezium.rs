@@ -113,7 +113,7 @@ fn change_kind(op: &str) -> Result<Kind, DecodeReason> {
 /// The envelope (absent for a tombstone) and the embedded schema, if any.
 type Split<'a> = (Option<&'a Map<String, Value>>, Option<&'a Value>);
 
-fn split_schema(doc: &Value) -> Result<Split<'_>, DecodeReason> {
+pub(crate) fn split_schema(doc: &Value) -> Result<Split<'_>, DecodeReason> {
     let obj = match doc {
         Value::Null => return Ok((None, None)),
         Value::Object(obj) => obj,

@@ -90,6 +90,14 @@ impl<'a> Fields<'a> {
         self.present(name).map(|v| as_i64(name, v)).transpose()
     }
 
+    pub fn u64(&self, name: &str) -> Result<u64, DecodeReason> {
+        as_u64(name, self.required(name)?)
+    }
+
+    pub fn opt_u64(&self, name: &str) -> Result<Option<u64>, DecodeReason> {
+        self.present(name).map(|v| as_u64(name, v)).transpose()
+    }
+
     pub fn string(&self, name: &str) -> Result<String, DecodeReason> {
         as_string(name, self.required(name)?)
     }
@@ -134,6 +142,10 @@ impl<'a> Fields<'a> {
 
 fn as_i64(name: &str, v: &Value) -> Result<i64, DecodeReason> {
     v.as_i64().ok_or_else(|| wrong(name, "an integer", v))
+}
+
+fn as_u64(name: &str, v: &Value) -> Result<u64, DecodeReason> {
+    v.as_u64().ok_or_else(|| wrong(name, "a count", v))
 }
 
 fn as_string(name: &str, v: &Value) -> Result<String, DecodeReason> {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::debezium::kind_of;
-use super::fields::wrong;
+use super::debezium::split_schema;
+use super::fields::{wrong, Fields};
 use crate::error::DecodeReason;
 
 /// The identifier Debezium gives a transaction (a GTID, or binlog file and
@@ -40,27 +40,20 @@ pub fn member(envelope: &Map<String, Value>) -> Result<Option<TxMember>, DecodeR
         Some(Value::Object(block)) => block,
         Some(other) => return Err(wrong("transaction", "an object", other)),
     };
-    let id = text(block, "id")?;
-    let total_order = match block.get("total_order") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_u64().ok_or_else(|| wrong("transaction.total_order", "a count", v))?),
-    };
-    Ok(Some(TxMember { id, total_order }))
+    let f = Fields::new(block, None);
+    Ok(Some(TxMember { id: f.string("id")?.into(), total_order: f.opt_u64("total_order")? }))
 }
 
 /// Decodes a transaction topic value (the JSON converter's, with or without
 /// an embedded schema, or an Avro body already mapped to JSON).
 pub fn decode_boundary(doc: &Value) -> Result<Boundary, DecodeReason> {
-    let doc = match doc.get("payload") {
-        Some(payload) if doc.get("schema").is_some() => payload,
-        _ => doc,
-    };
-    let obj = doc.as_object().ok_or_else(|| DecodeReason::Shape(format!("expected a transaction event object, got {}", kind_of(doc))))?;
-    let id = text(obj, "id")?;
-    match text(obj, "status")?.as_ref() {
+    let (Some(obj), _) = split_schema(doc)? else { return Err(DecodeReason::Shape("a null transaction event".into())) };
+    let f = Fields::new(obj, None);
+    let id: TxId = f.string("id")?.into();
+    match f.string("status")?.as_str() {
         "BEGIN" => Ok(Boundary::Begin(id)),
         "END" => {
-            let event_count = count(obj, "event_count")?;
+            let event_count = f.u64("event_count")?;
             let collections = match obj.get("data_collections") {
                 None | Some(Value::Null) => Vec::new(),
                 Some(Value::Array(items)) => items.iter().map(collection).collect::<Result<_, _>>()?,
@@ -74,22 +67,8 @@ pub fn decode_boundary(doc: &Value) -> Result<Boundary, DecodeReason> {
 
 fn collection(v: &Value) -> Result<(String, u64), DecodeReason> {
     let obj = v.as_object().ok_or_else(|| wrong("data_collections[]", "an object", v))?;
-    Ok((text(obj, "data_collection")?.to_string(), count(obj, "event_count")?))
-}
-
-fn text(obj: &Map<String, Value>, name: &str) -> Result<TxId, DecodeReason> {
-    match obj.get(name) {
-        None | Some(Value::Null) => Err(DecodeReason::MissingField(name.into())),
-        Some(Value::String(s)) => Ok(Arc::from(s.as_str())),
-        Some(other) => Err(wrong(name, "a string", other)),
-    }
-}
-
-fn count(obj: &Map<String, Value>, name: &str) -> Result<u64, DecodeReason> {
-    match obj.get(name) {
-        None | Some(Value::Null) => Err(DecodeReason::MissingField(name.into())),
-        Some(v) => v.as_u64().ok_or_else(|| wrong(name, "a count", v)),
-    }
+    let f = Fields::new(obj, None);
+    Ok((f.string("data_collection")?, f.u64("event_count")?))
 }
 
 #[cfg(test)]
