@@ -30,15 +30,18 @@ start_mysql() {
         --datadir="$MYSQL_DIR/data" --port="$CDCVIEW_MYSQL_PORT" --socket="$MYSQL_SOCK" \
         --pid-file="$MYSQL_DIR/mysqld.pid" "${user_opt[@]}"
     wait_for MySQL "$LOG_DIR/mysql.log" mariadb-admin --protocol=socket -S "$MYSQL_SOCK" -uroot ping
-    # The setup below runs on every start and is kept out of the binlog: it
-    # changes nothing after the first time, and Debezium's MySQL DDL parser
-    # stops on MariaDB-only syntax (CREATE INDEX IF NOT EXISTS, BINLOG MONITOR)
-    # if it meets it while streaming. Its snapshot reads the schema itself.
-    { echo "SET sql_log_bin = 0;"; cat "$ROOT/infra/mysql/init.sql"; } | mysql_root || die "loading infra/mysql/init.sql failed"
+    mysql_setup < "$ROOT/infra/mysql/init.sql" || die "loading infra/mysql/init.sql failed"
     # Data folders made before init.sql had this index get it now.
-    mysql_root shop -e "SET sql_log_bin = 0; CREATE INDEX IF NOT EXISTS order_items_order_id ON order_items (order_id)"
-    { echo "SET sql_log_bin = 0;"; cat "$ROOT/infra/mysql/mariadb-grants.sql"; } | mysql_root 2>/dev/null || true
+    echo "CREATE INDEX IF NOT EXISTS order_items_order_id ON order_items (order_id)" | mysql_setup shop
+    mysql_setup < "$ROOT/infra/mysql/mariadb-grants.sql" 2>/dev/null || true
 }
+
+# mysql_setup [DB] < SQL: runs setup SQL as root, kept out of the binlog. The
+# setup runs on every start and changes nothing after the first time, and
+# Debezium's MySQL DDL parser stops on MariaDB-only syntax (CREATE INDEX IF
+# NOT EXISTS, BINLOG MONITOR) if it meets it while streaming; its snapshot
+# reads the schema itself.
+mysql_setup() { { echo "SET sql_log_bin = 0;"; cat; } | mysql_root "$@"; }
 
 start_postgres() {
     if pid_alive postgres; then info "PostgreSQL already running on $CDCVIEW_PG_PORT"; return; fi
