@@ -24,6 +24,13 @@ async fn mysql() -> mysql_async::Conn {
     pool.get_conn().await.expect("MySQL of the stack is reachable (run ./start.sh)")
 }
 
+async fn postgres() -> tokio_postgres::Client {
+    let url = env("CDCVIEW_PG_URL", "postgres://cdcview:cdcview@127.0.0.1:5433/cdcview");
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("PostgreSQL of the stack is reachable (run ./start.sh)");
+    tokio::spawn(conn);
+    client
+}
+
 async fn get(path: &str) -> (u16, Value) {
     let resp = reqwest::get(format!("{}{path}", api())).await.expect("cdcview API is reachable (run ./start.sh)");
     let status = resp.status().as_u16();
@@ -176,9 +183,7 @@ async fn view_equals_the_mysql_query_after_random_dml() {
 
 /// Waits up to `limit` for PostgreSQL's `order_details_mv` to equal the API's view.
 async fn assert_postgres_matches_view(limit: Duration) {
-    let url = env("CDCVIEW_PG_URL", "postgres://cdcview:cdcview@127.0.0.1:5433/cdcview");
-    let (pg, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("PostgreSQL of the stack");
-    tokio::spawn(conn);
+    let pg = postgres().await;
     let start = Instant::now();
     loop {
         let view = all_pages("/order_details_mv").await;
@@ -301,9 +306,7 @@ async fn assert_dead_letter(payload: Vec<u8>, reason: &str) {
         .unwrap();
     eventually("/status", Duration::from_secs(10), |_, b| b["decode_errors"].as_u64().unwrap() > errors_before).await;
 
-    let url = env("CDCVIEW_PG_URL", "postgres://cdcview:cdcview@127.0.0.1:5433/cdcview");
-    let (pg, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(conn);
+    let pg = postgres().await;
     let start = Instant::now();
     loop {
         let rows = pg.query("SELECT reason FROM cdcview_dead_letters WHERE md5(raw) = md5($1::bytea)", &[&payload]).await.unwrap();
