@@ -1,7 +1,6 @@
 //! Drops records already applied, so redelivery after a restart is harmless.
 
-use ahash::AHashMap;
-
+use super::IdMap;
 use crate::change::SourcePos;
 
 /// Remembers the highest offset applied per stream. A stream is one topic
@@ -9,21 +8,21 @@ use crate::change::SourcePos;
 /// has been applied already.
 #[derive(Default, Debug, Clone)]
 pub struct Deduplicator {
-    applied: AHashMap<u32, i64>,
+    applied: IdMap<i64>,
 }
 
 impl Deduplicator {
     /// True when the record at `pos` is new; records it as applied.
     pub fn accept(&mut self, pos: Option<SourcePos>) -> bool {
         let Some(pos) = pos else { return true };
-        match self.applied.get_mut(&pos.stream) {
+        match self.applied.get_mut(i64::from(pos.stream)) {
             Some(last) if *last >= pos.offset => false,
             Some(last) => {
                 *last = pos.offset;
                 true
             }
             None => {
-                self.applied.insert(pos.stream, pos.offset);
+                self.applied.insert(i64::from(pos.stream), pos.offset);
                 true
             }
         }
@@ -31,7 +30,7 @@ impl Deduplicator {
 
     /// The highest offset applied on `stream`, if any.
     pub fn applied(&self, stream: u32) -> Option<i64> {
-        self.applied.get(&stream).copied()
+        self.applied.get(i64::from(stream)).copied()
     }
 }
 

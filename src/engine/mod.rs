@@ -1,7 +1,7 @@
 //! The incremental view engine: decoded changes in, view deltas out.
 //!
 //! The engine holds the current state of every input table, keyed by primary
-//! key, plus foreign-key indexes. A batch of changes marks the view keys it
+//! key, with each parent row's slot listing its children's keys. A batch of changes marks the view keys it
 //! touches as dirty; after the batch, each dirty key is recomputed from state
 //! and compared with its previous row, and only real differences leave the
 //! engine as [`ViewDelta`]s. Because every input is keyed state (not a bag of
@@ -11,14 +11,14 @@
 //! The engine knows nothing of Kafka, HTTP or databases.
 
 mod dedup;
+mod idmap;
 mod order_details;
-mod table;
 
 use std::sync::Arc;
 
 pub use dedup::Deduplicator;
 pub use order_details::{format_address, EngineState, OrderDetails, OrderDetailsView};
-pub use table::{Keyed, Table};
+pub use idmap::IdMap;
 
 use crate::change::Change;
 

@@ -14,12 +14,14 @@
 
 use std::sync::Arc;
 
-use ahash::{AHashMap, AHashSet};
+use ahash::AHashMap;
 use rust_decimal::Decimal;
+use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
+use smallvec::SmallVec;
 
-use super::{Deduplicator, IncrementalView, Keyed, Table, ViewDelta};
-use crate::change::{micros, Address, Change, Item, Order, RowChange, TableChange, Timestamp, User};
+use super::{Deduplicator, IdMap, IncrementalView, ViewDelta};
+use crate::change::{micros, Address, Change, Item, Order, RowChange, StatusEvent, TableChange, Timestamp, User};
 
 /// Text shared between the rows that contain it.
 pub type Text = Arc<str>;
@@ -133,25 +135,6 @@ impl LatestStatus {
     }
 }
 
-macro_rules! keyed {
-    ($($t:ty => |$r:ident| $key:expr, $parent:expr;)*) => {$(
-        impl Keyed for $t {
-            fn key(&$r) -> i64 { $key }
-            fn parent(&$r) -> Option<i64> { $parent }
-        }
-    )*};
-}
-
-keyed! {
-    User => |self| self.user_id, None;
-    UserEntry => |self| self.user_id, None;
-    Address => |self| self.address_id, Some(self.user_id);
-    Order => |self| self.order_id, Some(self.user_id);
-    OrderEntry => |self| self.order_id, Some(self.user_id);
-    Item => |self| self.id, self.order_id;
-    ItemEntry => |self| self.id, self.order_id;
-}
-
 /// The user's columns of a view row.
 #[derive(Clone)]
 struct UserPart {
@@ -205,24 +188,92 @@ impl ItemsPart {
     }
 }
 
-/// The state behind `order_details_mv` and the view itself.
+/// Everything the view keeps per user id: the user, if it exists, and the ids
+/// of the rows that point at it. Kept in one place so that the join reads one
+/// slot instead of probing three tables.
+#[derive(Default)]
+struct UserSlot {
+    user: Option<UserEntry>,
+    /// The user's address ids, ascending: the last is the newest.
+    addresses: SmallVec<[i64; 2]>,
+    /// The newest address, formatted; brought up to date when a batch ends.
+    full_address: Option<Text>,
+    /// The user's order ids, ascending.
+    orders: SmallVec<[i64; 4]>,
+    /// One of the user's addresses changed in this batch.
+    address_changed: bool,
+}
+
+impl UserSlot {
+    /// The user's columns, or `None` while the user does not exist.
+    fn part(&self) -> Option<UserPart> {
+        let user = self.user.as_ref()?;
+        Some(UserPart { name: user.name.clone(), email: user.email.clone(), phone: user.phone.clone(), full_address: self.full_address.clone() })
+    }
+
+    fn is_unused(&self) -> bool {
+        self.user.is_none() && self.addresses.is_empty() && self.orders.is_empty()
+    }
+}
+
+/// Everything the view keeps per order id: the order, its newest status
+/// event, its item ids and its view row. Status events and items may arrive
+/// before their order; they wait here.
+#[derive(Default)]
+struct OrderSlot {
+    order: Option<OrderEntry>,
+    status: Option<LatestStatus>,
+    /// The order's item ids, ascending.
+    items: SmallVec<[i64; 4]>,
+    row: Option<Arc<OrderDetails>>,
+    /// An item of the order changed in this batch.
+    items_changed: bool,
+}
+
+impl OrderSlot {
+    fn is_unused(&self) -> bool {
+        self.order.is_none() && self.status.is_none() && self.items.is_empty() && self.row.is_none()
+    }
+}
+
+/// Adds `id` to an ascending list of ids, once.
+fn link<A: smallvec::Array<Item = i64>>(ids: &mut SmallVec<A>, id: i64) {
+    if let Err(at) = ids.binary_search(&id) {
+        ids.insert(at, id);
+    }
+}
+
+/// Removes `id` from an ascending list of ids.
+fn unlink<A: smallvec::Array<Item = i64>>(ids: &mut SmallVec<A>, id: i64) {
+    if let Ok(at) = ids.binary_search(&id) {
+        ids.remove(at);
+    }
+}
+
+/// The state behind `order_details_mv` and the view itself. Tables are
+/// [`IdMap`]s: with auto-increment keys a look-up is an index.
 #[derive(Default)]
 pub struct OrderDetailsView {
-    users: Table<UserEntry>,
-    addresses: Table<Address>,
-    orders: Table<OrderEntry>,
-    items: Table<ItemEntry>,
-    /// The newest status event per order, kept even for orders not seen yet.
-    status: AHashMap<i64, LatestStatus>,
-    rows: AHashMap<i64, Arc<OrderDetails>>,
+    users: IdMap<UserSlot>,
+    addresses: IdMap<Address>,
+    orders: IdMap<OrderSlot>,
+    items: IdMap<ItemEntry>,
+    counts: Counts,
     /// Orders whose row must be looked at when the batch ends.
     dirty_orders: Vec<i64>,
-    /// Users whose columns changed (the user or one of its addresses).
+    /// Users whose columns may have changed (the user or one of its addresses).
     dirty_users: Vec<i64>,
-    /// Orders whose items changed.
-    dirty_items: AHashSet<i64>,
     dedup: Deduplicator,
     duplicates: u64,
+}
+
+/// Sizes that the slots cannot tell without a scan.
+#[derive(Default, Clone, Copy)]
+struct Counts {
+    users: usize,
+    orders: usize,
+    status: usize,
+    rows: usize,
 }
 
 impl OrderDetailsView {
@@ -231,12 +282,12 @@ impl OrderDetailsView {
     }
 
     pub fn get(&self, order_id: i64) -> Option<&Arc<OrderDetails>> {
-        self.rows.get(&order_id)
+        self.orders.get(order_id)?.row.as_ref()
     }
 
     /// All rows, in no particular order.
     pub fn rows(&self) -> impl Iterator<Item = &Arc<OrderDetails>> {
-        self.rows.values()
+        self.orders.values().filter_map(|slot| slot.row.as_ref())
     }
 
     /// Records skipped because their position had been applied already.
@@ -247,18 +298,18 @@ impl OrderDetailsView {
     /// Sizes of the input tables, for status and memory reports.
     pub fn state_sizes(&self) -> [(&'static str, usize); 5] {
         [
-            ("users", self.users.len()),
+            ("users", self.counts.users),
             ("addresses", self.addresses.len()),
-            ("orders", self.orders.len()),
+            ("orders", self.counts.orders),
             ("order_items", self.items.len()),
-            ("status_events", self.status.len()),
+            ("status_events", self.counts.status),
         ]
     }
 
     /// The input state, for a snapshot: everything the view is computed
     /// from, nothing derived from it (rows are recomputed on restore).
     pub fn state(&self) -> impl Serialize + '_ {
-        StateRef { users: Seq(&self.users), addresses: Seq(&self.addresses), orders: Seq(&self.orders), items: Seq(&self.items), status: &self.status }
+        StateRef(self)
     }
 
     /// A view rebuilt from a snapshot's state, with its rows computed; the
@@ -266,154 +317,300 @@ impl OrderDetailsView {
     /// resumes right after the positions the snapshot covers.
     pub fn restore(state: EngineState) -> (Self, Vec<ViewDelta<OrderDetails>>) {
         let mut view = OrderDetailsView::new();
-        view.rows.reserve(state.orders.len());
-        let user_ids: Vec<i64> = state.users.iter().map(|u| u.user_id).collect();
-        let order_ids: Vec<i64> = state.orders.iter().map(|o| o.order_id).collect();
-        // The four tables are independent: fill them side by side.
-        let (users, addresses, orders, items) = (&mut view.users, &mut view.addresses, &mut view.orders, &mut view.items);
+        let EngineState { users, addresses, orders, items, status } = state;
+        let address_links: Vec<(i64, i64)> = addresses.iter().map(|a| (a.user_id, a.address_id)).collect();
+        let order_links: Vec<(i64, i64)> = orders.iter().map(|o| (o.user_id, o.order_id)).collect();
+        let item_links: Vec<(i64, i64)> = items.iter().filter_map(|i| Some((i.order_id?, i.id))).collect();
+        view.counts = Counts { users: users.len(), orders: orders.len(), status: status.len(), rows: 0 };
+        // Four independent structures: fill them side by side.
+        let OrderDetailsView { users: user_slots, addresses: address_map, orders: order_slots, items: item_map, .. } = &mut view;
         rayon::scope(|s| {
-            s.spawn(|_| users.extend(state.users));
-            s.spawn(|_| addresses.extend(state.addresses));
-            s.spawn(|_| orders.extend(state.orders));
-            s.spawn(|_| items.extend(state.items));
+            s.spawn(|_| fill_users(user_slots, users, &address_links, &order_links));
+            s.spawn(|_| address_map.extend(addresses.into_iter().map(|a| (a.address_id, a))));
+            s.spawn(|_| fill_orders(order_slots, orders, &item_links, status));
+            s.spawn(|_| item_map.extend(items.into_iter().map(|i| (i.id, i))));
         });
-        view.status = state.status;
-        let deltas = view.compose_all(&user_ids, order_ids);
+        let deltas = view.compose_all();
         (view, deltas)
     }
 
     /// Every row from scratch, on all cores: a restore recomputes the whole
     /// view, and each row reads only the (complete, unchanging) input tables.
-    /// Each user's columns are computed once, shared by their orders.
-    fn compose_all(&mut self, user_ids: &[i64], mut order_ids: Vec<i64>) -> Vec<ViewDelta<OrderDetails>> {
+    fn compose_all(&mut self) -> Vec<ViewDelta<OrderDetails>> {
         use rayon::prelude::*;
-        let parts: Vec<(i64, Option<UserPart>)> = user_ids.par_iter().map(|&u| (u, self.user_part(u))).collect();
-        let fresh_users: AHashMap<i64, Option<UserPart>> = parts.into_iter().collect();
-        order_ids.sort_unstable();
-        order_ids.dedup();
-        let this = &*self;
-        let rows: Vec<(i64, OrderDetails)> = order_ids.par_iter().filter_map(|&key| Some((key, this.compose(key, None, &fresh_users)?))).collect();
-        let mut deltas = Vec::with_capacity(rows.len());
-        for (key, row) in rows {
-            let row = Arc::new(row);
-            self.rows.insert(key, Arc::clone(&row));
-            deltas.push(ViewDelta { key, before: None, after: Some(row) });
-        }
+        let addresses = &self.addresses;
+        self.users.par_values_mut().for_each(|slot| slot.full_address = newest_address(slot, addresses));
+        let (users, items) = (&self.users, &self.items);
+        self.orders.par_values_mut().for_each(|slot| slot.row = compose(users, items, slot, &[]).map(Arc::new));
+        let mut deltas: Vec<ViewDelta<OrderDetails>> =
+            self.orders.iter().filter_map(|(key, slot)| Some(ViewDelta { key, before: None, after: Some(Arc::clone(slot.row.as_ref()?)) })).collect();
+        deltas.sort_unstable_by_key(|d| d.key);
+        self.counts.rows = deltas.len();
         deltas
     }
 
     fn apply(&mut self, change: TableChange) {
         match change {
-            TableChange::Users(c) => {
-                let dirty = &mut self.dirty_users;
-                apply_row(&mut self.users, c, |u: &UserEntry| dirty.push(u.user_id));
+            TableChange::Users(c) => self.apply_user(c),
+            TableChange::Addresses(c) => self.apply_address(c),
+            TableChange::Orders(c) => self.apply_order(c),
+            TableChange::Items(c) => self.apply_item(c),
+            TableChange::Status(event) => self.apply_status(event),
+        }
+    }
+
+    // Each apply_* retracts `before` and inserts `after`. Retraction goes by
+    // primary key, and only when `after` does not replace the same key, so a
+    // redelivered or stale `before` cannot leave a ghost row.
+
+    fn apply_user(&mut self, change: RowChange<User>) {
+        let after_key = change.after.as_ref().map(|u| u.user_id);
+        if let Some(before) = change.before.filter(|b| after_key != Some(b.user_id)) {
+            if let Some(slot) = self.users.get_mut(before.user_id) {
+                if slot.user.take().is_some() {
+                    self.counts.users -= 1;
+                    self.dirty_users.push(before.user_id);
+                }
             }
-            TableChange::Addresses(c) => {
-                let dirty = &mut self.dirty_users;
-                apply_row(&mut self.addresses, c, |a: &Address| dirty.push(a.user_id));
+        }
+        if let Some(after) = change.after {
+            let id = after.user_id;
+            if self.users.get_or_insert_with(id, UserSlot::default).user.replace(after.into()).is_none() {
+                self.counts.users += 1;
             }
-            TableChange::Orders(c) => {
-                let dirty = &mut self.dirty_orders;
-                apply_row(&mut self.orders, c, |o: &OrderEntry| dirty.push(o.order_id));
+            self.dirty_users.push(id);
+        }
+    }
+
+    fn apply_address(&mut self, change: RowChange<Address>) {
+        let after_key = change.after.as_ref().map(|a| a.address_id);
+        if let Some(before) = change.before.filter(|b| after_key != Some(b.address_id)) {
+            if let Some(old) = self.addresses.remove(before.address_id) {
+                self.unlink_address(old.user_id, old.address_id);
             }
-            TableChange::Items(c) => {
-                let (orders, items) = (&mut self.dirty_orders, &mut self.dirty_items);
-                apply_row(&mut self.items, c, |i: &ItemEntry| {
-                    if let Some(order) = i.order_id {
-                        orders.push(order);
-                        items.insert(order);
-                    }
-                });
+        }
+        if let Some(after) = change.after {
+            let (id, user) = (after.address_id, after.user_id);
+            if let Some(old) = self.addresses.insert(id, after) {
+                if old.user_id != user {
+                    self.unlink_address(old.user_id, id);
+                }
             }
-            TableChange::Status(event) => {
-                let newer = self.status.get(&event.order_id).is_none_or(|old| event.recency() > old.recency());
-                if newer {
-                    self.dirty_orders.push(event.order_id);
-                    let latest = LatestStatus { id: event.id, updated_at: event.updated_at, status: event.status.into() };
-                    self.status.insert(event.order_id, latest);
+            let slot = self.users.get_or_insert_with(user, UserSlot::default);
+            link(&mut slot.addresses, id);
+            slot.address_changed = true;
+            self.dirty_users.push(user);
+        }
+    }
+
+    fn unlink_address(&mut self, user: i64, address: i64) {
+        if let Some(slot) = self.users.get_mut(user) {
+            unlink(&mut slot.addresses, address);
+            slot.address_changed = true;
+            self.dirty_users.push(user);
+        }
+    }
+
+    fn apply_order(&mut self, change: RowChange<Order>) {
+        let after_key = change.after.as_ref().map(|o| o.order_id);
+        if let Some(before) = change.before.filter(|b| after_key != Some(b.order_id)) {
+            if let Some(old) = self.orders.get_mut(before.order_id).and_then(|slot| slot.order.take()) {
+                self.counts.orders -= 1;
+                self.unlink_order(old.user_id, old.order_id);
+                self.dirty_orders.push(old.order_id);
+            }
+        }
+        if let Some(after) = change.after {
+            let (id, user) = (after.order_id, after.user_id);
+            let old = self.orders.get_or_insert_with(id, OrderSlot::default).order.replace(after.into());
+            self.dirty_orders.push(id);
+            match old {
+                Some(old) if old.user_id == user => {}
+                Some(old) => {
+                    self.unlink_order(old.user_id, id);
+                    link(&mut self.users.get_or_insert_with(user, UserSlot::default).orders, id);
+                }
+                None => {
+                    self.counts.orders += 1;
+                    link(&mut self.users.get_or_insert_with(user, UserSlot::default).orders, id);
                 }
             }
         }
     }
 
-    /// The user's columns from the current state, or `None` without the user.
-    fn user_part(&self, user_id: i64) -> Option<UserPart> {
-        let user = self.users.get(user_id)?;
-        let full_address = self.addresses.children(user_id).next_back().and_then(|id| self.addresses.get(id)).map(|a| format_address(a).into());
-        Some(UserPart { name: user.name.clone(), email: user.email.clone(), phone: user.phone.clone(), full_address })
+    fn unlink_order(&mut self, user: i64, order: i64) {
+        if let Some(slot) = self.users.get_mut(user) {
+            unlink(&mut slot.orders, order);
+            if slot.is_unused() {
+                self.users.remove(user);
+            }
+        }
     }
 
-    /// Composes the row of `order_id`, reusing the parts of its previous row
-    /// that no change of this batch touched.
-    fn compose(&self, order_id: i64, old: Option<&OrderDetails>, fresh_users: &AHashMap<i64, Option<UserPart>>) -> Option<OrderDetails> {
-        let order = self.orders.get(order_id)?;
-        let user = match fresh_users.get(&order.user_id) {
-            Some(fresh) => fresh.clone()?,
-            None => match old {
-                Some(old) if old.user_id == order.user_id => UserPart::of_row(old),
-                _ => self.user_part(order.user_id)?,
-            },
-        };
-        let items = match old {
-            Some(old) if !self.dirty_items.contains(&order_id) => ItemsPart::of_row(old),
-            _ => ItemsPart::of(self.items.children(order_id).filter_map(|id| self.items.get(id))),
-        };
-        let (order_status, last_order_update) = latest_status(order, self.status.get(&order_id));
-        Some(OrderDetails {
-            order_id,
-            user_id: order.user_id,
-            total: order.total,
-            order_date: order.order_date,
-            user_name: user.name,
-            user_email: user.email,
-            user_phone: user.phone,
-            full_address: user.full_address,
-            order_items_details: items.details,
-            item_count: items.count,
-            items_total: items.total,
-            order_status,
-            last_order_update,
-        })
+    fn apply_item(&mut self, change: RowChange<Item>) {
+        let after_key = change.after.as_ref().map(|i| i.id);
+        if let Some(before) = change.before.filter(|b| after_key != Some(b.id)) {
+            if let Some(old) = self.items.remove(before.id) {
+                self.unlink_item(&old);
+            }
+        }
+        if let Some(after) = change.after {
+            let item = ItemEntry::from(after);
+            let (id, order) = (item.id, item.order_id);
+            if let Some(old) = self.items.insert(id, item) {
+                if old.order_id != order {
+                    self.unlink_item(&old);
+                }
+            }
+            if let Some(order) = order {
+                let slot = self.orders.get_or_insert_with(order, OrderSlot::default);
+                link(&mut slot.items, id);
+                slot.items_changed = true;
+                self.dirty_orders.push(order);
+            }
+        }
     }
 
+    fn unlink_item(&mut self, item: &ItemEntry) {
+        let Some(order) = item.order_id else { return };
+        if let Some(slot) = self.orders.get_mut(order) {
+            unlink(&mut slot.items, item.id);
+            slot.items_changed = true;
+            self.dirty_orders.push(order);
+        }
+    }
+
+    fn apply_status(&mut self, event: StatusEvent) {
+        let slot = self.orders.get_or_insert_with(event.order_id, OrderSlot::default);
+        let newer = slot.status.as_ref().is_none_or(|old| event.recency() > old.recency());
+        if newer {
+            self.counts.status += usize::from(slot.status.is_none());
+            slot.status = Some(LatestStatus { id: event.id, updated_at: event.updated_at, status: event.status.into() });
+            self.dirty_orders.push(event.order_id);
+        }
+    }
+
+    /// Brings every dirty user's address up to date, then recomposes every
+    /// dirty order (and every order of a dirty user) and returns the rows
+    /// that really changed.
     fn flush_dirty(&mut self) -> Vec<ViewDelta<OrderDetails>> {
-        // Each dirty user's part once, and every order of theirs looked at.
         let mut users = std::mem::take(&mut self.dirty_users);
         users.sort_unstable();
         users.dedup();
-        let mut fresh_users = AHashMap::with_capacity(users.len());
         for &user in &users {
-            fresh_users.insert(user, self.user_part(user));
-            self.dirty_orders.extend(self.orders.children(user));
+            let Some(slot) = self.users.get_mut(user) else { continue };
+            if std::mem::take(&mut slot.address_changed) {
+                slot.full_address = newest_address(slot, &self.addresses);
+            }
+            self.dirty_orders.extend_from_slice(&slot.orders);
+            if slot.is_unused() {
+                self.users.remove(user);
+            }
         }
-        users.clear();
-        self.dirty_users = users;
 
         let mut keys = std::mem::take(&mut self.dirty_orders);
         keys.sort_unstable();
         keys.dedup();
         let mut deltas = Vec::with_capacity(keys.len());
         for &key in &keys {
-            let old = self.rows.get(&key);
-            let new = self.compose(key, old.map(|r| &**r), &fresh_users);
-            match (old, new) {
+            let Some(slot) = self.orders.get(key) else { continue };
+            let new = compose(&self.users, &self.items, slot, &users);
+            let slot = self.orders.get_mut(key).expect("looked up just above");
+            slot.items_changed = false;
+            match (&slot.row, new) {
                 (None, None) => {}
                 (Some(old), Some(new)) if **old == new => {}
                 (_, Some(new)) => {
                     let new = Arc::new(new);
-                    let before = self.rows.insert(key, Arc::clone(&new));
+                    let before = slot.row.replace(Arc::clone(&new));
+                    self.counts.rows += usize::from(before.is_none());
                     deltas.push(ViewDelta { key, before, after: Some(new) });
                 }
                 (Some(_), None) => {
-                    let before = self.rows.remove(&key);
+                    let before = slot.row.take();
+                    self.counts.rows -= 1;
                     deltas.push(ViewDelta { key, before, after: None });
                 }
+            }
+            if slot.is_unused() {
+                self.orders.remove(key);
             }
         }
         keys.clear();
         self.dirty_orders = keys;
-        self.dirty_items.clear();
+        users.clear();
+        self.dirty_users = users;
         deltas
+    }
+}
+
+/// The formatted newest address of a user, if it has one.
+fn newest_address(slot: &UserSlot, addresses: &IdMap<Address>) -> Option<Text> {
+    slot.addresses.last().and_then(|&id| addresses.get(id)).map(|a| format_address(a).into())
+}
+
+/// Composes an order's row from its slot, reusing the parts of its previous
+/// row that this batch did not touch: the user's columns unless the user is
+/// in `dirty_users` (ascending) or the order moved, the items' columns unless
+/// an item changed.
+fn compose(users: &IdMap<UserSlot>, items: &IdMap<ItemEntry>, slot: &OrderSlot, dirty_users: &[i64]) -> Option<OrderDetails> {
+    let order = slot.order.as_ref()?;
+    let old = slot.row.as_deref();
+    let user = match old {
+        Some(old) if old.user_id == order.user_id && dirty_users.binary_search(&order.user_id).is_err() => UserPart::of_row(old),
+        _ => users.get(order.user_id)?.part()?,
+    };
+    let items = match old {
+        Some(old) if !slot.items_changed => ItemsPart::of_row(old),
+        _ => ItemsPart::of(slot.items.iter().filter_map(|&id| items.get(id))),
+    };
+    let (order_status, last_order_update) = latest_status(order, slot.status.as_ref());
+    Some(OrderDetails {
+        order_id: order.order_id,
+        user_id: order.user_id,
+        total: order.total,
+        order_date: order.order_date,
+        user_name: user.name,
+        user_email: user.email,
+        user_phone: user.phone,
+        full_address: user.full_address,
+        order_items_details: items.details,
+        item_count: items.count,
+        items_total: items.total,
+        order_status,
+        last_order_update,
+    })
+}
+
+/// A restore's user slots: the users and the ids of their addresses and
+/// orders, as `(user, child)` pairs.
+fn fill_users(slots: &mut IdMap<UserSlot>, users: Vec<UserEntry>, addresses: &[(i64, i64)], orders: &[(i64, i64)]) {
+    slots.reserve(users.len());
+    for user in users {
+        let id = user.user_id;
+        slots.get_or_insert_with(id, UserSlot::default).user = Some(user);
+    }
+    for &(user, address) in addresses {
+        link(&mut slots.get_or_insert_with(user, UserSlot::default).addresses, address);
+    }
+    for &(user, order) in orders {
+        link(&mut slots.get_or_insert_with(user, UserSlot::default).orders, order);
+    }
+}
+
+/// A restore's order slots: the orders, their items' ids as `(order, item)`
+/// pairs, and their newest status events.
+fn fill_orders(slots: &mut IdMap<OrderSlot>, orders: Vec<OrderEntry>, items: &[(i64, i64)], status: AHashMap<i64, LatestStatus>) {
+    slots.reserve(orders.len());
+    for order in orders {
+        let id = order.order_id;
+        slots.get_or_insert_with(id, OrderSlot::default).order = Some(order);
+    }
+    for &(order, item) in items {
+        link(&mut slots.get_or_insert_with(order, OrderSlot::default).items, item);
+    }
+    for (order, latest) in status {
+        slots.get_or_insert_with(order, OrderSlot::default).status = Some(latest);
     }
 }
 
@@ -427,22 +624,58 @@ pub struct EngineState {
     status: AHashMap<i64, LatestStatus>,
 }
 
-/// [`EngineState`] borrowed from a live view, so a snapshot copies nothing.
-#[derive(Serialize)]
-struct StateRef<'a> {
-    users: Seq<'a, UserEntry>,
-    addresses: Seq<'a, Address>,
-    orders: Seq<'a, OrderEntry>,
-    items: Seq<'a, ItemEntry>,
-    status: &'a AHashMap<i64, LatestStatus>,
+/// [`EngineState`]'s encoding written from a live view, so a snapshot copies
+/// nothing: the same fields in the same order.
+struct StateRef<'a>(&'a OrderDetailsView);
+
+impl Serialize for StateRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let v = self.0;
+        let users = Counted(v.counts.users, || v.users.values().filter_map(|slot| slot.user.as_ref()));
+        let orders = Counted(v.counts.orders, || v.orders.values().filter_map(|slot| slot.order.as_ref()));
+        let status = StatusMap(v);
+        let mut st = s.serialize_struct("EngineState", 5)?;
+        st.serialize_field("users", &users)?;
+        st.serialize_field("addresses", &Counted(v.addresses.len(), || v.addresses.values()))?;
+        st.serialize_field("orders", &orders)?;
+        st.serialize_field("items", &Counted(v.items.len(), || v.items.values()))?;
+        st.serialize_field("status", &status)?;
+        st.end()
+    }
 }
 
-/// A table's rows as a sequence.
-struct Seq<'a, R>(&'a Table<R>);
+/// A sequence of `len` elements, produced by a function (formats such as
+/// postcard write the length first).
+struct Counted<F>(usize, F);
 
-impl<R: Keyed + Serialize> Serialize for Seq<'_, R> {
+impl<F, I> Serialize for Counted<F>
+where
+    F: Fn() -> I,
+    I: Iterator,
+    I::Item: Serialize,
+{
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.rows())
+        let mut seq = s.serialize_seq(Some(self.0))?;
+        for element in (self.1)() {
+            seq.serialize_element(&element)?;
+        }
+        seq.end()
+    }
+}
+
+/// The newest status event per order id, as a map.
+struct StatusMap<'a>(&'a OrderDetailsView);
+
+impl Serialize for StatusMap<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.counts.status))?;
+        for (order, slot) in self.0.orders.iter() {
+            if let Some(latest) = &slot.status {
+                map.serialize_entry(&order, latest)?;
+            }
+        }
+        map.end()
     }
 }
 
@@ -461,28 +694,7 @@ impl IncrementalView for OrderDetailsView {
     }
 
     fn len(&self) -> usize {
-        self.rows.len()
-    }
-}
-
-/// Retracts `before` and inserts `after` (stored as `E`), calling `touch` with
-/// every stored row that was removed, replaced or added. Retraction goes by
-/// primary key, so a redelivered or stale `before` cannot leave a ghost row.
-fn apply_row<R: Keyed, E: Keyed + From<R>>(table: &mut Table<E>, change: RowChange<R>, mut touch: impl FnMut(&E)) {
-    let after_key = change.after.as_ref().map(Keyed::key);
-    if let Some(before) = change.before {
-        if after_key != Some(before.key()) {
-            if let Some(old) = table.remove(before.key()) {
-                touch(&old);
-            }
-        }
-    }
-    if let Some(after) = change.after {
-        let after = E::from(after);
-        touch(&after);
-        if let Some(old) = table.upsert(after) {
-            touch(&old);
-        }
+        self.counts.rows
     }
 }
 

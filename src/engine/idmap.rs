@@ -1,0 +1,196 @@
+//! A map from integer keys to values that is a plain vector where the keys are
+//! packed, as auto-increment ids are, and a hash map elsewhere.
+//!
+//! The engine looks a row up for nearly every change it applies, in tables of
+//! hundreds of thousands of rows: there, the cost of a look-up is its cache
+//! misses. A hash probe touches the control bytes and then the bucket; an index
+//! into a vector touches the slot alone, and keys that arrive in order sit next
+//! to each other. Keys that would leave the vector mostly empty (negative,
+//! huge, or far apart) go to the hash map, so any key set works.
+
+use ahash::AHashMap;
+
+/// The vector's first size: small tables need no growth at all.
+const MIN_DENSE: usize = 1024;
+
+#[derive(Debug, Clone)]
+pub struct IdMap<V> {
+    /// `dense[k]` holds key `k`, for `0 <= k < dense.len()`.
+    dense: Vec<Option<V>>,
+    /// Every other key.
+    sparse: AHashMap<i64, V>,
+    len: usize,
+}
+
+impl<V> Default for IdMap<V> {
+    fn default() -> Self {
+        IdMap { dense: Vec::new(), sparse: AHashMap::default(), len: 0 }
+    }
+}
+
+impl<V> IdMap<V> {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The vector index of `key`, if the vector covers it.
+    fn slot(&self, key: i64) -> Option<usize> {
+        usize::try_from(key).ok().filter(|&i| i < self.dense.len())
+    }
+
+    pub fn get(&self, key: i64) -> Option<&V> {
+        match self.slot(key) {
+            Some(i) => self.dense[i].as_ref(),
+            None => self.sparse.get(&key),
+        }
+    }
+
+    pub fn get_mut(&mut self, key: i64) -> Option<&mut V> {
+        match self.slot(key) {
+            Some(i) => self.dense[i].as_mut(),
+            None => self.sparse.get_mut(&key),
+        }
+    }
+
+    /// Stores `value` under `key`, returning the value it replaced.
+    pub fn insert(&mut self, key: i64, value: V) -> Option<V> {
+        let old = match self.slot(key).or_else(|| self.grow_to(key)) {
+            Some(i) => self.dense[i].replace(value),
+            None => self.sparse.insert(key, value),
+        };
+        self.len += usize::from(old.is_none());
+        old
+    }
+
+    /// The value under `key`, inserted with `make` first if there is none.
+    pub fn get_or_insert_with(&mut self, key: i64, make: impl FnOnce() -> V) -> &mut V {
+        if self.get(key).is_none() {
+            self.insert(key, make());
+        }
+        self.get_mut(key).expect("inserted just above")
+    }
+
+    pub fn remove(&mut self, key: i64) -> Option<V> {
+        let old = match self.slot(key) {
+            Some(i) => self.dense[i].take(),
+            None => self.sparse.remove(&key),
+        };
+        self.len -= usize::from(old.is_some());
+        old
+    }
+
+    /// Makes room in the vector for `additional` more keys, for a table
+    /// about to be filled with packed keys (a hash map reserved ahead would
+    /// keep its room for good).
+    pub fn reserve(&mut self, additional: usize) {
+        self.dense.reserve(additional);
+    }
+
+    /// Every key and value: the vector's in ascending key order, then the
+    /// hash map's in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (i64, &V)> {
+        let dense = self.dense.iter().enumerate().filter_map(|(k, v)| Some((k as i64, v.as_ref()?)));
+        dense.chain(self.sparse.iter().map(|(&k, v)| (k, v)))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.iter().map(|(_, v)| v)
+    }
+
+    /// Every value, on all cores.
+    pub fn par_values_mut(&mut self) -> impl rayon::iter::ParallelIterator<Item = &mut V>
+    where
+        V: Send,
+    {
+        use rayon::prelude::*;
+        self.dense.par_iter_mut().filter_map(Option::as_mut).chain(self.sparse.par_iter_mut().map(|(_, v)| v))
+    }
+
+    /// Extends the vector to cover `key` if it would stay at least half full
+    /// (counting the value about to be inserted), moving the keys it now
+    /// covers out of the hash map; returns `key`'s index if it did.
+    fn grow_to(&mut self, key: i64) -> Option<usize> {
+        let index = usize::try_from(key).ok()?;
+        let limit = MIN_DENSE.max(2 * (self.len + 1));
+        if index >= limit {
+            return None;
+        }
+        // Double at least, so that ascending keys grow the vector O(log n) times.
+        let new_len = (index + 1).max(2 * self.dense.len()).max(MIN_DENSE).min(limit);
+        self.dense.resize_with(new_len, || None);
+        let covered: Vec<i64> = self.sparse.keys().copied().filter(|&k| usize::try_from(k).is_ok_and(|i| i < new_len)).collect();
+        for k in covered {
+            self.dense[k as usize] = self.sparse.remove(&k);
+        }
+        Some(index)
+    }
+}
+
+impl<V> Extend<(i64, V)> for IdMap<V> {
+    fn extend<I: IntoIterator<Item = (i64, V)>>(&mut self, pairs: I) {
+        let pairs = pairs.into_iter();
+        self.reserve(pairs.size_hint().0);
+        for (key, value) in pairs {
+            self.insert(key, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    /// Random inserts and removes over packed, negative and huge keys behave
+    /// exactly as an ordinary map does.
+    #[test]
+    fn behaves_as_a_map_for_any_keys() {
+        for seed in 0..50 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut map = IdMap::default();
+            let mut model = BTreeMap::new();
+            for step in 0..5_000 {
+                let key = match rng.random_range(0..10) {
+                    0 => -rng.random_range(0..100),
+                    1 => rng.random_range(0..i64::MAX),
+                    2 => rng.random_range(1_000_000..1_000_100),
+                    _ => rng.random_range(0..4_000),
+                };
+                if rng.random_bool(0.3) {
+                    assert_eq!(map.remove(key), model.remove(&key), "seed {seed} step {step} remove {key}");
+                } else {
+                    assert_eq!(map.insert(key, step), model.insert(key, step), "seed {seed} step {step} insert {key}");
+                }
+                assert_eq!(map.len(), model.len());
+            }
+            for (k, v) in &model {
+                assert_eq!(map.get(*k), Some(v));
+            }
+            let mut all: Vec<(i64, usize)> = map.iter().map(|(k, v)| (k, *v)).collect();
+            all.sort_unstable();
+            assert_eq!(all, model.into_iter().collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn packed_keys_live_in_the_vector() {
+        let mut map = IdMap::default();
+        for k in 1..=100_000 {
+            map.insert(k, k);
+        }
+        assert!(map.sparse.is_empty(), "ascending ids should all be dense");
+        map.insert(-5, 0);
+        map.insert(1 << 40, 0);
+        assert_eq!(map.sparse.len(), 2);
+        assert_eq!(map.get_or_insert_with(7, || 0), &mut 7);
+        assert_eq!(*map.get_or_insert_with(100_001, || 1), 1);
+    }
+}
