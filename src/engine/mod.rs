@@ -12,6 +12,7 @@
 
 mod dedup;
 mod idmap;
+mod item_list;
 mod order_details;
 
 use std::sync::Arc;
