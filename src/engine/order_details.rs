@@ -1,16 +1,22 @@
 //! `order_details_mv`: one row per order whose user exists, joined with the
 //! user, the user's latest address, the order's items and its latest status.
 //!
+//! State lives in slots, one per user id and one per order id, held in
+//! [`IdMap`]s (a vector where ids are packed): a user's slot has the user, its
+//! address and order ids and its formatted newest address; an order's slot
+//! has the order, its newest status event, its items as an [`ItemList`] and
+//! its view row. Composing a row reads the order's slot and, at most, its
+//! user's slot.
+//!
 //! The hot path avoids rebuilding what a change did not touch. A batch marks
-//! three kinds of keys dirty: orders (their row must be looked at), users
-//! (their name, e-mail, phone or address changed) and item lists (an order's
-//! items changed). When the batch ends, each dirty order's row is composed from
-//! parts: the user's part is recomputed only for dirty users, the items' part
-//! only for dirty item lists, and every other part is carried over from the
-//! row the order had before, which is exact because every change that could
-//! alter a part marks it dirty. Strings are shared (`Arc<str>`), so composing a
-//! row copies pointers, not text, and each item's rendered line is built once,
-//! when the item changes.
+//! orders dirty (their row must be looked at) and users dirty (their name,
+//! e-mail, phone or address changed), and flags orders whose items changed.
+//! When the batch ends, each dirty order's row is composed from parts: the
+//! user's part is taken from the user's slot only for dirty users (or a moved
+//! order), the items' part only for changed item lists, and every other part
+//! is carried over from the row the order had before, which is exact because
+//! every change that could alter a part marks it. Short text is stored inline
+//! and long text shared ([`Text`]), so composing a row copies no long string.
 
 use std::sync::Arc;
 
