@@ -123,10 +123,44 @@ impl From<Item> for ItemEntry {
     fn from(i: Item) -> Self {
         let line_total = i.quantity.map(|q| Decimal::from(q) * i.price);
         let line = match (&i.name, i.quantity, line_total) {
-            (Some(name), Some(q), Some(t)) => Some(format!("{name} (Qty: {q}, Price: {}, Total: {t})", i.price).into_boxed_str()),
+            (Some(name), Some(q), Some(t)) => Some(item_line(name, q, i.price, t)),
             _ => None,
         };
         ItemEntry { id: i.id, order_id: i.order_id, line_total, line }
+    }
+}
+
+/// `name (Qty: q, Price: p, Total: t)`, written piece by piece: this runs
+/// for every item change, and `format!` with `Decimal`'s `Display` was a
+/// measurable part of applying one.
+fn item_line(name: &str, quantity: i64, price: Decimal, total: Decimal) -> Box<str> {
+    let mut line = String::with_capacity(name.len() + 48);
+    line.push_str(name);
+    line.push_str(" (Qty: ");
+    line.push_str(itoa::Buffer::new().format(quantity));
+    line.push_str(", Price: ");
+    push_decimal(&mut line, price);
+    line.push_str(", Total: ");
+    push_decimal(&mut line, total);
+    line.push(')');
+    line.into_boxed_str()
+}
+
+/// Appends `d` exactly as its `Display` writes it: every digit of its scale,
+/// and a minus sign on negative values (negative zero included).
+fn push_decimal(out: &mut String, d: Decimal) {
+    let mut buffer = itoa::Buffer::new();
+    let digits = buffer.format(d.mantissa().unsigned_abs());
+    let scale = d.scale() as usize;
+    if d.is_sign_negative() {
+        out.push('-');
+    }
+    let int_len = digits.len().saturating_sub(scale);
+    out.push_str(if int_len == 0 { "0" } else { &digits[..int_len] });
+    if scale > 0 {
+        out.push('.');
+        out.extend(std::iter::repeat_n('0', scale.saturating_sub(digits.len())));
+        out.push_str(&digits[int_len..]);
     }
 }
 
@@ -733,6 +767,7 @@ fn latest_status(order: &OrderEntry, event: Option<&LatestStatus>) -> (Option<Te
 mod tests {
     use super::*;
     use crate::change::{SourcePos, StatusEvent};
+    use rand::{Rng, SeedableRng};
 
     fn user(id: i64) -> User {
         User { user_id: id, name: format!("User {id}"), email: format!("u{id}@example.com"), phone: None }
@@ -814,6 +849,22 @@ mod tests {
         assert_eq!(deltas[0].kind(), super::super::DeltaKind::Delete);
         assert!(v.apply_batch(vec![insert]).is_empty(), "a redelivered insert must not resurrect the user");
         assert_eq!(v.duplicates_skipped(), 1);
+    }
+
+    #[test]
+    fn decimals_are_written_as_their_display_writes_them() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut cases = vec![Decimal::new(0, 2), -Decimal::new(0, 2), Decimal::new(10, 2), Decimal::new(-1, 28), Decimal::MAX, Decimal::MIN];
+        for _ in 0..20_000 {
+            let mantissa = rng.random_range(-(1i128 << 95)..(1i128 << 95)) >> rng.random_range(0..96);
+            cases.push(Decimal::from_i128_with_scale(mantissa, rng.random_range(0..=28)));
+        }
+        for d in cases {
+            let mut written = String::new();
+            push_decimal(&mut written, d);
+            assert_eq!(written, d.to_string(), "{d:?}");
+        }
+        assert_eq!(&*item_line("Pen", 3, Decimal::new(10, 2), Decimal::new(30, 2)), "Pen (Qty: 3, Price: 0.10, Total: 0.30)");
     }
 
     #[test]
