@@ -22,7 +22,7 @@ struct ItemRef {
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ItemList {
-    items: SmallVec<[ItemRef; 2]>,
+    items: SmallVec<[ItemRef; 4]>,
     /// The lines of `items`, in order, joined by [`SEPARATOR`].
     details: String,
 }
