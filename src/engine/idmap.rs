@@ -83,11 +83,15 @@ impl<V> IdMap<V> {
         old
     }
 
-    /// Makes room in the vector for `additional` more keys, for a table
-    /// about to be filled with packed keys (a hash map reserved ahead would
-    /// keep its room for good).
-    pub fn reserve(&mut self, additional: usize) {
-        self.dense.reserve(additional);
+    /// Makes room for `count` more values whose greatest key is `max_key`,
+    /// in the vector when they will go there (packed keys); otherwise the
+    /// room would be wasted, and a hash map reserved ahead keeps its room
+    /// for good, so nothing is reserved.
+    pub fn reserve(&mut self, count: usize, max_key: i64) {
+        let Ok(max) = usize::try_from(max_key) else { return };
+        if max < MIN_DENSE.max(2 * (self.len + count)) {
+            self.dense.reserve((max + 1).saturating_sub(self.dense.len()));
+        }
     }
 
     /// Every key and value: the vector's in ascending key order, then the
@@ -132,8 +136,6 @@ impl<V> IdMap<V> {
 
 impl<V> Extend<(i64, V)> for IdMap<V> {
     fn extend<I: IntoIterator<Item = (i64, V)>>(&mut self, pairs: I) {
-        let pairs = pairs.into_iter();
-        self.reserve(pairs.size_hint().0);
         for (key, value) in pairs {
             self.insert(key, value);
         }

@@ -355,9 +355,15 @@ impl OrderDetailsView {
         let OrderDetailsView { users: user_slots, addresses: address_map, orders: order_slots, items: item_map, .. } = &mut view;
         rayon::scope(|s| {
             s.spawn(|_| fill_users(user_slots, users, &address_links, &order_links));
-            s.spawn(|_| address_map.extend(addresses.into_iter().map(|a| (a.address_id, a))));
+            s.spawn(|_| {
+                address_map.reserve(addresses.len(), addresses.iter().map(|a| a.address_id).max().unwrap_or(0));
+                address_map.extend(addresses.into_iter().map(|a| (a.address_id, a)));
+            });
             s.spawn(|_| fill_orders(order_slots, orders, &item_links, status));
-            s.spawn(|_| item_map.extend(items.into_iter().map(|i| (i.id, i))));
+            s.spawn(|_| {
+                item_map.reserve(items.len(), items.iter().map(|i| i.id).max().unwrap_or(0));
+                item_map.extend(items.into_iter().map(|i| (i.id, i)));
+            });
         });
         let deltas = view.compose_all();
         (view, deltas)
@@ -617,7 +623,7 @@ fn compose(users: &IdMap<UserSlot>, slot: &OrderSlot, dirty_users: &[i64]) -> Op
 /// A restore's user slots: the users and the ids of their addresses and
 /// orders, as `(user, child)` pairs.
 fn fill_users(slots: &mut IdMap<UserSlot>, users: Vec<UserEntry>, addresses: &[(i64, i64)], orders: &[(i64, i64)]) {
-    slots.reserve(users.len());
+    slots.reserve(users.len(), users.iter().map(|u| u.user_id).max().unwrap_or(0));
     for user in users {
         let id = user.user_id;
         slots.get_or_insert_with(id, UserSlot::default).user = Some(user);
@@ -634,7 +640,7 @@ fn fill_users(slots: &mut IdMap<UserSlot>, users: Vec<UserEntry>, addresses: &[(
 /// pairs (the items themselves are listed by [`list_items`] once their table
 /// is filled), and their newest status events.
 fn fill_orders(slots: &mut IdMap<OrderSlot>, orders: Vec<OrderEntry>, items: &[(i64, i64)], status: AHashMap<i64, LatestStatus>) {
-    slots.reserve(orders.len());
+    slots.reserve(orders.len(), orders.iter().map(|o| o.order_id).max().unwrap_or(0));
     for order in orders {
         let id = order.order_id;
         slots.get_or_insert_with(id, OrderSlot::default).order = Some(order);
