@@ -68,10 +68,21 @@ impl<V> IdMap<V> {
 
     /// The value under `key`, inserted with `make` first if there is none.
     pub fn get_or_insert_with(&mut self, key: i64, make: impl FnOnce() -> V) -> &mut V {
-        if self.get(key).is_none() {
-            self.insert(key, make());
+        use std::collections::hash_map::Entry;
+        match self.slot(key).or_else(|| self.grow_to(key)) {
+            Some(i) => {
+                let entry = &mut self.dense[i];
+                self.len += usize::from(entry.is_none());
+                entry.get_or_insert_with(make)
+            }
+            None => match self.sparse.entry(key) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    self.len += 1;
+                    e.insert(make())
+                }
+            },
         }
-        self.get_mut(key).expect("inserted just above")
     }
 
     pub fn remove(&mut self, key: i64) -> Option<V> {
@@ -168,6 +179,8 @@ mod tests {
                 };
                 if rng.random_bool(0.3) {
                     assert_eq!(map.remove(key), model.remove(&key), "seed {seed} step {step} remove {key}");
+                } else if rng.random_bool(0.2) {
+                    assert_eq!(map.get_or_insert_with(key, || step), model.entry(key).or_insert(step), "seed {seed} step {step} get_or_insert {key}");
                 } else {
                     assert_eq!(map.insert(key, step), model.insert(key, step), "seed {seed} step {step} insert {key}");
                 }
