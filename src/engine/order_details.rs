@@ -551,9 +551,8 @@ impl OrderDetailsView {
         keys.dedup();
         let mut deltas = Vec::with_capacity(keys.len());
         for &key in &keys {
-            let Some(slot) = self.orders.get(key) else { continue };
+            let Some(slot) = self.orders.get_mut(key) else { continue };
             let new = compose(&self.users, slot, &users);
-            let slot = self.orders.get_mut(key).expect("looked up just above");
             slot.items_changed = false;
             match (&slot.row, new) {
                 (None, None) => {}
