@@ -463,16 +463,11 @@ impl OrderDetailsView {
             let old = self.orders.get_or_insert_with(id, OrderSlot::default).order.replace(after.into());
             self.dirty_orders.push(id);
             match old {
-                Some(old) if old.user_id == user => {}
-                Some(old) => {
-                    self.unlink_order(old.user_id, id);
-                    link(&mut self.users.get_or_insert_with(user, UserSlot::default).orders, id);
-                }
-                None => {
-                    self.counts.orders += 1;
-                    link(&mut self.users.get_or_insert_with(user, UserSlot::default).orders, id);
-                }
+                Some(old) if old.user_id == user => return,
+                Some(old) => self.unlink_order(old.user_id, id),
+                None => self.counts.orders += 1,
             }
+            link(&mut self.users.get_or_insert_with(user, UserSlot::default).orders, id);
         }
     }
 
