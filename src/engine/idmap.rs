@@ -94,12 +94,13 @@ impl<V> IdMap<V> {
         old
     }
 
-    /// Makes room for `count` more values whose greatest key is `max_key`,
-    /// in the vector when they will go there (packed keys); otherwise the
-    /// room would be wasted, and a hash map reserved ahead keeps its room
-    /// for good, so nothing is reserved.
-    pub fn reserve(&mut self, count: usize, max_key: i64) {
-        let Ok(max) = usize::try_from(max_key) else { return };
+    /// Makes room for values about to be inserted under `keys`, in the
+    /// vector when they will go there (packed keys); otherwise the room would
+    /// be wasted, and a hash map reserved ahead keeps its room for good, so
+    /// nothing is reserved.
+    pub fn reserve(&mut self, keys: impl ExactSizeIterator<Item = i64>) {
+        let count = keys.len();
+        let Some(Ok(max)) = keys.max().map(usize::try_from) else { return };
         if max < MIN_DENSE.max(2 * (self.len + count)) {
             self.dense.reserve((max + 1).saturating_sub(self.dense.len()));
         }

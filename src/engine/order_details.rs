@@ -356,12 +356,12 @@ impl OrderDetailsView {
         rayon::scope(|s| {
             s.spawn(|_| fill_users(user_slots, users, &address_links, &order_links));
             s.spawn(|_| {
-                address_map.reserve(addresses.len(), addresses.iter().map(|a| a.address_id).max().unwrap_or(0));
+                address_map.reserve(addresses.iter().map(|a| a.address_id));
                 address_map.extend(addresses.into_iter().map(|a| (a.address_id, a)));
             });
             s.spawn(|_| fill_orders(order_slots, orders, &item_links, status));
             s.spawn(|_| {
-                item_map.reserve(items.len(), items.iter().map(|i| i.id).max().unwrap_or(0));
+                item_map.reserve(items.iter().map(|i| i.id));
                 item_map.extend(items.into_iter().map(|i| (i.id, i)));
             });
         });
@@ -617,7 +617,7 @@ fn compose(users: &IdMap<UserSlot>, slot: &OrderSlot, dirty_users: &[i64]) -> Op
 /// A restore's user slots: the users and the ids of their addresses and
 /// orders, as `(user, child)` pairs.
 fn fill_users(slots: &mut IdMap<UserSlot>, users: Vec<UserEntry>, addresses: &[(i64, i64)], orders: &[(i64, i64)]) {
-    slots.reserve(users.len(), users.iter().map(|u| u.user_id).max().unwrap_or(0));
+    slots.reserve(users.iter().map(|u| u.user_id));
     for user in users {
         let id = user.user_id;
         slots.get_or_insert_with(id, UserSlot::default).user = Some(user);
@@ -634,7 +634,7 @@ fn fill_users(slots: &mut IdMap<UserSlot>, users: Vec<UserEntry>, addresses: &[(
 /// pairs (the items themselves are listed by [`list_items`] once their table
 /// is filled), and their newest status events.
 fn fill_orders(slots: &mut IdMap<OrderSlot>, orders: Vec<OrderEntry>, items: &[(i64, i64)], status: AHashMap<i64, LatestStatus>) {
-    slots.reserve(orders.len(), orders.iter().map(|o| o.order_id).max().unwrap_or(0));
+    slots.reserve(orders.iter().map(|o| o.order_id));
     for order in orders {
         let id = order.order_id;
         slots.get_or_insert_with(id, OrderSlot::default).order = Some(order);
