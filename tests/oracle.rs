@@ -189,7 +189,7 @@ fn key_space(seed: u64) -> fn(i64) -> i64 {
     match seed % 4 {
         0 | 1 => |id| id,
         2 => |id| -id,
-        _ => |id| if id % 2 == 0 { id } else { id * 1_000_000_000_000_007 % i64::MAX },
+        _ => |id| if id % 2 == 0 { id } else { id * 1_000_000_000_000_007 },
     }
 }
 
