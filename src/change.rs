@@ -145,6 +145,10 @@ impl<R> RowChange<R> {
     pub fn delete(before: R) -> Self {
         RowChange { before: Some(before), after: None }
     }
+    /// `before` and `after`, those present.
+    pub fn rows(&self) -> impl Iterator<Item = &R> {
+        self.before.iter().chain(&self.after)
+    }
 }
 
 /// A decoded change to one of the view's inputs.

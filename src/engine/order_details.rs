@@ -28,6 +28,7 @@ use smallvec::SmallVec;
 use smol_str::SmolStr;
 
 use super::item_list::ItemList;
+use super::idmap::prefetch;
 use super::{Deduplicator, IdMap, IncrementalView, ViewDelta};
 use crate::change::{micros, Address, Change, Item, Order, RowChange, StatusEvent, TableChange, Timestamp, User};
 
@@ -296,6 +297,12 @@ pub struct OrderDetailsView {
     duplicates: u64,
 }
 
+/// How many changes (or rows) ahead of the one being applied (or composed)
+/// the engine starts loading what it will touch. The state is far larger
+/// than the cache, so nearly every slot a change touches is a cache miss;
+/// issued this far ahead, a dozen of them are in flight at once.
+const LOOKAHEAD: usize = 16;
+
 /// Sizes that the slots cannot tell without a scan.
 #[derive(Default, Clone, Copy)]
 struct Counts {
@@ -523,6 +530,50 @@ impl OrderDetailsView {
         }
     }
 
+    /// Starts loading the slots that applying `change` will touch.
+    fn prefetch_for(&self, change: &TableChange) {
+        match change {
+            TableChange::Users(c) => c.rows().for_each(|u| self.users.prefetch(u.user_id)),
+            TableChange::Addresses(c) => c.rows().for_each(|a| {
+                self.addresses.prefetch(a.address_id);
+                self.users.prefetch(a.user_id);
+            }),
+            TableChange::Orders(c) => c.rows().for_each(|o| self.orders.prefetch(o.order_id)),
+            TableChange::Items(c) => c.rows().for_each(|i| {
+                self.items.prefetch(i.id);
+                if let Some(order) = i.order_id {
+                    self.orders.prefetch(order);
+                }
+            }),
+            TableChange::Status(e) => self.orders.prefetch(e.order_id),
+        }
+    }
+
+    /// Starts loading what composing order `key`'s row will read, once its
+    /// slot is in the cache: the previous row, and the user's slot when the
+    /// user's columns will be taken from it (`dirty_users` ascending).
+    fn prefetch_row_of(&self, key: i64, dirty_users: &[i64]) {
+        let Some(slot) = self.orders.get(key) else { return };
+        if let Some(row) = &slot.row {
+            prefetch(Arc::as_ptr(row));
+        }
+        if let Some(order) = &slot.order {
+            if slot.row.is_none() || dirty_users.binary_search(&order.user_id).is_ok() {
+                self.users.prefetch(order.user_id);
+            }
+        }
+    }
+
+    /// Starts loading the shared text of order `key`'s previous row that its
+    /// next row will share (the address and the item lines, whose reference
+    /// counts composing increments), once that row is in the cache.
+    fn prefetch_shared_text_of(&self, key: i64) {
+        let Some(row) = self.orders.get(key).and_then(|slot| slot.row.as_deref()) else { return };
+        for text in [&row.full_address, &row.order_items_details].into_iter().flatten() {
+            prefetch(text.as_ptr());
+        }
+    }
+
     /// Brings every dirty user's address up to date, then recomposes every
     /// dirty order (and every order of a dirty user) and returns the rows
     /// that really changed.
@@ -530,7 +581,10 @@ impl OrderDetailsView {
         let mut users = std::mem::take(&mut self.dirty_users);
         users.sort_unstable();
         users.dedup();
-        for &user in &users {
+        for (i, &user) in users.iter().enumerate() {
+            if let Some(&ahead) = users.get(i + LOOKAHEAD) {
+                self.users.prefetch(ahead);
+            }
             let Some(slot) = self.users.get_mut(user) else { continue };
             if std::mem::take(&mut slot.address_changed) {
                 slot.full_address = newest_address(slot, &self.addresses);
@@ -545,7 +599,18 @@ impl OrderDetailsView {
         keys.sort_unstable();
         keys.dedup();
         let mut deltas = Vec::with_capacity(keys.len());
-        for &key in &keys {
+        // Three stages of loads run ahead of the composing: the slot, then
+        // (once it is in the cache) the previous row, then its shared text.
+        for (i, &key) in keys.iter().enumerate() {
+            if let Some(&ahead) = keys.get(i + LOOKAHEAD) {
+                self.orders.prefetch(ahead);
+            }
+            if let Some(&ahead) = keys.get(i + LOOKAHEAD / 2) {
+                self.prefetch_row_of(ahead, &users);
+            }
+            if let Some(&ahead) = keys.get(i + LOOKAHEAD / 4) {
+                self.prefetch_shared_text_of(ahead);
+            }
             let Some(slot) = self.orders.get_mut(key) else { continue };
             let new = compose(&self.users, slot, &users);
             slot.items_changed = false;
@@ -725,7 +790,14 @@ impl IncrementalView for OrderDetailsView {
     type Row = OrderDetails;
 
     fn apply_batch(&mut self, changes: Vec<Change>) -> Vec<ViewDelta<OrderDetails>> {
-        for change in changes {
+        let mut changes = changes.into_iter();
+        for ahead in changes.as_slice().iter().take(LOOKAHEAD) {
+            self.prefetch_for(&ahead.data);
+        }
+        while let Some(change) = changes.next() {
+            if let Some(ahead) = changes.as_slice().get(LOOKAHEAD - 1) {
+                self.prefetch_for(&ahead.data);
+            }
             if self.dedup.accept(change.pos) {
                 self.apply(change.data);
             } else {
