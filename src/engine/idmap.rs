@@ -158,8 +158,7 @@ impl<V> IdMap<V> {
     }
 }
 
-/// Asks the CPU to bring the cache lines of the `T` at `at` (at most four)
-/// into its cache. A hint only: it reads nothing, and an address that is not
+/// Asks the CPU to bring the cache lines of the `T` at `at` into its cache. A hint only: it reads nothing, and an address that is not
 /// mapped is ignored, so `at` need not point at a live value.
 #[inline]
 pub fn prefetch<T>(at: *const T) {
@@ -169,7 +168,7 @@ pub fn prefetch<T>(at: *const T) {
         const LINE: usize = 64;
         let start = at as usize & !(LINE - 1);
         let end = at as usize + size_of::<T>().max(1);
-        for line in (start..end).step_by(LINE).take(4) {
+        for line in (start..end).step_by(LINE) {
             // SAFETY: a prefetch never faults and changes no memory.
             #[allow(unused_unsafe)]
             unsafe {

@@ -42,6 +42,11 @@ impl ItemList {
         (!self.details.is_empty()).then_some(self.details.as_str())
     }
 
+    /// Where the joined text's bytes are, for a prefetch.
+    pub fn details_ptr(&self) -> *const u8 {
+        self.details.as_ptr()
+    }
+
     /// The exact sum of the line totals.
     pub fn total(&self) -> Decimal {
         self.items.iter().filter_map(|item| item.line_total).fold(Decimal::new(0, 2), |sum, t| sum + t)

@@ -549,6 +549,21 @@ impl OrderDetailsView {
         }
     }
 
+    /// Starts loading, once the slots that applying `change` touches are in
+    /// the cache, the heap memory behind them that it will edit or free: an
+    /// order's joined item lines and the stored line an item change replaces.
+    fn prefetch_behind_slots_for(&self, change: &TableChange) {
+        let TableChange::Items(c) = change else { return };
+        for item in c.rows() {
+            if let Some(line) = self.items.get(item.id).and_then(|i| i.line.as_deref()) {
+                prefetch(line.as_ptr());
+            }
+            if let Some(slot) = item.order_id.and_then(|order| self.orders.get(order)) {
+                prefetch(slot.items.details_ptr());
+            }
+        }
+    }
+
     /// Starts loading what composing order `key`'s row will read, once its
     /// slot is in the cache: the previous row, and the user's slot when the
     /// user's columns will be taken from it (`dirty_users` ascending).
@@ -797,6 +812,9 @@ impl IncrementalView for OrderDetailsView {
         while let Some(change) = changes.next() {
             if let Some(ahead) = changes.as_slice().get(LOOKAHEAD - 1) {
                 self.prefetch_for(&ahead.data);
+            }
+            if let Some(ahead) = changes.as_slice().get(LOOKAHEAD / 2 - 1) {
+                self.prefetch_behind_slots_for(&ahead.data);
             }
             if self.dedup.accept(change.pos) {
                 self.apply(change.data);
