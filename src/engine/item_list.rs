@@ -42,6 +42,14 @@ impl ItemList {
         (!self.details.is_empty()).then_some(self.details.as_str())
     }
 
+    /// The line of item `id`, if the list has the item and the item a line.
+    pub fn line_of(&self, id: i64) -> Option<&str> {
+        let at = self.items.binary_search_by_key(&id, |item| item.id).ok()?;
+        let len = self.items[at].line_len as usize;
+        let (start, _) = self.line_start(at);
+        (len > 0).then(|| &self.details[start..start + len])
+    }
+
     /// Where the joined text's bytes are, for a prefetch.
     pub fn details_ptr(&self) -> *const u8 {
         self.details.as_ptr()
@@ -148,6 +156,10 @@ mod tests {
                 let total = model.values().filter_map(|(_, t)| *t).fold(Decimal::new(0, 2), |a, b| a + b);
                 assert_eq!(list.total(), total);
                 assert_eq!(list.ids().collect::<Vec<_>>(), model.keys().copied().collect::<Vec<_>>());
+                for (&id, (line, _)) in &model {
+                    assert_eq!(list.line_of(id), line.as_deref(), "seed {seed} step {step} line of {id}");
+                }
+                assert_eq!(list.line_of(12), None);
             }
         }
     }

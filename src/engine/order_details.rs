@@ -109,42 +109,51 @@ impl From<Order> for OrderEntry {
     }
 }
 
-/// A stored item: what the view needs of it, rendered once.
-#[derive(Debug, Serialize, Deserialize)]
+/// A stored item: what the view needs of it, rendered once. The snapshot
+/// holds it as an [`ItemRecord`].
+#[derive(Debug, Deserialize)]
 struct ItemEntry {
     id: i64,
     order_id: Option<i64>,
     /// `quantity × price`, absent when the quantity is NULL (SQL adds nothing).
     line_total: Option<Decimal>,
-    /// `name (Qty: q, Price: p, Total: t)`, absent when name or quantity is NULL.
+    /// `name (Qty: q, Price: p, Total: t)`, absent when name or quantity is
+    /// NULL. Kept here only while the item has no order: otherwise its
+    /// order's [`ItemList`] holds it, and one copy is enough.
     line: Option<Box<str>>,
 }
 
-impl From<Item> for ItemEntry {
-    fn from(i: Item) -> Self {
-        let line_total = i.quantity.map(|q| Decimal::from(q) * i.price);
-        let line = match (&i.name, i.quantity, line_total) {
-            (Some(name), Some(q), Some(t)) => Some(item_line(name, q, i.price, t)),
-            _ => None,
-        };
-        ItemEntry { id: i.id, order_id: i.order_id, line_total, line }
-    }
+/// An item as a snapshot holds it: [`ItemEntry`] with its line wherever it is kept.
+#[derive(Serialize)]
+struct ItemRecord<'a> {
+    id: i64,
+    order_id: Option<i64>,
+    line_total: Option<Decimal>,
+    line: Option<&'a str>,
 }
 
-/// `name (Qty: q, Price: p, Total: t)`, written piece by piece: this runs
-/// for every item change, and `format!` with `Decimal`'s `Display` was a
-/// measurable part of applying one.
-fn item_line(name: &str, quantity: i64, price: Decimal, total: Decimal) -> Box<str> {
-    let mut line = String::with_capacity(name.len() + 48);
-    line.push_str(name);
-    line.push_str(" (Qty: ");
-    line.push_str(itoa::Buffer::new().format(quantity));
-    line.push_str(", Price: ");
-    push_decimal(&mut line, price);
-    line.push_str(", Total: ");
-    push_decimal(&mut line, total);
-    line.push(')');
-    line.into_boxed_str()
+/// `quantity × price`, absent when the quantity is NULL.
+fn line_total(item: &Item) -> Option<Decimal> {
+    item.quantity.map(|q| Decimal::from(q) * item.price)
+}
+
+/// Writes `name (Qty: q, Price: p, Total: t)` into `out` (cleared first), or
+/// returns false when name or quantity is NULL and the item has no line.
+/// Written piece by piece into a reused buffer: this runs for every item
+/// change, and `format!` with `Decimal`'s `Display` was a measurable part of
+/// applying one.
+fn write_item_line(out: &mut String, item: &Item, total: Option<Decimal>) -> bool {
+    out.clear();
+    let (Some(name), Some(quantity), Some(total)) = (&item.name, item.quantity, total) else { return false };
+    out.push_str(name);
+    out.push_str(" (Qty: ");
+    out.push_str(itoa::Buffer::new().format(quantity));
+    out.push_str(", Price: ");
+    push_decimal(out, item.price);
+    out.push_str(", Total: ");
+    push_decimal(out, total);
+    out.push(')');
+    true
 }
 
 /// Appends `d` exactly as its `Display` writes it: every digit of its scale,
@@ -289,6 +298,8 @@ pub struct OrderDetailsView {
     orders: IdMap<OrderSlot>,
     items: IdMap<ItemEntry>,
     counts: Counts,
+    /// A reused buffer for rendering an item's line.
+    line_buffer: String,
     /// Orders whose row must be looked at when the batch ends.
     dirty_orders: Vec<i64>,
     /// Users whose columns may have changed (the user or one of its addresses).
@@ -387,6 +398,8 @@ impl OrderDetailsView {
             slot.items = list_items(slot.items.ids(), items);
             slot.row = compose(users, slot, &[]).map(Arc::new);
         });
+        // The lists hold the lines now; only items without an order keep theirs.
+        self.items.par_values_mut().filter(|item| item.order_id.is_some()).for_each(|item| item.line = None);
         let mut deltas: Vec<ViewDelta<OrderDetails>> =
             self.orders.iter().filter_map(|(key, slot)| Some(ViewDelta { key, before: None, after: Some(Arc::clone(slot.row.as_ref()?)) })).collect();
         deltas.sort_unstable_by_key(|d| d.key);
@@ -495,13 +508,18 @@ impl OrderDetailsView {
             }
         }
         if let Some(after) = change.after {
-            let item = ItemEntry::from(after);
-            let (id, order) = (item.id, item.order_id);
-            if let Some(order) = order {
-                let slot = self.orders.get_or_insert_with(order, OrderSlot::default);
-                slot.items.upsert(id, item.line.as_deref(), item.line_total);
-                slot.items_changed = true;
-                self.dirty_orders.push(order);
+            let (id, order, total) = (after.id, after.order_id, line_total(&after));
+            let has_line = write_item_line(&mut self.line_buffer, &after, total);
+            let line = has_line.then_some(self.line_buffer.as_str());
+            let mut item = ItemEntry { id, order_id: order, line_total: total, line: None };
+            match order {
+                Some(order) => {
+                    let slot = self.orders.get_or_insert_with(order, OrderSlot::default);
+                    slot.items.upsert(id, line, total);
+                    slot.items_changed = true;
+                    self.dirty_orders.push(order);
+                }
+                None => item.line = line.map(Box::from),
             }
             if let Some(old) = self.items.insert(id, item) {
                 if old.order_id != order {
@@ -530,6 +548,13 @@ impl OrderDetailsView {
         }
     }
 
+    /// `item` as a snapshot holds it, with its line.
+    fn item_record<'a>(&'a self, item: &'a ItemEntry) -> ItemRecord<'a> {
+        let listed = || self.orders.get(item.order_id?)?.items.line_of(item.id);
+        let line = item.line.as_deref().or_else(listed);
+        ItemRecord { id: item.id, order_id: item.order_id, line_total: item.line_total, line }
+    }
+
     /// Starts loading the slots that applying `change` will touch.
     fn prefetch_for(&self, change: &TableChange) {
         match change {
@@ -550,14 +575,11 @@ impl OrderDetailsView {
     }
 
     /// Starts loading, once the slots that applying `change` touches are in
-    /// the cache, the heap memory behind them that it will edit or free: an
-    /// order's joined item lines and the stored line an item change replaces.
+    /// the cache, the heap memory behind them that it will edit: an order's
+    /// joined item lines.
     fn prefetch_behind_slots_for(&self, change: &TableChange) {
         let TableChange::Items(c) = change else { return };
         for item in c.rows() {
-            if let Some(line) = self.items.get(item.id).and_then(|i| i.line.as_deref()) {
-                prefetch(line.as_ptr());
-            }
             if let Some(slot) = item.order_id.and_then(|order| self.orders.get(order)) {
                 prefetch(slot.items.details_ptr());
             }
@@ -761,7 +783,7 @@ impl Serialize for StateRef<'_> {
         st.serialize_field("users", &users)?;
         st.serialize_field("addresses", &Counted(v.addresses.len(), || v.addresses.values()))?;
         st.serialize_field("orders", &orders)?;
-        st.serialize_field("items", &Counted(v.items.len(), || v.items.values()))?;
+        st.serialize_field("items", &Counted(v.items.len(), || v.items.values().map(|item| v.item_record(item))))?;
         st.serialize_field("status", &status)?;
         st.end()
     }
@@ -954,7 +976,11 @@ mod tests {
             push_decimal(&mut written, d);
             assert_eq!(written, d.to_string(), "{d:?}");
         }
-        assert_eq!(&*item_line("Pen", 3, Decimal::new(10, 2), Decimal::new(30, 2)), "Pen (Qty: 3, Price: 0.10, Total: 0.30)");
+        let pen = Item { id: 1, order_id: None, name: Some("Pen".into()), quantity: Some(3), price: Decimal::new(10, 2) };
+        let mut line = String::from("leftover");
+        assert!(write_item_line(&mut line, &pen, line_total(&pen)));
+        assert_eq!(line, "Pen (Qty: 3, Price: 0.10, Total: 0.30)");
+        assert!(!write_item_line(&mut line, &Item { quantity: None, ..pen }, None));
     }
 
     #[test]
