@@ -66,13 +66,19 @@ impl Serialize for Timestamp {
     }
 }
 
+/// Text in a change or a view row: up to 23 bytes inline, longer text on the
+/// heap, shared by reference count. Names, e-mails, phones, statuses and
+/// address parts are short, so a decoded change mostly carries no heap text
+/// at all, and the engine moves it into its state and rows without copying.
+pub type Text = smol_str::SmolStr;
+
 /// A row of `shop.users`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {
     pub user_id: i64,
-    pub name: String,
-    pub email: String,
-    pub phone: Option<String>,
+    pub name: Text,
+    pub email: Text,
+    pub phone: Option<Text>,
 }
 
 /// A row of `shop.addresses`.
@@ -80,11 +86,11 @@ pub struct User {
 pub struct Address {
     pub address_id: i64,
     pub user_id: i64,
-    pub street: String,
-    pub city: String,
-    pub state: Option<String>,
-    pub postal_code: Option<String>,
-    pub country: String,
+    pub street: Text,
+    pub city: Text,
+    pub state: Option<Text>,
+    pub postal_code: Option<Text>,
+    pub country: Text,
 }
 
 /// A row of `shop.orders`.
@@ -94,7 +100,7 @@ pub struct Order {
     pub user_id: i64,
     pub total: Decimal,
     pub order_date: Option<Timestamp>,
-    pub order_status: Option<String>,
+    pub order_status: Option<Text>,
     pub updated_date: Option<Timestamp>,
 }
 
@@ -103,7 +109,7 @@ pub struct Order {
 pub struct Item {
     pub id: i64,
     pub order_id: Option<i64>,
-    pub name: Option<String>,
+    pub name: Option<Text>,
     pub quantity: Option<i64>,
     pub price: Decimal,
 }
@@ -114,7 +120,7 @@ pub struct Item {
 pub struct StatusEvent {
     pub id: i64,
     pub order_id: i64,
-    pub status: String,
+    pub status: Text,
     pub updated_at: Timestamp,
 }
 

@@ -1,6 +1,7 @@
 //! Generated shop states and change streams, for benchmarks and load tests.
 
 use rand::rngs::StdRng;
+use smol_str::format_smolstr;
 use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
 
@@ -48,7 +49,7 @@ impl Workload {
     }
 
     fn user(&mut self, id: i64) -> User {
-        User { user_id: id, name: format!("User {id}"), email: format!("user{id}@example.com"), phone: Some(format!("555{:07}", self.rng.random_range(0..10_000_000))) }
+        User { user_id: id, name: format_smolstr!("User {id}"), email: format_smolstr!("user{id}@example.com"), phone: Some(format_smolstr!("555{:07}", self.rng.random_range(0..10_000_000))) }
     }
 
     fn address(&mut self, user_id: i64) -> Address {
@@ -57,10 +58,10 @@ impl Workload {
         Address {
             address_id: id,
             user_id,
-            street: format!("{} Main Street", self.rng.random_range(1..9999)),
+            street: format_smolstr!("{} Main Street", self.rng.random_range(1..9999)),
             city: "Springfield".into(),
             state: Some("Oregon".into()),
-            postal_code: Some(format!("{:05}", self.rng.random_range(0..99999))),
+            postal_code: Some(format_smolstr!("{:05}", self.rng.random_range(0..99999))),
             country: "USA".into(),
         }
     }
@@ -81,7 +82,7 @@ impl Workload {
         Item {
             id,
             order_id: Some(self.rng.random_range(1..=self.sizes.orders)),
-            name: Some(format!("Sleek Cotton Thing {}", id % 100)),
+            name: Some(format_smolstr!("Sleek Cotton Thing {}", id % 100)),
             quantity: Some(self.rng.random_range(1..10)),
             price: Decimal::new(self.rng.random_range(100..10_000), 2),
         }

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use cdcview::change::{Address, Change, Item, Order, RowChange, SourcePos, StatusEvent, TableChange, Timestamp, User};
+use cdcview::change::{Address, Change, Item, Order, RowChange, SourcePos, StatusEvent, TableChange, Text, Timestamp, User};
 use cdcview::engine::{EngineState, IncrementalView, OrderDetails, OrderDetailsView};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -85,7 +85,7 @@ impl Tables {
                     order_items_details: if lines.is_empty() { None } else { Some(lines.join(" | ").into()) },
                     item_count: items.len() as i64,
                     items_total: total,
-                    order_status: status.map(Into::into),
+                    order_status: status,
                     last_order_update: updated,
                 },
             );
@@ -98,6 +98,16 @@ const STREAMS: usize = 5;
 
 fn money(rng: &mut StdRng) -> Decimal {
     Decimal::new(rng.random_range(0..50_000), 2)
+}
+
+/// `text`, or now and then `text` made longer than the 23 bytes that [`Text`]
+/// keeps inline, so that both kinds of text flow through the engine.
+fn long_or_short(rng: &mut StdRng, text: String) -> Text {
+    if rng.random_bool(0.2) {
+        format!("{text} (a longer text, kept on the heap)").into()
+    } else {
+        text.into()
+    }
 }
 
 fn maybe<T>(rng: &mut StdRng, v: T) -> Option<T> {
@@ -118,7 +128,7 @@ fn history(rng: &mut StdRng, ops: usize) -> Vec<Vec<TableChange>> {
         let change = match stream {
             0 => {
                 let id = rng.random_range(1..6);
-                let new = User { user_id: id, name: format!("U{}", rng.random_range(0..3)), email: format!("u{id}@x"), phone: maybe(rng, "555".into()) };
+                let new = User { user_id: id, name: format!("U{}", rng.random_range(0..3)).into(), email: long_or_short(rng, format!("u{id}@x")), phone: maybe(rng, "555".into()) };
                 TableChange::Users(row_change(rng, truth.users.get(&id).cloned(), new))
             }
             1 => {
@@ -126,7 +136,7 @@ fn history(rng: &mut StdRng, ops: usize) -> Vec<Vec<TableChange>> {
                 let new = Address {
                     address_id: id,
                     user_id: rng.random_range(1..6),
-                    street: format!("{} Main St", rng.random_range(1..9)),
+                    street: format!("{} Main St", rng.random_range(1..9)).into(),
                     city: "Town".into(),
                     state: maybe(rng, "ST".into()),
                     postal_code: maybe(rng, "12345".into()),
@@ -151,7 +161,7 @@ fn history(rng: &mut StdRng, ops: usize) -> Vec<Vec<TableChange>> {
                 let new = Item {
                     id,
                     order_id: { let o = rng.random_range(1..11); maybe(rng, o) },
-                    name: { let n = format!("Item {}", rng.random_range(0..4)); maybe(rng, n) },
+                    name: { let n = format!("Item {}", rng.random_range(0..4)); let n = long_or_short(rng, n); maybe(rng, n) },
                     quantity: { let q = rng.random_range(0..5); maybe(rng, q) },
                     price: money(rng),
                 };

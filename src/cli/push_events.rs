@@ -65,7 +65,7 @@ pub async fn run(args: PushArgs) -> anyhow::Result<()> {
         let slot = rng.random_range(0..rotation.len());
         let (order_id, step) = rotation[slot];
         next_id += 1;
-        let event = StatusEvent { id: next_id, order_id, status: STATUSES[step].to_string(), updated_at: Timestamp(now_micros() / 1_000_000 * 1_000_000) };
+        let event = StatusEvent { id: next_id, order_id, status: STATUSES[step].into(), updated_at: Timestamp(now_micros() / 1_000_000 * 1_000_000) };
         let payload = encode(&event);
         let key = order_id.to_string();
         producer

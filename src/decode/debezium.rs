@@ -14,7 +14,7 @@ pub trait FromFields: Sized {
 
 impl FromFields for User {
     fn from_fields(f: &Fields) -> Result<Self, DecodeReason> {
-        Ok(User { user_id: f.i64("user_id")?, name: f.string("name")?, email: f.string("email")?, phone: f.opt_string("phone")? })
+        Ok(User { user_id: f.i64("user_id")?, name: f.text("name")?, email: f.text("email")?, phone: f.opt_text("phone")? })
     }
 }
 
@@ -23,11 +23,11 @@ impl FromFields for Address {
         Ok(Address {
             address_id: f.i64("address_id")?,
             user_id: f.i64("user_id")?,
-            street: f.string("street")?,
-            city: f.string("city")?,
-            state: f.opt_string("state")?,
-            postal_code: f.opt_string("postal_code")?,
-            country: f.string("country")?,
+            street: f.text("street")?,
+            city: f.text("city")?,
+            state: f.opt_text("state")?,
+            postal_code: f.opt_text("postal_code")?,
+            country: f.text("country")?,
         })
     }
 }
@@ -39,7 +39,7 @@ impl FromFields for Order {
             user_id: f.i64("user_id")?,
             total: f.decimal("total", MONEY_SCALE)?,
             order_date: f.opt_timestamp("order_date")?,
-            order_status: f.opt_string("order_status")?,
+            order_status: f.opt_text("order_status")?,
             updated_date: f.opt_timestamp("updated_date")?,
         })
     }
@@ -50,7 +50,7 @@ impl FromFields for Item {
         Ok(Item {
             id: f.i64("id")?,
             order_id: f.opt_i64("order_id")?,
-            name: f.opt_string("name")?,
+            name: f.opt_text("name")?,
             quantity: f.opt_i64("quantity")?,
             price: f.decimal("price", MONEY_SCALE)?,
         })

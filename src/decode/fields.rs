@@ -9,7 +9,7 @@ use base64::Engine as _;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
-use crate::change::Timestamp;
+use crate::change::{Text, Timestamp};
 use crate::error::DecodeReason;
 
 /// The scale of the shop schema's money columns, `DECIMAL(10,2)`.
@@ -106,6 +106,15 @@ impl<'a> Fields<'a> {
         self.present(name).map(|v| as_string(name, v)).transpose()
     }
 
+    /// A string column as [`Text`]: short values need no allocation.
+    pub fn text(&self, name: &str) -> Result<Text, DecodeReason> {
+        as_text(name, self.required(name)?)
+    }
+
+    pub fn opt_text(&self, name: &str) -> Result<Option<Text>, DecodeReason> {
+        self.present(name).map(|v| as_text(name, v)).transpose()
+    }
+
     /// A `DECIMAL` column, exact, at the column's scale.
     pub fn decimal(&self, name: &str, default_scale: u32) -> Result<Decimal, DecodeReason> {
         let value = self.required(name)?;
@@ -150,6 +159,10 @@ fn as_u64(name: &str, v: &Value) -> Result<u64, DecodeReason> {
 
 fn as_string(name: &str, v: &Value) -> Result<String, DecodeReason> {
     v.as_str().map(str::to_string).ok_or_else(|| wrong(name, "a string", v))
+}
+
+fn as_text(name: &str, v: &Value) -> Result<Text, DecodeReason> {
+    v.as_str().map(Text::new).ok_or_else(|| wrong(name, "a string", v))
 }
 
 pub fn wrong(field: &str, expected: &'static str, got: &Value) -> DecodeReason {

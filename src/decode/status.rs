@@ -19,7 +19,7 @@ pub fn decode(value: &[u8]) -> Result<Decoded, DecodeReason> {
         None | Some(Value::Null) => return Err(DecodeReason::MissingField("updated_at".into())),
         Some(v) => unix_time(v).ok_or_else(|| wrong("updated_at", "unix seconds or an ISO-8601 time", v))?,
     };
-    let event = StatusEvent { id: f.i64("id")?, order_id: f.i64("order_id")?, status: f.string("status")?, updated_at };
+    let event = StatusEvent { id: f.i64("id")?, order_id: f.i64("order_id")?, status: f.text("status")?, updated_at };
     Ok(Decoded::Change(TableChange::Status(event), None))
 }
 

@@ -25,17 +25,12 @@ use rust_decimal::Decimal;
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
 use smallvec::SmallVec;
-use smol_str::SmolStr;
 
 use super::item_list::ItemList;
 use super::idmap::prefetch;
 use super::{Deduplicator, IdMap, IncrementalView, ViewDelta};
-use crate::change::{micros, Address, Change, Item, Order, RowChange, StatusEvent, TableChange, Timestamp, User};
+use crate::change::{micros, Address, Change, Item, Order, RowChange, StatusEvent, TableChange, Text, Timestamp, User};
 
-/// Text in a view row: up to 23 bytes inline, longer text shared between the
-/// rows that contain it. Inline text is copied with its row, so a row's short
-/// columns cost no pointer chase (and no cache miss) to copy or drop.
-pub type Text = SmolStr;
 
 /// A row of `order_details_mv`. Money is an exact decimal string, times are RFC 3339.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -79,7 +74,7 @@ struct UserEntry {
 
 impl From<User> for UserEntry {
     fn from(u: User) -> Self {
-        UserEntry { user_id: u.user_id, name: u.name.into(), email: u.email.into(), phone: u.phone.map(Into::into) }
+        UserEntry { user_id: u.user_id, name: u.name, email: u.email, phone: u.phone }
     }
 }
 
@@ -103,7 +98,7 @@ impl From<Order> for OrderEntry {
             user_id: o.user_id,
             total: o.total,
             order_date: o.order_date,
-            status: o.order_status.map(Into::into),
+            status: o.order_status,
             updated_date: o.updated_date,
         }
     }
@@ -543,7 +538,7 @@ impl OrderDetailsView {
         let newer = slot.status.as_ref().is_none_or(|old| event.recency() > old.recency());
         if newer {
             self.counts.status += usize::from(slot.status.is_none());
-            slot.status = Some(LatestStatus { id: event.id, updated_at: event.updated_at, status: event.status.into() });
+            slot.status = Some(LatestStatus { id: event.id, updated_at: event.updated_at, status: event.status });
             self.dirty_orders.push(event.order_id);
         }
     }
@@ -882,7 +877,7 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     fn user(id: i64) -> User {
-        User { user_id: id, name: format!("User {id}"), email: format!("u{id}@example.com"), phone: None }
+        User { user_id: id, name: smol_str::format_smolstr!("User {id}"), email: smol_str::format_smolstr!("u{id}@example.com"), phone: None }
     }
     fn order(id: i64, user_id: i64) -> Order {
         Order {
@@ -895,7 +890,7 @@ mod tests {
         }
     }
     fn item(id: i64, order_id: i64, qty: i64, cents: i64) -> Item {
-        Item { id, order_id: Some(order_id), name: Some(format!("Item {id}")), quantity: Some(qty), price: Decimal::new(cents, 2) }
+        Item { id, order_id: Some(order_id), name: Some(smol_str::format_smolstr!("Item {id}")), quantity: Some(qty), price: Decimal::new(cents, 2) }
     }
     fn change(data: TableChange) -> Change {
         Change { pos: None, data }
