@@ -12,20 +12,20 @@
 
 use std::time::Instant;
 
-use cdcview::change::{Address, Change, Item, Order, RowChange, TableChange, User};
+use cdcview::change::{Address, Change, Item, Order, RowChange, TableChange, Text, User};
 use cdcview::engine::format_address;
 use cdcview::workload::{Sizes, Workload};
 use differential_dataflow::input::{Input, InputSession};
 use rust_decimal::Decimal;
 
-type UserRow = (i64, (String, String, Option<String>));
+type UserRow = (i64, (Text, Text, Option<Text>));
 type AddressRow = (i64, (i64, String));
 /// (user_id, (order_id, total, order_date, status, updated_date))
-type OrderRow = (i64, (i64, Decimal, Option<i64>, Option<String>, Option<i64>));
+type OrderRow = (i64, (i64, Decimal, Option<i64>, Option<Text>, Option<i64>));
 /// (order_id, (item_id, rendered line, quantity × price))
 type ItemRow = (i64, (i64, Option<String>, Option<Decimal>));
 /// (order_id, (updated_at, event_id, status))
-type StatusRow = (i64, (i64, i64, String));
+type StatusRow = (i64, (i64, i64, Text));
 
 fn user_row(u: User) -> UserRow {
     (u.user_id, (u.name, u.email, u.phone))
