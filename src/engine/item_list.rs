@@ -42,12 +42,17 @@ impl ItemList {
         (!self.details.is_empty()).then_some(self.details.as_str())
     }
 
-    /// The line of item `id`, if the list has the item and the item a line.
-    pub fn line_of(&self, id: i64) -> Option<&str> {
-        let at = self.items.binary_search_by_key(&id, |item| item.id).ok()?;
-        let len = self.items[at].line_len as usize;
-        let (start, _) = self.line_start(at);
-        (len > 0).then(|| &self.details[start..start + len])
+    /// Each item's id, line (if it has one) and line total, ids ascending.
+    pub fn entries(&self) -> impl Iterator<Item = (i64, Option<&str>, Option<Decimal>)> + '_ {
+        let mut start = 0;
+        self.items.iter().map(move |item| {
+            let line = (item.line_len > 0).then(|| {
+                let line = &self.details[start..start + item.line_len as usize];
+                start += item.line_len as usize + SEPARATOR.len();
+                line
+            });
+            (item.id, line, item.line_total)
+        })
     }
 
     /// Where the joined text's bytes are, for a prefetch.
@@ -58,10 +63,6 @@ impl ItemList {
     /// The exact sum of the line totals.
     pub fn total(&self) -> Decimal {
         self.items.iter().filter_map(|item| item.line_total).fold(Decimal::new(0, 2), |sum, t| sum + t)
-    }
-
-    pub fn ids(&self) -> impl Iterator<Item = i64> + '_ {
-        self.items.iter().map(|item| item.id)
     }
 
     /// Adds item `id`, or replaces it, with its line (if any) and line total.
@@ -155,11 +156,9 @@ mod tests {
                 assert_eq!(list.count(), model.len() as i64);
                 let total = model.values().filter_map(|(_, t)| *t).fold(Decimal::new(0, 2), |a, b| a + b);
                 assert_eq!(list.total(), total);
-                assert_eq!(list.ids().collect::<Vec<_>>(), model.keys().copied().collect::<Vec<_>>());
-                for (&id, (line, _)) in &model {
-                    assert_eq!(list.line_of(id), line.as_deref(), "seed {seed} step {step} line of {id}");
-                }
-                assert_eq!(list.line_of(12), None);
+                let entries: Vec<_> = list.entries().map(|(id, line, total)| (id, line.map(str::to_string), total)).collect();
+                let expected: Vec<_> = model.iter().map(|(&id, (line, total))| (id, line.clone(), *total)).collect();
+                assert_eq!(entries, expected, "seed {seed} step {step}");
             }
         }
     }
