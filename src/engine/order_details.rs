@@ -17,6 +17,12 @@
 //! is carried over from the row the order had before, which is exact because
 //! every change that could alter a part marks it. Short text is stored inline
 //! and long text shared ([`Text`]), so composing a row copies no long string.
+//!
+//! The state is far larger than the CPU's cache, so nearly every slot a
+//! change touches is a cache miss. A batch therefore asks for the slots of
+//! the changes [`LOOKAHEAD`] places ahead of the one it applies, and for the
+//! slots, previous rows and shared text of the rows ahead of the one it
+//! composes, so that those misses overlap instead of following one another.
 
 use std::sync::Arc;
 
@@ -30,7 +36,6 @@ use super::item_list::ItemList;
 use super::idmap::prefetch;
 use super::{Deduplicator, IdMap, IncrementalView, ViewDelta};
 use crate::change::{micros, Address, Change, Item, Order, RowChange, StatusEvent, TableChange, Text, Timestamp, User};
-
 
 /// A row of `order_details_mv`. Money is an exact decimal string, times are RFC 3339.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
