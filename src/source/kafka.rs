@@ -48,7 +48,7 @@ impl PartitionProgress {
         self.waiting_since_ms.map_or(0, |since| (now_ms - since).max(0))
     }
 
-    /// Whether records have waited [`STALL_AFTER_MS`] or more at `now_ms`.
+    /// Whether records have waited `STALL_AFTER_MS` (30 s) or more at `now_ms`.
     pub fn is_stalled(&self, now_ms: i64) -> bool {
         self.stalled_for_ms(now_ms) >= STALL_AFTER_MS
     }
