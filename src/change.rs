@@ -72,8 +72,8 @@ impl Serialize for Timestamp {
 /// at all, and the engine moves it into its state and rows without copying.
 pub type Text = smol_str::SmolStr;
 
-/// A row of `shop.users`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A row of `shop.users`. Stored as it is in the engine's state snapshots.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct User {
     pub user_id: i64,
     pub name: Text,

@@ -68,21 +68,6 @@ pub struct OrderDetails {
     pub last_order_update: Option<Timestamp>,
 }
 
-/// A stored user, with its strings ready to share with its rows.
-#[derive(Debug, Serialize, Deserialize)]
-struct UserEntry {
-    user_id: i64,
-    name: Text,
-    email: Text,
-    phone: Option<Text>,
-}
-
-impl From<User> for UserEntry {
-    fn from(u: User) -> Self {
-        UserEntry { user_id: u.user_id, name: u.name, email: u.email, phone: u.phone }
-    }
-}
-
 /// A stored order.
 #[derive(Debug, Serialize, Deserialize)]
 struct OrderEntry {
@@ -242,7 +227,7 @@ impl ItemsPart {
 /// slot instead of probing three tables.
 #[derive(Default)]
 struct UserSlot {
-    user: Option<UserEntry>,
+    user: Option<User>,
     /// The user's address ids, ascending: the last is the newest.
     addresses: SmallVec<[i64; 2]>,
     /// The newest address, formatted; brought up to date when a batch ends.
@@ -438,7 +423,7 @@ impl OrderDetailsView {
         }
         if let Some(after) = change.after {
             let id = after.user_id;
-            if self.users.get_or_insert_with(id, UserSlot::default).user.replace(after.into()).is_none() {
+            if self.users.get_or_insert_with(id, UserSlot::default).user.replace(after).is_none() {
                 self.counts.users += 1;
             }
             self.dirty_users.push(id);
@@ -728,7 +713,7 @@ fn compose(users: &IdMap<UserSlot>, slot: &OrderSlot, dirty_users: &[i64]) -> Op
 
 /// A restore's user slots: the users and the ids of their addresses and
 /// orders, as `(user, child)` pairs.
-fn fill_users(slots: &mut IdMap<UserSlot>, users: Vec<UserEntry>, addresses: &[(i64, i64)], orders: &[(i64, i64)]) {
+fn fill_users(slots: &mut IdMap<UserSlot>, users: Vec<User>, addresses: &[(i64, i64)], orders: &[(i64, i64)]) {
     slots.reserve(users.iter().map(|u| u.user_id));
     for user in users {
         let id = user.user_id;
@@ -763,7 +748,7 @@ fn fill_orders(slots: &mut IdMap<OrderSlot>, orders: Vec<OrderEntry>, items: &[I
 /// The engine's input state as read back from a snapshot.
 #[derive(Deserialize)]
 pub struct EngineState {
-    users: Vec<UserEntry>,
+    users: Vec<User>,
     addresses: Vec<Address>,
     orders: Vec<OrderEntry>,
     items: Vec<ItemEntry>,
