@@ -99,20 +99,16 @@ impl<'a> Fields<'a> {
     }
 
     pub fn string(&self, name: &str) -> Result<String, DecodeReason> {
-        as_string(name, self.required(name)?)
-    }
-
-    pub fn opt_string(&self, name: &str) -> Result<Option<String>, DecodeReason> {
-        self.present(name).map(|v| as_string(name, v)).transpose()
+        as_str(name, self.required(name)?).map(str::to_string)
     }
 
     /// A string column as [`Text`]: short values need no allocation.
     pub fn text(&self, name: &str) -> Result<Text, DecodeReason> {
-        as_text(name, self.required(name)?)
+        as_str(name, self.required(name)?).map(Text::new)
     }
 
     pub fn opt_text(&self, name: &str) -> Result<Option<Text>, DecodeReason> {
-        self.present(name).map(|v| as_text(name, v)).transpose()
+        self.present(name).map(|v| as_str(name, v).map(Text::new)).transpose()
     }
 
     /// A `DECIMAL` column, exact, at the column's scale.
@@ -157,12 +153,8 @@ fn as_u64(name: &str, v: &Value) -> Result<u64, DecodeReason> {
     v.as_u64().ok_or_else(|| wrong(name, "a count", v))
 }
 
-fn as_string(name: &str, v: &Value) -> Result<String, DecodeReason> {
-    v.as_str().map(str::to_string).ok_or_else(|| wrong(name, "a string", v))
-}
-
-fn as_text(name: &str, v: &Value) -> Result<Text, DecodeReason> {
-    v.as_str().map(Text::new).ok_or_else(|| wrong(name, "a string", v))
+fn as_str<'v>(name: &str, v: &'v Value) -> Result<&'v str, DecodeReason> {
+    v.as_str().ok_or_else(|| wrong(name, "a string", v))
 }
 
 pub fn wrong(field: &str, expected: &'static str, got: &Value) -> DecodeReason {
