@@ -1,9 +1,9 @@
 //! Generated shop states and change streams, for benchmarks and load tests.
 
 use rand::rngs::StdRng;
-use smol_str::format_smolstr;
 use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
+use smol_str::format_smolstr;
 
 use crate::change::{Address, Change, Item, Order, RowChange, SourcePos, StatusEvent, TableChange, Timestamp, User};
 

@@ -158,8 +158,9 @@ impl<V> IdMap<V> {
     }
 }
 
-/// Asks the CPU to bring the cache lines of the `T` at `at` into its cache. A hint only: it reads nothing, and an address that is not
-/// mapped is ignored, so `at` need not point at a live value.
+/// Asks the CPU to bring the cache lines of the `T` at `at` into its cache.
+/// A hint only: it reads nothing, and an address that is not mapped is
+/// ignored, so `at` need not point at a live value.
 #[inline]
 pub fn prefetch<T>(at: *const T) {
     #[cfg(target_arch = "x86_64")]
