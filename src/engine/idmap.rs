@@ -163,12 +163,19 @@ impl<V> IdMap<V> {
 /// ignored, so `at` need not point at a live value.
 #[inline]
 pub fn prefetch<T>(at: *const T) {
+    prefetch_bytes(at.cast(), size_of::<T>());
+}
+
+/// Asks the CPU to bring the cache lines of the `len` bytes at `at` into its
+/// cache; a hint only, as [`prefetch`].
+#[inline]
+pub fn prefetch_bytes(at: *const u8, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         const LINE: usize = 64;
         let start = at as usize & !(LINE - 1);
-        let end = at as usize + size_of::<T>().max(1);
+        let end = at as usize + len.max(1);
         for line in (start..end).step_by(LINE) {
             // SAFETY: a prefetch never faults and changes no memory.
             #[allow(unused_unsafe)]
@@ -178,7 +185,7 @@ pub fn prefetch<T>(at: *const T) {
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = at;
+    let _ = (at, len);
 }
 
 impl<V> Extend<(i64, V)> for IdMap<V> {

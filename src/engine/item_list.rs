@@ -6,6 +6,8 @@
 use rust_decimal::Decimal;
 use smallvec::SmallVec;
 
+use super::idmap::prefetch_bytes;
+
 const SEPARATOR: &str = " | ";
 
 /// What the list keeps of one item.
@@ -55,9 +57,13 @@ impl ItemList {
         })
     }
 
-    /// Where the joined text's bytes are, for a prefetch.
-    pub fn details_ptr(&self) -> *const u8 {
-        self.details.as_ptr()
+    /// Starts loading the list's heap memory, which an edit reads: the
+    /// joined text, and the entries once there are too many to keep inline.
+    pub fn prefetch_heap(&self) {
+        prefetch_bytes(self.details.as_ptr(), self.details.len());
+        if self.items.spilled() {
+            prefetch_bytes(self.items.as_ptr().cast(), size_of_val(self.items.as_slice()));
+        }
     }
 
     /// The exact sum of the line totals.

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use smallvec::SmallVec;
 
 use super::item_list::ItemList;
-use super::idmap::prefetch;
+use super::idmap::{prefetch, prefetch_bytes};
 use super::{Deduplicator, IdMap, IncrementalView, ViewDelta};
 use crate::change::{micros, Address, Change, Item, Order, RowChange, StatusEvent, TableChange, Text, Timestamp, User};
 
@@ -308,6 +308,9 @@ pub struct OrderDetailsView {
 /// issued this far ahead, a dozen of them are in flight at once.
 const LOOKAHEAD: usize = 16;
 
+/// The size of an `Arc`'s reference counts, which precede its value.
+const ARC_HEADER: usize = 2 * size_of::<usize>();
+
 /// Sizes that the slots cannot tell without a scan.
 #[derive(Default, Clone, Copy)]
 struct Counts {
@@ -558,7 +561,13 @@ impl OrderDetailsView {
                 self.addresses.prefetch(a.address_id);
                 self.users.prefetch(a.user_id);
             }),
-            TableChange::Orders(c) => c.rows().for_each(|o| self.orders.prefetch(o.order_id)),
+            TableChange::Orders(c) => {
+                c.rows().for_each(|o| self.orders.prefetch(o.order_id));
+                // A new order, or one that moves, is linked to (and from) its user.
+                if c.before.as_ref().map(|o| o.user_id) != c.after.as_ref().map(|o| o.user_id) {
+                    c.rows().for_each(|o| self.users.prefetch(o.user_id));
+                }
+            }
             TableChange::Items(c) => c.rows().for_each(|i| {
                 self.items.prefetch(i.id);
                 if let Some(order) = i.order_id {
@@ -576,7 +585,7 @@ impl OrderDetailsView {
         let TableChange::Items(c) = change else { return };
         for item in c.rows() {
             if let Some(slot) = item.order_id.and_then(|order| self.orders.get(order)) {
-                prefetch(slot.items.details_ptr());
+                slot.items.prefetch_heap();
             }
         }
     }
@@ -602,7 +611,10 @@ impl OrderDetailsView {
     fn prefetch_shared_text_of(&self, key: i64) {
         let Some(row) = self.orders.get(key).and_then(|slot| slot.row.as_deref()) else { return };
         for text in [&row.full_address, &row.order_items_details].into_iter().flatten() {
-            prefetch(text.as_ptr());
+            if text.is_heap_allocated() {
+                // The reference counts lie just before the bytes.
+                prefetch_bytes(text.as_ptr().wrapping_sub(ARC_HEADER), ARC_HEADER + text.len());
+            }
         }
     }
 
