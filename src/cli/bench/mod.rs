@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 
+mod cpu;
 mod freshness;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -106,20 +107,22 @@ fn engine(args: EngineArgs) -> anyhow::Result<()> {
     let bar = ProgressBar::new(stream.len() as u64).with_style(ProgressStyle::with_template("{bar:30} {pos}/{len} batches")?);
     let mut latencies = Vec::with_capacity(stream.len());
     let mut deltas = 0usize;
-    let start = Instant::now();
+    let clock = cpu::CpuClock::now();
     for batch in stream {
         let t = Instant::now();
         deltas += engine.apply_batch(batch).len();
         latencies.push(t.elapsed());
         bar.inc(1);
     }
-    let elapsed = start.elapsed();
+    let spent = clock.elapsed();
+    let elapsed = spent.wall;
     bar.finish_and_clear();
     latencies.sort_unstable();
     if !latencies.is_empty() {
         let pct = |p| percentile(&latencies, p);
         println!("engine: {} changes in {:.3} s = {:.0} changes/s (one core)", args.changes, elapsed.as_secs_f64(), args.changes as f64 / elapsed.as_secs_f64());
         println!("batches of {}: p50 {:?}, p99 {:?}, max {:?}", args.batch, pct(0.50), pct(0.99), latencies.last().unwrap());
+        print_cpu_share(args.changes, &spent);
     }
     println!("view deltas emitted: {deltas}; view rows: {}", engine.len());
     if let Some(dir) = &args.snapshot_dir {
@@ -127,6 +130,21 @@ fn engine(args: EngineArgs) -> anyhow::Result<()> {
     }
     println!("peak resident memory: {}", peak_rss().map_or("unknown".into(), |kb| format!("{:.0} MiB", kb as f64 / 1024.0)));
     Ok(())
+}
+
+/// Throughput per second the thread really had a CPU, and where the rest of
+/// the wall time went: on a shared host the wall-clock figure moves with
+/// the neighbours, this one far less.
+fn print_cpu_share(changes: usize, spent: &cpu::CpuSpent) {
+    let Some(on_cpu) = spent.on_cpu else { return };
+    let secs = |d: Option<std::time::Duration>| d.map_or("unknown".to_string(), |d| format!("{:.3} s", d.as_secs_f64()));
+    println!(
+        "on a CPU {:.3} s = {:.0} changes per CPU-second; waiting for a CPU {}, stolen by the host {} (all CPUs)",
+        on_cpu.as_secs_f64(),
+        changes as f64 / on_cpu.as_secs_f64(),
+        secs(spent.waiting),
+        secs(spent.steal)
+    );
 }
 
 /// Saves a snapshot of `engine`, restores a view from it, and checks that the
