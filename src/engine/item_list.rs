@@ -1,12 +1,15 @@
 //! An order's items as its view row shows them: ids ascending, each item's
-//! line total, and the rendered lines joined by ` | `. One item's change edits
-//! the joined text in place; joining it again from every item's stored row
-//! would read each of them from wherever it sits in memory.
+//! line total, and the rendered lines joined by ` | `. The joined text is
+//! shared with the view row that shows it, so an edit writes a new text
+//! (the previous row keeps the old one) from the old text and the one line
+//! that changed; joining it again from every item's stored row would read
+//! each of them from wherever it sits in memory.
 
 use rust_decimal::Decimal;
 use smallvec::SmallVec;
 
 use super::idmap::prefetch_bytes;
+use crate::change::Text;
 
 const SEPARATOR: &str = " | ";
 
@@ -22,11 +25,14 @@ struct ItemRef {
     line_len: u32,
 }
 
+/// One item as [`ItemList::upsert_all`] takes it: id, line, line total.
+pub type ItemLine<'a> = (i64, Option<&'a str>, Option<Decimal>);
+
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ItemList {
     items: SmallVec<[ItemRef; 4]>,
     /// The lines of `items`, in order, joined by [`SEPARATOR`].
-    details: String,
+    details: Text,
 }
 
 impl ItemList {
@@ -40,12 +46,12 @@ impl ItemList {
     }
 
     /// The joined lines, or `None` when no item has one.
-    pub fn details(&self) -> Option<&str> {
-        (!self.details.is_empty()).then_some(self.details.as_str())
+    pub fn details(&self) -> Option<&Text> {
+        (!self.details.is_empty()).then_some(&self.details)
     }
 
     /// Each item's id, line (if it has one) and line total, ids ascending.
-    pub fn entries(&self) -> impl Iterator<Item = (i64, Option<&str>, Option<Decimal>)> + '_ {
+    pub fn entries(&self) -> impl Iterator<Item = ItemLine<'_>> + '_ {
         let mut start = 0;
         self.items.iter().map(move |item| {
             let line = (item.line_len > 0).then(|| {
@@ -58,9 +64,13 @@ impl ItemList {
     }
 
     /// Starts loading the list's heap memory, which an edit reads: the
-    /// joined text, and the entries once there are too many to keep inline.
+    /// joined text with its reference counts (which lie before it), and the
+    /// entries once there are too many to keep inline.
     pub fn prefetch_heap(&self) {
-        prefetch_bytes(self.details.as_ptr(), self.details.len());
+        if self.details.is_heap_allocated() {
+            const ARC_HEADER: usize = 2 * size_of::<usize>();
+            prefetch_bytes(self.details.as_ptr().wrapping_sub(ARC_HEADER), ARC_HEADER + self.details.len());
+        }
         if self.items.spilled() {
             prefetch_bytes(self.items.as_ptr().cast(), size_of_val(self.items.as_slice()));
         }
@@ -72,27 +82,68 @@ impl ItemList {
     }
 
     /// Adds item `id`, or replaces it, with its line (if any) and line total.
-    pub fn upsert(&mut self, id: i64, line: Option<&str>, line_total: Option<Decimal>) {
-        self.remove(id);
+    /// `scratch` is a buffer to write the new joined text in.
+    pub fn upsert(&mut self, id: i64, line: Option<&str>, line_total: Option<Decimal>, scratch: &mut String) {
+        self.upsert_all([(id, line, line_total)], scratch);
+    }
+
+    /// [`upsert`](Self::upsert) for many items, writing the joined text once
+    /// (a restore fills each order's list this way).
+    pub fn upsert_all<'a>(&mut self, items: impl IntoIterator<Item = ItemLine<'a>>, scratch: &mut String) {
+        self.edit(scratch, |list, text| {
+            for (id, line, line_total) in items {
+                list.remove_in(id, text);
+                list.insert_in(id, line, line_total, text);
+            }
+        });
+    }
+
+    /// Removes item `id`; false when it is not in the list.
+    pub fn remove(&mut self, id: i64, scratch: &mut String) -> bool {
+        if self.items.binary_search_by_key(&id, |item| item.id).is_err() {
+            return false;
+        }
+        self.edit(scratch, |list, text| {
+            list.remove_in(id, text);
+        });
+        true
+    }
+
+    /// Runs `edit` on the entries and on a copy of the joined text in
+    /// `scratch`, then keeps the edited text as a new shared text (unless
+    /// it came out the same).
+    fn edit(&mut self, scratch: &mut String, edit: impl FnOnce(&mut Self, &mut String)) {
+        scratch.clear();
+        scratch.push_str(&self.details);
+        edit(self, scratch);
+        if *scratch != self.details {
+            self.details = Text::from(scratch.as_str());
+        }
+    }
+
+    /// Removes item `id` from the entries and its line from `text`; false
+    /// when it is not in the list.
+    fn remove_in(&mut self, id: i64, text: &mut String) -> bool {
+        let Ok(at) = self.items.binary_search_by_key(&id, |item| item.id) else { return false };
+        let removed = self.items.remove(at);
+        if removed.line_len > 0 {
+            self.remove_line(at, removed.line_len as usize, text);
+        }
+        true
+    }
+
+    /// Adds item `id`, which is not in the list, to the entries and its line
+    /// (if any) to `text`.
+    fn insert_in(&mut self, id: i64, line: Option<&str>, line_total: Option<Decimal>, text: &mut String) {
         let at = self.items.partition_point(|item| item.id < id);
         let line_len = match line {
             Some(line) => {
-                self.insert_line(at, line);
+                self.insert_line(at, line, text);
                 u32::try_from(line.len()).expect("a line is shorter than 4 GiB")
             }
             None => 0,
         };
         self.items.insert(at, ItemRef { id, line_total, line_len });
-    }
-
-    /// Removes item `id`; false when it is not in the list.
-    pub fn remove(&mut self, id: i64) -> bool {
-        let Ok(at) = self.items.binary_search_by_key(&id, |item| item.id) else { return false };
-        let removed = self.items.remove(at);
-        if removed.line_len > 0 {
-            self.remove_line(at, removed.line_len as usize);
-        }
-        true
     }
 
     /// Where the line of the item at index `at` starts in the joined text,
@@ -102,30 +153,30 @@ impl ItemList {
         before.fold((0, false), |(start, _), item| (start + item.line_len as usize + SEPARATOR.len(), true))
     }
 
-    /// Puts `line` into the joined text as the line of index `at` (whose
+    /// Puts `line` into the joined `text` as the line of index `at` (whose
     /// entry is not in `items` yet).
-    fn insert_line(&mut self, at: usize, line: &str) {
+    fn insert_line(&self, at: usize, line: &str, text: &mut String) {
         let start = if at == self.items.len() {
             // Appending, the common case (ids grow): no walk over the list.
-            (self.details.len() + SEPARATOR.len(), !self.details.is_empty())
+            (text.len() + SEPARATOR.len(), !text.is_empty())
         } else {
             self.line_start(at)
         };
         match start {
             // After the previous line: " | line", before whatever followed it.
-            (start, true) => self.details.insert_str(start - SEPARATOR.len(), &[SEPARATOR, line].concat()),
-            (_, false) if self.details.is_empty() => self.details.push_str(line),
-            (_, false) => self.details.insert_str(0, &[line, SEPARATOR].concat()),
+            (start, true) => text.insert_str(start - SEPARATOR.len(), &[SEPARATOR, line].concat()),
+            (_, false) if text.is_empty() => text.push_str(line),
+            (_, false) => text.insert_str(0, &[line, SEPARATOR].concat()),
         }
     }
 
     /// Takes the line of `len` bytes that belonged to index `at` (whose entry
-    /// has left `items`) out of the joined text, with one separator.
-    fn remove_line(&mut self, at: usize, len: usize) {
+    /// has left `items`) out of the joined `text`, with one separator.
+    fn remove_line(&self, at: usize, len: usize, text: &mut String) {
         match self.line_start(at) {
-            (start, true) => drop(self.details.drain(start - SEPARATOR.len()..start + len)),
-            (_, false) if self.details.len() == len => self.details.clear(),
-            (_, false) => drop(self.details.drain(..len + SEPARATOR.len())),
+            (start, true) => drop(text.drain(start - SEPARATOR.len()..start + len)),
+            (_, false) if text.len() == len => text.clear(),
+            (_, false) => drop(text.drain(..len + SEPARATOR.len())),
         }
     }
 }
@@ -145,20 +196,21 @@ mod tests {
         for seed in 0..200 {
             let mut rng = StdRng::seed_from_u64(seed);
             let mut list = ItemList::default();
+            let mut scratch = String::new();
             let mut model: BTreeMap<i64, (Option<String>, Option<Decimal>)> = BTreeMap::new();
             for step in 0..300 {
                 let id = rng.random_range(0..12);
                 if rng.random_bool(0.3) {
-                    assert_eq!(list.remove(id), model.remove(&id).is_some());
+                    assert_eq!(list.remove(id, &mut scratch), model.remove(&id).is_some());
                 } else {
                     let line = rng.random_bool(0.8).then(|| format!("item {id} step {step}"));
                     let total = rng.random_bool(0.8).then(|| Decimal::new(rng.random_range(0..10_000), 2));
-                    list.upsert(id, line.as_deref(), total);
+                    list.upsert(id, line.as_deref(), total, &mut scratch);
                     model.insert(id, (line, total));
                 }
                 let lines: Vec<&str> = model.values().filter_map(|(l, _)| l.as_deref()).collect();
                 let joined = lines.join(SEPARATOR);
-                assert_eq!(list.details(), (!joined.is_empty()).then_some(joined.as_str()), "seed {seed} step {step}");
+                assert_eq!(list.details().map(Text::as_str), (!joined.is_empty()).then_some(joined.as_str()), "seed {seed} step {step}");
                 assert_eq!(list.count(), model.len() as i64);
                 let total = model.values().filter_map(|(_, t)| *t).fold(Decimal::new(0, 2), |a, b| a + b);
                 assert_eq!(list.total(), total);
@@ -167,5 +219,41 @@ mod tests {
                 assert_eq!(entries, expected, "seed {seed} step {step}");
             }
         }
+    }
+
+    /// Filling a list in one go gives what item-by-item upserts give.
+    #[test]
+    fn upsert_all_equals_one_upsert_at_a_time() {
+        let lines: Vec<(i64, Option<String>, Option<Decimal>)> =
+            [(3, Some("c"), Some(300)), (1, None, Some(100)), (7, Some("g"), None), (5, Some("e"), Some(500)), (3, Some("c2"), Some(301))]
+                .into_iter()
+                .map(|(id, line, total)| (id, line.map(str::to_string), total.map(|t| Decimal::new(t, 2))))
+                .collect();
+        let mut scratch = String::new();
+        let (mut one_by_one, mut at_once) = (ItemList::default(), ItemList::default());
+        for (id, line, total) in &lines {
+            one_by_one.upsert(*id, line.as_deref(), *total, &mut scratch);
+        }
+        at_once.upsert_all(lines.iter().map(|(id, line, total)| (*id, line.as_deref(), *total)), &mut scratch);
+        assert_eq!(at_once, one_by_one);
+        assert_eq!(at_once.details().map(Text::as_str), Some("c2 | e | g"));
+        assert_eq!(at_once.total(), Decimal::new(901, 2));
+    }
+
+    /// An edit leaves a copy of the joined text taken before it (a view
+    /// row's) as it was.
+    #[test]
+    fn an_edit_writes_a_new_text() {
+        let long = "a line long enough not to be stored inline";
+        let mut scratch = String::new();
+        let mut list = ItemList::default();
+        list.upsert(1, Some(long), None, &mut scratch);
+        let shown = list.details().cloned().unwrap();
+        list.upsert(2, Some(long), None, &mut scratch);
+        assert_eq!(shown.as_str(), long);
+        assert_eq!(list.details().map(Text::as_str), Some([long, long].join(SEPARATOR).as_str()));
+        assert!(list.remove(1, &mut scratch));
+        assert!(!list.remove(1, &mut scratch));
+        assert_eq!(list.details().map(Text::as_str), Some(long));
     }
 }

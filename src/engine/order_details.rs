@@ -214,7 +214,7 @@ struct ItemsPart {
 
 impl ItemsPart {
     fn of_list(list: &ItemList) -> Self {
-        ItemsPart { details: list.details().map(Text::from), count: list.count(), total: list.total() }
+        ItemsPart { details: list.details().cloned(), count: list.count(), total: list.total() }
     }
 
     fn of_row(row: &OrderDetails) -> Self {
@@ -294,6 +294,8 @@ pub struct OrderDetailsView {
     counts: Counts,
     /// A reused buffer for rendering an item's line.
     line_buffer: String,
+    /// A reused buffer for writing an order's joined item lines.
+    details_buffer: String,
     /// Orders whose row must be looked at when the batch ends.
     dirty_orders: Vec<i64>,
     /// Users whose columns may have changed (the user or one of its addresses).
@@ -508,7 +510,7 @@ impl OrderDetailsView {
             match order {
                 Some(order) => {
                     let slot = self.orders.get_or_insert_with(order, OrderSlot::default);
-                    slot.items.upsert(id, line, total);
+                    slot.items.upsert(id, line, total, &mut self.details_buffer);
                     slot.items_changed = true;
                     self.dirty_orders.push(order);
                 }
@@ -525,7 +527,7 @@ impl OrderDetailsView {
     fn unlink_item(&mut self, item: &ItemEntry) {
         let Some(order) = item.order_id else { return };
         if let Some(slot) = self.orders.get_mut(order) {
-            slot.items.remove(item.id);
+            slot.items.remove(item.id, &mut self.details_buffer);
             slot.items_changed = true;
             self.dirty_orders.push(order);
         }
@@ -748,9 +750,13 @@ fn fill_orders(slots: &mut IdMap<OrderSlot>, orders: Vec<OrderEntry>, items: &[I
         let id = order.order_id;
         slots.get_or_insert_with(id, OrderSlot::default).order = Some(order);
     }
-    for item in items {
-        let Some(order) = item.order_id else { continue };
-        slots.get_or_insert_with(order, OrderSlot::default).items.upsert(item.id, item.line.as_deref(), item.line_total);
+    // A snapshot lists the items of an order one after another: each list
+    // is written once.
+    let mut scratch = String::new();
+    for run in items.chunk_by(|a, b| a.order_id == b.order_id) {
+        let Some(order) = run[0].order_id else { continue };
+        let lines = run.iter().map(|item| (item.id, item.line.as_deref(), item.line_total));
+        slots.get_or_insert_with(order, OrderSlot::default).items.upsert_all(lines, &mut scratch);
     }
     for (order, latest) in status {
         slots.get_or_insert_with(order, OrderSlot::default).status = Some(latest);
