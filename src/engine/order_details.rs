@@ -861,10 +861,11 @@ impl IncrementalView for OrderDetailsView {
 /// `street, city, state, postal_code, country`, absent parts left out with
 /// their separator (SQL's `CONCAT_WS`).
 pub fn format_address(a: &Address) -> String {
-    let parts = [Some(&a.street), Some(&a.city), a.state.as_ref(), a.postal_code.as_ref(), Some(&a.country)];
     let mut out = String::new();
-    for part in parts.into_iter().flatten() {
-        if !out.is_empty() {
+    let parts = [Some(&a.street), Some(&a.city), a.state.as_ref(), a.postal_code.as_ref(), Some(&a.country)];
+    // CONCAT_WS puts the separator after an empty part too; only NULLs go.
+    for (i, part) in parts.into_iter().flatten().enumerate() {
+        if i > 0 {
             out.push_str(", ");
         }
         out.push_str(part);
@@ -1001,5 +1002,8 @@ mod tests {
             country: "USA".into(),
         };
         assert_eq!(format_address(&a), "1 Main St, Springfield, 12345, USA");
+        // As CONCAT_WS: an empty part keeps its separator.
+        let empty_street = Address { street: "".into(), ..a };
+        assert_eq!(format_address(&empty_street), ", Springfield, 12345, USA");
     }
 }
