@@ -26,6 +26,7 @@ pub mod config;
 pub mod decode;
 pub mod engine;
 pub mod error;
+pub mod memory;
 pub mod pipeline;
 pub mod sink;
 pub mod source;

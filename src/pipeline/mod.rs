@@ -81,7 +81,11 @@ pub fn run(cfg: PipelineConfig, shared: Arc<Shared>, sink: Option<mpsc::Unbounde
             .inspect_err(|e| tracing::warn!(error = %e, dir = %dir.display(), "cannot use the state folder; snapshots are off"))
             .ok()
     });
+    // A restore frees its buffers once: hand their pages back.
+    crate::memory::hand_back_freed();
     let Some((mut engine, mut source)) = start(&cfg, &topic_names, snapshots.as_ref(), &shared, sink.as_ref(), &stop) else { return };
+    // From here on the view replaces rows all the time: reuse their pages.
+    crate::memory::keep_freed();
     // Ready once everything that was in the topics at start has been applied.
     let targets: Vec<i64> = source.progress().iter().map(|p| p.end_offset).collect();
     let mut last_refresh = Instant::now();

@@ -82,6 +82,8 @@ fn engine(args: EngineArgs) -> anyhow::Result<()> {
     let sizes = Sizes { users: args.users, orders: args.orders, items: args.items, events: args.events };
     let mut workload = Workload::new(sizes, args.seed);
     let mut engine = OrderDetailsView::new();
+    // As `serve` runs its view (see `crate::memory`).
+    crate::memory::keep_freed();
 
     eprintln!("building the initial state: {sizes:?}");
     let initial = workload.initial();
@@ -126,6 +128,8 @@ fn engine(args: EngineArgs) -> anyhow::Result<()> {
     }
     println!("view deltas emitted: {deltas}; view rows: {}", engine.len());
     if let Some(dir) = &args.snapshot_dir {
+        // As `serve` restores a snapshot.
+        crate::memory::hand_back_freed();
         time_snapshot(dir, &engine, args.keep_snapshot)?;
     }
     println!("peak resident memory: {}", peak_rss().map_or("unknown".into(), |kb| format!("{:.0} MiB", kb as f64 / 1024.0)));
