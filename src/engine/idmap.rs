@@ -188,6 +188,17 @@ pub fn prefetch_bytes(at: *const u8, len: usize) {
     let _ = (at, len);
 }
 
+/// Starts loading a shared text's bytes and, when they are on the heap, the
+/// reference counts that lie just before them (an `Arc`'s header), which a
+/// clone or a drop touches; inline text is already where its holder is.
+#[inline]
+pub fn prefetch_text(text: &crate::change::Text) {
+    const ARC_HEADER: usize = 2 * size_of::<usize>();
+    if text.is_heap_allocated() {
+        prefetch_bytes(text.as_ptr().wrapping_sub(ARC_HEADER), ARC_HEADER + text.len());
+    }
+}
+
 impl<V> Extend<(i64, V)> for IdMap<V> {
     fn extend<I: IntoIterator<Item = (i64, V)>>(&mut self, pairs: I) {
         for (key, value) in pairs {

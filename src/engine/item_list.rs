@@ -8,7 +8,7 @@
 use rust_decimal::Decimal;
 use smallvec::SmallVec;
 
-use super::idmap::prefetch_bytes;
+use super::idmap::{prefetch_bytes, prefetch_text};
 use crate::change::Text;
 
 const SEPARATOR: &str = " | ";
@@ -67,10 +67,7 @@ impl ItemList {
     /// joined text with its reference counts (which lie before it), and the
     /// entries once there are too many to keep inline.
     pub fn prefetch_heap(&self) {
-        if self.details.is_heap_allocated() {
-            const ARC_HEADER: usize = 2 * size_of::<usize>();
-            prefetch_bytes(self.details.as_ptr().wrapping_sub(ARC_HEADER), ARC_HEADER + self.details.len());
-        }
+        prefetch_text(&self.details);
         if self.items.spilled() {
             prefetch_bytes(self.items.as_ptr().cast(), size_of_val(self.items.as_slice()));
         }

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use smallvec::SmallVec;
 
 use super::item_list::ItemList;
-use super::idmap::{prefetch, prefetch_bytes};
+use super::idmap::{prefetch, prefetch_text};
 use super::{Deduplicator, IdMap, IncrementalView, ViewDelta};
 use crate::change::{micros, Address, Change, Item, Order, RowChange, StatusEvent, TableChange, Text, Timestamp, User};
 
@@ -309,9 +309,6 @@ pub struct OrderDetailsView {
 /// than the cache, so nearly every slot a change touches is a cache miss;
 /// issued this far ahead, a dozen of them are in flight at once.
 const LOOKAHEAD: usize = 16;
-
-/// The size of an `Arc`'s reference counts, which precede its value.
-const ARC_HEADER: usize = 2 * size_of::<usize>();
 
 /// Sizes that the slots cannot tell without a scan.
 #[derive(Default, Clone, Copy)]
@@ -613,10 +610,7 @@ impl OrderDetailsView {
     fn prefetch_shared_text_of(&self, key: i64) {
         let Some(row) = self.orders.get(key).and_then(|slot| slot.row.as_deref()) else { return };
         for text in [&row.full_address, &row.order_items_details].into_iter().flatten() {
-            if text.is_heap_allocated() {
-                // The reference counts lie just before the bytes.
-                prefetch_bytes(text.as_ptr().wrapping_sub(ARC_HEADER), ARC_HEADER + text.len());
-            }
+            prefetch_text(text);
         }
     }
 
