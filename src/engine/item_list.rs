@@ -73,9 +73,11 @@ impl ItemList {
         }
     }
 
-    /// The exact sum of the line totals.
+    /// The exact sum of the line totals, as SQL's `SUM` of `DECIMAL(10,2)`
+    /// products writes it (`0.00` when they cancel out or there are none).
     pub fn total(&self) -> Decimal {
-        self.items.iter().filter_map(|item| item.line_total).fold(Decimal::new(0, 2), |sum, t| sum + t)
+        let sum = self.items.iter().filter_map(|item| item.line_total).fold(Decimal::new(0, 2), |sum, t| sum + t);
+        super::order_details::sql_exact(sum, 2)
     }
 
     /// Adds item `id`, or replaces it, with its line (if any) and line total.
@@ -252,5 +254,19 @@ mod tests {
         assert!(list.remove(1, &mut scratch));
         assert!(!list.remove(1, &mut scratch));
         assert_eq!(list.details().map(Text::as_str), Some(long));
+    }
+
+    /// As MySQL's `SUM(quantity * price)` writes it: totals that cancel out
+    /// give `0.00`, not `0` or `-0.00`.
+    #[test]
+    fn a_total_that_cancels_out_is_zero_with_the_scale() {
+        let mut scratch = String::new();
+        let mut list = ItemList::default();
+        assert_eq!(list.total().to_string(), "0.00");
+        list.upsert(1, Some("a"), Some("-1.50".parse().unwrap()), &mut scratch);
+        list.upsert(2, Some("b"), Some("1.50".parse().unwrap()), &mut scratch);
+        assert_eq!(list.total().to_string(), "0.00");
+        list.upsert(3, Some("c"), Some("-0.25".parse().unwrap()), &mut scratch);
+        assert_eq!(list.total().to_string(), "-0.25");
     }
 }

@@ -126,9 +126,24 @@ struct ItemRecord<'a> {
     line: Option<&'a str>,
 }
 
-/// `quantity × price`, absent when the quantity is NULL.
+/// `quantity × price`, absent when the quantity is NULL, with SQL's scale
+/// for a product (the sum of the scales: the quantity's is 0, so the price's).
 fn line_total(item: &Item) -> Option<Decimal> {
-    item.quantity.map(|q| Decimal::from(q) * item.price)
+    item.quantity.map(|q| sql_exact(Decimal::from(q) * item.price, item.price.scale()))
+}
+
+/// `d` as SQL writes an exact numeric of `scale` digits after the point:
+/// rust_decimal drops the scale of a zero product (`0 × 1.50` is `0`, where
+/// MySQL and PostgreSQL write `0.00`) and keeps a negative zero (`-1 × 0.00`),
+/// which SQL does not have.
+pub(crate) fn sql_exact(mut d: Decimal, scale: u32) -> Decimal {
+    if d.scale() < scale {
+        d.rescale(scale);
+    }
+    if d.is_zero() {
+        d.set_sign_positive(true);
+    }
+    d
 }
 
 /// Writes `name (Qty: q, Price: p, Total: t)` into `out` (cleared first), or
@@ -982,6 +997,31 @@ mod tests {
         assert!(write_item_line(&mut line, &pen, line_total(&pen)));
         assert_eq!(line, "Pen (Qty: 3, Price: 0.10, Total: 0.30)");
         assert!(!write_item_line(&mut line, &Item { quantity: None, ..pen }, None));
+    }
+
+    /// Each expected text is what MariaDB 10.11 prints for `quantity * price`
+    /// with `quantity INT` and `price DECIMAL(10,2)` (and PostgreSQL for
+    /// `int * numeric(10,2)`): the product's scale is the sum of the scales,
+    /// and zero has no sign.
+    #[test]
+    fn line_totals_have_the_scale_sql_gives_a_product() {
+        let cases = [
+            (3, "0.00", "0.00"),
+            (0, "1.50", "0.00"),
+            (-1, "0.00", "0.00"),
+            (-1, "-0.00", "0.00"),
+            (3, "-2.50", "-7.50"),
+            (2147483647, "99999999.99", "214748364678525163.53"),
+            (-2147483648, "99999999.99", "-214748364778525163.52"),
+        ];
+        for (quantity, price, expected) in cases {
+            let item = Item { id: 1, order_id: None, name: Some("X".into()), quantity: Some(quantity), price: price.parse().unwrap() };
+            let total = line_total(&item).unwrap();
+            assert_eq!(total.to_string(), expected, "{quantity} * {price}");
+            let mut line = String::new();
+            assert!(write_item_line(&mut line, &item, Some(total)));
+            assert!(line.ends_with(&format!("Total: {expected})")), "{line}");
+        }
     }
 
     #[test]
