@@ -18,12 +18,28 @@ pub enum DecodeReason {
     WrongType { field: String, expected: &'static str, got: String },
     #[error("not Confluent Avro framing: {0}")]
     AvroFraming(String),
+    /// The registry could not be asked (unreachable, timed out, a 5xx): a
+    /// failure of the registry, not of the record, so it is retried.
     #[error("Avro schema {id} unavailable: {reason}")]
     SchemaUnavailable { id: u32, reason: String },
+    /// The registry answered that it has no schema with this id.
+    #[error("Avro schema {id} is not in the registry")]
+    SchemaNotFound { id: u32 },
+    #[error("Avro schema {id} from the registry is not a valid schema: {reason}")]
+    SchemaInvalid { id: u32, reason: String },
     #[error("Avro body does not match schema {id}: {reason}")]
     AvroBody { id: u32, reason: String },
     #[error("record of {size} bytes is over the limit of {limit}")]
     TooLarge { size: usize, limit: usize },
+}
+
+impl DecodeReason {
+    /// Whether the failure lies outside the record (the schema registry down
+    /// or failing) and may go away: the record is read again later instead of
+    /// becoming a dead letter.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, DecodeReason::SchemaUnavailable { .. })
+    }
 }
 
 /// A record that could not be decoded, with where it was and what it held, so

@@ -116,18 +116,24 @@ impl SchemaRegistry {
         SchemaRegistry { url: url.trim_end_matches('/').to_string(), client, cache: HashMap::new() }
     }
 
+    /// The writer schema `id`. A registry that cannot be asked (unreachable,
+    /// timing out, answering 5xx or garbage) is `SchemaUnavailable`, which the
+    /// pipeline retries; only the registry's own "no such schema" (404) and a
+    /// schema that does not parse are failures of the record.
     pub fn schema(&mut self, id: u32) -> Result<Arc<WriterSchema>, DecodeReason> {
         if let Some(s) = self.cache.get(&id) {
             return Ok(Arc::clone(s));
         }
         let unavailable = |reason: String| DecodeReason::SchemaUnavailable { id, reason };
         let response = self.client.get(format!("{}/schemas/ids/{id}", self.url)).send().map_err(|e| unavailable(e.to_string()))?;
-        if !response.status().is_success() {
-            return Err(unavailable(format!("registry answered {}", response.status())));
+        match response.status() {
+            reqwest::StatusCode::NOT_FOUND => return Err(DecodeReason::SchemaNotFound { id }),
+            status if !status.is_success() => return Err(unavailable(format!("registry answered {status}"))),
+            _ => {}
         }
         let body: Value = response.json().map_err(|e| unavailable(e.to_string()))?;
         let text = body["schema"].as_str().ok_or_else(|| unavailable("no \"schema\" in the registry's answer".into()))?;
-        let schema = Arc::new(WriterSchema::parse(text).map_err(unavailable)?);
+        let schema = Arc::new(WriterSchema::parse(text).map_err(|reason| DecodeReason::SchemaInvalid { id, reason })?);
         self.cache.insert(id, Arc::clone(&schema));
         Ok(schema)
     }

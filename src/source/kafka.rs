@@ -36,6 +36,10 @@ pub struct PartitionProgress {
     /// unix ms; `None` while the partition keeps up. A partition stuck for
     /// long has a record the broker cannot serve, or a broker in trouble.
     pub waiting_since_ms: Option<i64>,
+    /// Why the partition is held at `next_offset` and read again later: a
+    /// record there could not be decoded for a reason outside it (the schema
+    /// registry down). `None` while the partition is read.
+    pub retrying: Option<String>,
 }
 
 impl PartitionProgress {
@@ -108,6 +112,7 @@ impl KafkaSource {
                     next_offset: next.unwrap_or(0),
                     end_offset: 0,
                     waiting_since_ms: None,
+                    retrying: None,
                 });
             }
         }
@@ -153,6 +158,10 @@ impl KafkaSource {
                     let key = (Arc::<str>::from(msg.topic()), msg.partition());
                     let Some(&i) = self.index.get(&key) else { continue };
                     let progress = &mut self.partitions[i];
+                    // Fetched before the partition was held; read again on resume.
+                    if progress.retrying.is_some() {
+                        continue;
+                    }
                     progress.next_offset = msg.offset() + 1;
                     progress.end_offset = progress.end_offset.max(progress.next_offset);
                     progress.waiting_since_ms = None;
@@ -203,11 +212,38 @@ impl KafkaSource {
                 p.end_offset = high;
             }
             p.waiting_since_ms = match (p.lag(), p.waiting_since_ms) {
+                // A held partition waits on purpose, not on the broker.
+                _ if p.retrying.is_some() => None,
                 (0, _) => None,
                 (_, None) => Some(crate::pipeline::now_ms()),
                 (_, since) => since,
             };
         }
+    }
+
+    /// Stops reading `stream` and sets it back to `offset`, so that the
+    /// record there is read again once [`resume`](Self::resume)d; `why` shows
+    /// in the status meanwhile. Records of it fetched already are dropped.
+    pub fn hold(&mut self, stream: u32, offset: i64, why: String) -> Result<(), SourceError> {
+        let p = &mut self.partitions[stream as usize];
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&p.topic, p.partition);
+        self.consumer.pause(&tpl)?;
+        p.next_offset = offset;
+        p.retrying = Some(why);
+        p.waiting_since_ms = None;
+        Ok(())
+    }
+
+    /// Reads a held stream again, from the offset it was held at.
+    pub fn resume(&mut self, stream: u32) -> Result<(), SourceError> {
+        let p = &mut self.partitions[stream as usize];
+        self.consumer.seek(&p.topic, p.partition, Offset::Offset(p.next_offset), METADATA_TIMEOUT)?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&p.topic, p.partition);
+        self.consumer.resume(&tpl)?;
+        p.retrying = None;
+        Ok(())
     }
 
     pub fn progress(&self) -> &[PartitionProgress] {
