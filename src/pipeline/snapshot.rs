@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{EngineState, OrderDetailsView};
 use crate::error::SnapshotError;
 
-/// Bumped whenever the encoded state changes shape.
-const FORMAT: u32 = 1;
+/// Bumped whenever the encoded state changes shape. Format 1 had no
+/// released transactions; it still loads.
+const FORMAT: u32 = 2;
 const FILE: &str = "engine.snapshot";
 
 /// Where reading resumes: the next offset of one topic partition.
@@ -29,10 +30,14 @@ pub struct Position {
     pub next_offset: i64,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Header {
-    format: u32,
-    positions: Vec<Position>,
+/// What a snapshot covers besides the engine's state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Covered {
+    /// Where each partition resumes.
+    pub positions: Vec<Position>,
+    /// The MySQL transactions released most recently, so that one Debezium
+    /// sends again is not waited for after a restart.
+    pub released_transactions: Vec<String>,
 }
 
 /// The snapshot file in one folder.
@@ -50,11 +55,12 @@ impl Snapshots {
         self.dir.join(FILE)
     }
 
-    /// Writes the engine's state and the positions it covers; returns the size in bytes.
-    pub fn save(&self, positions: &[Position], engine: &OrderDetailsView) -> Result<u64, SnapshotError> {
+    /// Writes the engine's state and what it covers; returns the size in bytes.
+    pub fn save(&self, covered: &Covered, engine: &OrderDetailsView) -> Result<u64, SnapshotError> {
         let tmp = self.dir.join(format!("{FILE}.tmp"));
         let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
-        out = postcard::to_io(&Header { format: FORMAT, positions: positions.to_vec() }, out)?;
+        out = postcard::to_io(&FORMAT, out)?;
+        out = postcard::to_io(covered, out)?;
         out = postcard::to_io(&engine.state(), out)?;
         out.flush()?;
         let file = out.into_inner().map_err(|e| e.into_error())?;
@@ -66,18 +72,23 @@ impl Snapshots {
         Ok(size)
     }
 
-    /// The saved state and its positions, or `None` when there is no snapshot.
-    pub fn load(&self) -> Result<Option<(Vec<Position>, EngineState)>, SnapshotError> {
+    /// The saved state and what it covers, or `None` when there is no snapshot.
+    pub fn load(&self) -> Result<Option<(Covered, EngineState)>, SnapshotError> {
         let bytes = match fs::read(self.path()) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let (header, rest): (Header, &[u8]) = postcard::take_from_bytes(&bytes)?;
-        if header.format != FORMAT {
-            return Err(SnapshotError::Format { found: header.format, expected: FORMAT });
-        }
-        Ok(Some((header.positions, postcard::from_bytes(rest)?)))
+        let (format, rest): (u32, &[u8]) = postcard::take_from_bytes(&bytes)?;
+        let (covered, rest) = match format {
+            1 => {
+                let (positions, rest) = postcard::take_from_bytes(rest)?;
+                (Covered { positions, released_transactions: Vec::new() }, rest)
+            }
+            FORMAT => postcard::take_from_bytes(rest)?,
+            found => return Err(SnapshotError::Format { found, expected: FORMAT }),
+        };
+        Ok(Some((covered, postcard::from_bytes(rest)?)))
     }
 
     /// Removes the snapshot, so the next start replays the topics.
@@ -106,10 +117,11 @@ mod tests {
         live.apply_batch(workload.initial());
         live.apply_batch((0..500).map(|_| workload.next_change()).collect());
         let positions = vec![Position { topic: "mysql.shop.orders".into(), partition: 0, next_offset: 42 }];
-        snapshots.save(&positions, &live).unwrap();
+        let covered = Covered { positions, released_transactions: vec!["file=mysql-bin.000003,pos=1234".into()] };
+        snapshots.save(&covered, &live).unwrap();
 
-        let (loaded_positions, state) = snapshots.load().unwrap().unwrap();
-        assert_eq!(loaded_positions, positions);
+        let (loaded, state) = snapshots.load().unwrap().unwrap();
+        assert_eq!(loaded, covered);
         let (mut restored, deltas) = OrderDetailsView::restore(state);
         assert_eq!(deltas.len(), live.len(), "restoring inserts every row once");
         let rows = |v: &OrderDetailsView| {
@@ -131,6 +143,26 @@ mod tests {
 
         snapshots.discard().unwrap();
         assert!(snapshots.load().unwrap().is_none());
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    /// A snapshot written before released transactions were kept (format 1:
+    /// format, positions, state) still loads.
+    #[test]
+    fn a_format_1_snapshot_still_loads() {
+        let dir = std::env::temp_dir().join(format!("cdcview-snapshot-v1-test-{}", std::process::id()));
+        let snapshots = Snapshots::new(dir.clone()).unwrap();
+        let mut workload = Workload::new(Sizes { users: 5, orders: 12, items: 30, events: 10 }, 3);
+        let mut live = OrderDetailsView::new();
+        live.apply_batch(workload.initial());
+        let positions = vec![Position { topic: "mysql.shop.users".into(), partition: 0, next_offset: 7 }];
+        let mut bytes = postcard::to_stdvec(&1u32).unwrap();
+        bytes.extend(postcard::to_stdvec(&positions).unwrap());
+        bytes.extend(postcard::to_stdvec(&live.state()).unwrap());
+        fs::write(snapshots.path(), bytes).unwrap();
+        let (covered, state) = snapshots.load().unwrap().unwrap();
+        assert_eq!(covered, Covered { positions, released_transactions: Vec::new() });
+        assert_eq!(OrderDetailsView::restore(state).0.len(), live.len());
         let _ = fs::remove_dir_all(dir);
     }
 }

@@ -16,10 +16,20 @@
 //!
 //! A transaction that stays incomplete longer than the timeout (an END or a
 //! change lost upstream, a record that could not be decoded) is released as
-//! it is, with a warning, so the view cannot stall behind it.
+//! it is, with a warning, so the view cannot stall behind it. Lag is not
+//! loss: the timeout only starts once every partition has been read up to
+//! where the logs ended when the transaction's END (or, without one, its
+//! first change) was read, since a missing change may simply not be read yet.
 //!
-//! Nothing here is persisted: [`TxAssembler::resume_offsets`] says where to
-//! resume each partition so that whatever is held is read again after a
+//! Released transactions are remembered (the newest few thousand, kept in
+//! state snapshots too). Debezium sends the changes of the last transaction
+//! again after it restarts, with the same transaction id, an END whose counts
+//! include the changes sent before, and only the changes it resends: such a
+//! change passes as if it had no transaction, and such an END is ignored,
+//! instead of holding everything behind them until the timeout.
+//!
+//! What is held is not persisted: [`TxAssembler::resume_offsets`] says where
+//! to resume each partition so that whatever is held is read again after a
 //! restart.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -28,9 +38,9 @@ use std::time::{Duration, Instant};
 use crate::change::Change;
 use crate::decode::{TxId, TxMember};
 
-/// How many transactions released by timeout are remembered, so that their
-/// END, if it turns up later, is ignored instead of waited for.
-const FORCED_MEMORY: usize = 1024;
+/// How many released transactions are remembered, so that their END or a
+/// change of theirs, if one turns up again, is not waited for.
+const RELEASED_MEMORY: usize = 4096;
 
 /// Counters for `/status` and `/metrics`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -63,15 +73,35 @@ struct OpenTx {
     end_at: Option<(u32, i64)>,
     committed: bool,
     since: Instant,
+    /// Each partition's end of log when the END (else the first change) was
+    /// read: everything the transaction wrote lies before it.
+    horizon: Vec<(u32, i64)>,
+    /// Since when every partition has been read up to `horizon`: the timeout
+    /// counts from here.
+    caught_up: Option<Instant>,
 }
 
 impl OpenTx {
-    fn new(now: Instant) -> Self {
-        OpenTx { orders: HashSet::new(), unnumbered: 0, held: 0, expected: None, end_at: None, committed: false, since: now }
+    fn new(now: Instant, horizon: Vec<(u32, i64)>) -> Self {
+        OpenTx {
+            orders: HashSet::new(),
+            unnumbered: 0,
+            held: 0,
+            expected: None,
+            end_at: None,
+            committed: false,
+            since: now,
+            horizon,
+            caught_up: None,
+        }
     }
 
     fn complete(&self) -> bool {
         self.expected.is_some_and(|e| self.orders.len() + self.unnumbered >= e)
+    }
+
+    fn timed_out(&self, now: Instant, timeout: Duration) -> bool {
+        self.caught_up.is_some_and(|at| now.duration_since(at) >= timeout)
     }
 }
 
@@ -84,7 +114,11 @@ pub struct TxAssembler {
     open: HashMap<TxId, OpenTx>,
     /// Transactions whose END has arrived, in commit order, not yet released.
     ends: VecDeque<TxId>,
-    forced: VecDeque<TxId>,
+    /// The newest released transactions, oldest first, and the same as a set.
+    released: VecDeque<TxId>,
+    released_set: HashSet<TxId>,
+    /// Each partition's next offset to read and end of log, as last observed.
+    reading: HashMap<u32, (i64, i64)>,
     stats: TxStats,
 }
 
@@ -96,16 +130,61 @@ impl TxAssembler {
             queues: HashMap::new(),
             open: HashMap::new(),
             ends: VecDeque::new(),
-            forced: VecDeque::new(),
+            released: VecDeque::new(),
+            released_set: HashSet::new(),
+            reading: HashMap::new(),
             stats: TxStats::default(),
         }
+    }
+
+    /// Records where each partition stands: `(stream, next offset to read,
+    /// end of log)`. The timeout of an incomplete transaction waits until the
+    /// partitions have been read up to where their logs ended when it was seen.
+    pub fn observe(&mut self, partitions: impl IntoIterator<Item = (u32, i64, i64)>) {
+        self.reading.clear();
+        self.reading.extend(partitions.into_iter().map(|(stream, next, end)| (stream, (next, end))));
+    }
+
+    fn horizon(&self) -> Vec<(u32, i64)> {
+        self.reading.iter().map(|(&stream, &(_, end))| (stream, end)).collect()
+    }
+
+    fn reached(&self, horizon: &[(u32, i64)]) -> bool {
+        horizon.iter().all(|(stream, end)| self.reading.get(stream).is_none_or(|(next, _)| next >= end))
+    }
+
+    /// The transactions released most recently, oldest first, for a snapshot.
+    pub fn released_ids(&self) -> impl Iterator<Item = &TxId> {
+        self.released.iter()
+    }
+
+    /// Remembers transactions released before a restart (from a snapshot).
+    pub fn remember_released(&mut self, ids: impl IntoIterator<Item = TxId>) {
+        for id in ids {
+            self.note_released(id);
+        }
+    }
+
+    fn note_released(&mut self, id: TxId) {
+        if !self.released_set.insert(id.clone()) {
+            return;
+        }
+        if self.released.len() == RELEASED_MEMORY {
+            if let Some(old) = self.released.pop_front() {
+                self.released_set.remove(&old);
+            }
+        }
+        self.released.push_back(id);
     }
 
     /// Takes a decoded change; pushes it to `out` at once when nothing holds
     /// it back.
     pub fn push_change(&mut self, change: Change, tx: Option<TxMember>, now: Instant, out: &mut Vec<Change>) {
+        // A change of a transaction released already is a resend: nothing to wait for.
+        let tx = tx.filter(|member| !self.released_set.contains(&member.id));
+        let horizon = if tx.as_ref().is_some_and(|member| !self.open.contains_key(&member.id)) { self.horizon() } else { Vec::new() };
         let tx = tx.map(|member| {
-            let open = self.open.entry(member.id.clone()).or_insert_with(|| OpenTx::new(now));
+            let open = self.open.entry(member.id.clone()).or_insert_with(|| OpenTx::new(now, horizon));
             match member.total_order {
                 Some(n) => {
                     open.orders.insert(n);
@@ -133,20 +212,25 @@ impl TxAssembler {
 
     /// Takes an END event read at `stream`/`offset` of the transaction topic.
     pub fn push_end(&mut self, id: TxId, collections: &[(String, u64)], event_count: u64, at: (u32, i64), now: Instant) {
-        if self.forced.contains(&id) {
-            return;
+        if self.released_set.contains(&id) {
+            return; // resent after a Debezium restart, or late after a timeout
         }
         let expected = if collections.is_empty() {
             event_count as usize
         } else {
             collections.iter().filter(|(name, _)| self.consumes(name)).map(|(_, n)| *n as usize).sum()
         };
-        let open = self.open.entry(id.clone()).or_insert_with(|| OpenTx::new(now));
-        if open.end_at.is_some() && !open.committed {
+        let horizon = self.horizon();
+        let open = self.open.entry(id.clone()).or_insert_with(|| OpenTx::new(now, Vec::new()));
+        if open.end_at.is_some() {
             return; // the same END read twice
         }
         open.expected = Some(expected);
         open.end_at = Some(at);
+        // The changes were all written before the END: wait until the
+        // partitions are read up to where they ended now, then time out.
+        open.horizon = horizon;
+        open.caught_up = None;
         self.ends.push_back(id);
     }
 
@@ -154,6 +238,12 @@ impl TxAssembler {
     /// waited behind it; then gives up on any transaction older than the
     /// timeout.
     pub fn release(&mut self, now: Instant, out: &mut Vec<Change>) {
+        let caught_up: Vec<TxId> = self.open.iter().filter(|(_, o)| o.caught_up.is_none() && self.reached(&o.horizon)).map(|(id, _)| id.clone()).collect();
+        for id in caught_up {
+            if let Some(open) = self.open.get_mut(&id) {
+                open.caught_up = Some(now);
+            }
+        }
         loop {
             let mut committed = false;
             while let Some(id) = self.ends.front() {
@@ -162,7 +252,7 @@ impl TxAssembler {
                     self.ends.pop_front();
                     continue;
                 };
-                if !open.complete() && now.duration_since(open.since) < self.timeout {
+                if !open.complete() && !open.timed_out(now, self.timeout) {
                     break;
                 }
                 let id = self.ends.pop_front().expect("front exists");
@@ -180,7 +270,7 @@ impl TxAssembler {
             // A queue stuck on a transaction whose END never came.
             let stale = self.queues.values().filter_map(|q| q.front()?.tx.clone()).find(|id| {
                 let open = &self.open[id];
-                !open.committed && open.end_at.is_none() && now.duration_since(open.since) >= self.timeout
+                !open.committed && open.end_at.is_none() && open.timed_out(now, self.timeout)
             });
             match stale {
                 Some(id) => {
@@ -237,17 +327,12 @@ impl TxAssembler {
             "releasing an incomplete transaction after the timeout: {why}"
         );
         self.stats.timed_out += 1;
-        if open.end_at.is_none() {
-            if self.forced.len() == FORCED_MEMORY {
-                self.forced.pop_front();
-            }
-            self.forced.push_back(id.clone());
-        }
     }
 
     /// Lets the transaction's held changes go once they reach their queues' heads.
     fn commit(&mut self, id: &TxId) {
         self.open.get_mut(id).expect("a transaction being released is open").committed = true;
+        self.note_released(id.clone());
     }
 
     /// Pops every queue's head while it may go: no transaction, or a
@@ -415,5 +500,63 @@ mod tests {
         a.release(now, &mut out);
         assert_eq!(offsets(&out), vec![(0, 1)]);
         assert_eq!(a.stats().released, 2);
+    }
+
+    /// After a Debezium restart the last transaction comes again: the same
+    /// id, one of its changes, and an END counting more changes than will
+    /// ever come. Nothing may wait for it, whether the transaction was
+    /// released in this run or before a restart (remembered from a snapshot).
+    #[test]
+    fn a_transaction_sent_again_after_it_was_released_holds_nothing_back() {
+        let now = Instant::now();
+        for from_snapshot in [false, true] {
+            let mut a = assembler();
+            let mut out = Vec::new();
+            if from_snapshot {
+                a.remember_released(["t1".into()]);
+            } else {
+                a.push_change(change(0, 1), member("t1", 1), now, &mut out);
+                a.push_change(change(1, 1), member("t1", 2), now, &mut out);
+                end(&mut a, "t1", 1, 1, 0, now);
+                a.release(now, &mut out);
+                assert_eq!(out.len(), 2);
+            }
+            out.clear();
+            a.push_change(change(1, 2), member("t1", 3), now, &mut out);
+            end(&mut a, "t1", 1, 2, 1, now);
+            a.push_change(change(0, 2), None, now, &mut out);
+            a.release(now, &mut out);
+            assert_eq!(offsets(&out), vec![(1, 2), (0, 2)], "from_snapshot: {from_snapshot}");
+            assert_eq!(a.stats().held_changes, 0);
+            assert_eq!(a.stats().open_transactions, 0);
+            assert_eq!(a.stats().timed_out, 0);
+            assert!(a.resume_offsets().is_empty());
+            assert_eq!(a.released_ids().cloned().collect::<Vec<TxId>>(), vec![TxId::from("t1")]);
+        }
+    }
+
+    /// A change not read yet is not lost: the timeout starts only once every
+    /// partition has been read up to where the logs ended when the END came.
+    #[test]
+    fn the_timeout_waits_until_the_partitions_are_read_up_to_the_end() {
+        let start = Instant::now();
+        let mut a = assembler();
+        let mut out = Vec::new();
+        // Partition 1 has 500 records still to read when t1's END arrives.
+        a.observe([(0, 11, 11), (1, 100, 600), (TX_STREAM, 1, 1)]);
+        a.push_change(change(0, 10), member("t1", 1), start, &mut out);
+        end(&mut a, "t1", 1, 1, 0, start);
+        a.release(start, &mut out);
+        let much_later = start + Duration::from_secs(60);
+        a.observe([(0, 11, 11), (1, 400, 900), (TX_STREAM, 1, 1)]);
+        a.release(much_later, &mut out);
+        assert!(out.is_empty(), "partition 1 still lags behind where it ended at the END: no timeout yet");
+        // Read up to offset 600: the item was not there; now the clock runs.
+        a.observe([(0, 11, 11), (1, 600, 900), (TX_STREAM, 1, 1)]);
+        a.release(much_later, &mut out);
+        assert!(out.is_empty(), "the timeout counts from here");
+        a.release(much_later + Duration::from_secs(11), &mut out);
+        assert_eq!(offsets(&out), vec![(0, 10)]);
+        assert_eq!(a.stats().timed_out, 1);
     }
 }

@@ -157,7 +157,7 @@ fn time_snapshot(dir: &std::path::Path, engine: &OrderDetailsView, keep: bool) -
     use crate::pipeline::Snapshots;
     let snapshots = Snapshots::new(dir.to_path_buf())?;
     let t = Instant::now();
-    let bytes = snapshots.save(&[], engine)?;
+    let bytes = snapshots.save(&Default::default(), engine)?;
     let saved = t.elapsed();
     let t = Instant::now();
     let (_, state) = snapshots.load()?.ok_or_else(|| anyhow::anyhow!("the snapshot just saved is missing"))?;
