@@ -62,6 +62,15 @@ pub struct ServeConfig {
     /// snapshot are replayed from Kafka.
     #[arg(long, env = "CDCVIEW_SNAPSHOT_EVERY_SECS", default_value_t = 120)]
     pub snapshot_every_secs: u64,
+    /// On shutdown, how long to wait for the PostgreSQL sink to write what it
+    /// still holds, with its offsets, in seconds. Past it the service stops
+    /// anyway and the next start rewrites the table.
+    #[arg(long, env = "CDCVIEW_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
+    pub shutdown_timeout_secs: u64,
+    /// How many of the newest change events are kept, so that a change-stream
+    /// client that reconnects with `Last-Event-ID` receives what it missed.
+    #[arg(long, env = "CDCVIEW_CHANGE_LOG_EVENTS", default_value_t = crate::pipeline::CHANGE_LOG_EVENTS)]
+    pub change_log_events: usize,
 }
 
 impl ServeConfig {
@@ -78,6 +87,10 @@ impl ServeConfig {
             topics.push((self.transaction_topic.clone(), Input::Transactions));
         }
         topics
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_secs)
     }
 
     pub fn pipeline(&self) -> PipelineConfig {

@@ -160,4 +160,96 @@ mod tests {
         state.shared.set_ready();
         assert_eq!(get(&router, "/readyz").await.0, StatusCode::OK);
     }
+
+    fn row(order_id: i64) -> Arc<crate::engine::OrderDetails> {
+        Arc::new(crate::engine::OrderDetails {
+            order_id,
+            user_id: 1,
+            total: rust_decimal::Decimal::new(100, 2),
+            order_date: None,
+            user_name: "Ann".into(),
+            user_email: "ann@example.com".into(),
+            user_phone: None,
+            full_address: None,
+            order_items_details: None,
+            item_count: 0,
+            items_total: rust_decimal::Decimal::new(0, 2),
+            order_status: None,
+            last_order_update: None,
+        })
+    }
+
+    /// Publishes one version that inserts `orders`; returns its version.
+    fn publish_inserts(shared: &Shared, orders: &[i64]) -> u64 {
+        let deltas: Vec<_> = orders.iter().map(|&id| crate::engine::ViewDelta { key: id, before: None, after: Some(row(id)) }).collect();
+        shared.publish(&deltas, deltas.len(), 0, None);
+        shared.view.read().version
+    }
+
+    /// The first `count` events of an SSE response: (event, id, order_id or data).
+    async fn sse_events(router: &Router, uri: &str, last_event_id: Option<&str>, count: usize) -> (StatusCode, Vec<(String, String, String)>) {
+        use futures::StreamExt;
+        let mut request = Request::get(uri);
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = router.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+        let status = response.status();
+        let mut body = response.into_body().into_data_stream();
+        let mut text = String::new();
+        let mut events = Vec::new();
+        while events.len() < count {
+            let Ok(Some(Ok(chunk))) = tokio::time::timeout(std::time::Duration::from_secs(2), body.next()).await else { break };
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+            while let Some(end) = text.find("\n\n") {
+                let block: String = text.drain(..end + 2).collect();
+                let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name)).unwrap_or_default().to_string();
+                let data = field("data: ");
+                let shown = serde_json::from_str::<serde_json::Value>(&data).ok().and_then(|d| d["order_id"].as_i64()).map_or(data, |id| id.to_string());
+                if !field("event: ").is_empty() {
+                    events.push((field("event: "), field("id: "), shown));
+                }
+            }
+        }
+        (status, events)
+    }
+
+    #[tokio::test]
+    async fn a_reconnecting_change_stream_client_gets_exactly_what_it_missed() {
+        let state = AppState::new(Shared::new(), None);
+        let router = router(state.clone());
+        let shared = &state.shared;
+        let v1 = publish_inserts(shared, &[1, 2]);
+        let v2 = publish_inserts(shared, &[3]);
+        let v3 = publish_inserts(shared, &[4, 5]);
+        let uri = "/order_details_mv/changes";
+        // After the first event of v1: the rest of v1, then v2 and v3.
+        let (status, events) = sse_events(&router, uri, Some(&format!("{v1}.0")), 4).await;
+        assert_eq!(status, StatusCode::OK);
+        let got: Vec<(&str, String, &str)> = events.iter().map(|(e, id, d)| (e.as_str(), id.clone(), d.as_str())).collect();
+        assert_eq!(got, [("insert", format!("{v1}.1"), "2"), ("insert", format!("{v2}.0"), "3"), ("insert", format!("{v3}.0"), "4"), ("insert", format!("{v3}.1"), "5")]);
+        // A bare version means all of its events were received.
+        let (_, events) = sse_events(&router, &format!("{uri}?last_event_id={v2}"), None, 2).await;
+        assert_eq!(events.iter().map(|(_, id, _)| id.clone()).collect::<Vec<_>>(), [format!("{v3}.0"), format!("{v3}.1")]);
+        // Up to date: nothing missed, the next version arrives live.
+        let live = {
+            let router = router.clone();
+            tokio::spawn(async move { sse_events(&router, uri, Some(&format!("{v3}.1")), 1).await.1 })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let v4 = publish_inserts(shared, &[6]);
+        assert_eq!(live.await.unwrap(), [("insert".to_string(), format!("{v4}.0"), "6".to_string())]);
+        // An id from before this run, or one no longer kept: a reset naming the current version.
+        let (_, events) = sse_events(&router, uri, Some("12.0"), 1).await;
+        assert_eq!(events[0].0, "reset");
+        assert_eq!(events[0].1, v4.to_string());
+        shared.set_change_log_capacity(2);
+        let v5 = publish_inserts(shared, &[7, 8, 9]);
+        let (_, events) = sse_events(&router, uri, Some(&v4.to_string()), 1).await;
+        assert_eq!((events[0].0.as_str(), events[0].1.as_str()), ("reset", v5.to_string().as_str()), "v5.0 was dropped from the log");
+        let (_, events) = sse_events(&router, uri, Some(&format!("{v5}.0")), 2).await;
+        assert_eq!(events.iter().map(|(_, id, _)| id.clone()).collect::<Vec<_>>(), [format!("{v5}.1"), format!("{v5}.2")], "the log still holds these");
+        let (status, _) = sse_events(&router, uri, Some("seven"), 0).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
 }

@@ -46,7 +46,7 @@ pub async fn status(State(state): State<AppState>) -> impl IntoResponse {
         .iter()
         .map(|p| {
             serde_json::json!({"topic": p.topic, "partition": p.partition, "consumed_offset": p.next_offset, "end_offset": p.end_offset,
-                "lag": p.lag(), "stalled": p.is_stalled(now)})
+                "lag": p.lag(), "stalled": p.is_stalled(now), "retrying": p.retrying})
         })
         .collect();
     Json(serde_json::json!({
@@ -55,8 +55,10 @@ pub async fn status(State(state): State<AppState>) -> impl IntoResponse {
         "last_applied_ms": shared.last_applied_ms.load(Ordering::Relaxed),
         "changes_applied": shared.changes_applied.load(Ordering::Relaxed),
         "decode_errors": shared.decode_errors.load(Ordering::Relaxed),
+        "transient_errors": shared.transient_errors.load(Ordering::Relaxed),
         "source": {"error": status.source_error, "partitions": topics},
         "sink": status.sink,
+        "snapshot": status.snapshot,
         "transactions": status.transactions,
     }))
 }
@@ -79,6 +81,11 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     gauge("cdcview_view_version", "version of the served view", version as f64);
     gauge("cdcview_changes_applied_total", "source changes applied", shared.changes_applied.load(Ordering::Relaxed) as f64);
     gauge("cdcview_decode_errors_total", "records that could not be decoded", shared.decode_errors.load(Ordering::Relaxed) as f64);
+    gauge(
+        "cdcview_transient_decode_errors_total",
+        "records that could not be decoded for a transient reason (schema registry down) and are read again",
+        shared.transient_errors.load(Ordering::Relaxed) as f64,
+    );
     gauge("cdcview_source_time_ms", "time of the newest applied source record", source_time_ms.unwrap_or(0) as f64);
     gauge("cdcview_sink_ok", "1 when the PostgreSQL sink is writing", f64::from(u8::from(status.sink.state == "ok")));
     gauge("cdcview_sink_pending_rows", "view rows waiting to be written to PostgreSQL", status.sink.pending_rows as f64);
@@ -94,6 +101,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let _ = writeln!(out, "# HELP cdcview_partition_stalled_seconds how long records have waited without one arriving\n# TYPE cdcview_partition_stalled_seconds gauge");
     for p in &status.partitions {
         let _ = writeln!(out, "cdcview_partition_stalled_seconds{{topic=\"{}\",partition=\"{}\"}} {}", p.topic, p.partition, p.stalled_for_ms(now) as f64 / 1000.0);
+    }
+    let _ = writeln!(out, "# HELP cdcview_partition_retrying 1 while the partition waits to read a record again (schema registry down)\n# TYPE cdcview_partition_retrying gauge");
+    for p in &status.partitions {
+        let _ = writeln!(out, "cdcview_partition_retrying{{topic=\"{}\",partition=\"{}\"}} {}", p.topic, p.partition, u8::from(p.retrying.is_some()));
     }
     state.http.encode(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)

@@ -16,7 +16,7 @@ use super::params::{path_id, Params};
 use super::error::ErrorBody;
 use super::{ApiError, AppState};
 use crate::engine::OrderDetails;
-use crate::pipeline::{ChangeEvent, ViewState};
+use crate::pipeline::{ChangeEvent, Resume, StreamPos, ViewState};
 
 /// Headers that say which version a response was computed from and how fresh it is.
 fn version_headers(view: &ViewState) -> HeaderMap {
@@ -80,24 +80,75 @@ pub async fn one(State(state): State<AppState>, Path(raw): Path<String>) -> Resu
     Ok((version_headers(&view), Json(row)))
 }
 
+/// Reads a change-stream position: `version.index` (after that event) or
+/// `version` (after all of that version's events).
+fn parse_position(text: &str) -> Option<StreamPos> {
+    match text.trim().split_once('.') {
+        Some((version, index)) => Some((version.parse().ok()?, index.parse().ok()?)),
+        None => Some((text.trim().parse().ok()?, u32::MAX)),
+    }
+}
+
+fn change_event(change: &ChangeEvent) -> Event {
+    Event::default().event(change.op.as_str()).id(format!("{}.{}", change.version, change.index)).json_data(change).unwrap_or_default()
+}
+
 /// Server-Sent Events, one per view delta (event `insert`, `update` or
-/// `delete`), from the current version on. A client too slow to keep up is
-/// sent a final `lagged` event and dropped, so it never holds the pipeline back.
+/// `delete`), from the current version on. Each event's id is
+/// `version.index`. A client that reconnects with that id in
+/// `Last-Event-ID` (or `?last_event_id=`) first receives exactly the events
+/// it missed, from a log of the newest events; when it is older than the
+/// log, it gets a `reset` event instead: re-read the view, and skip events
+/// whose version is not above the version read. A client too slow to keep
+/// up is sent a `lagged` event and dropped, so it never holds the pipeline
+/// back; it reconnects with its last id and misses nothing.
 #[utoipa::path(get, path = "/order_details_mv/changes", tag = "view",
-    responses((status = 200, description = "an event stream; each event's data is a ChangeEvent", content_type = "text/event-stream", body = ChangeEvent)))]
-pub async fn changes(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let stream = BroadcastStream::new(state.shared.changes.subscribe())
+    params(
+        ("Last-Event-ID" = Option<String>, Header, description = "resume after this event id (`version.index`, or a version for all of its events)"),
+        ("last_event_id" = Option<String>, Query, description = "the same, for clients that cannot set the header"),
+    ),
+    responses(
+        (status = 200, description = "an event stream; each event's data is a ChangeEvent", content_type = "text/event-stream", body = ChangeEvent),
+        (status = 400, description = "a malformed event id", body = ErrorBody),
+    ))]
+pub async fn changes(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let p = Params::new(raw, &["last_event_id"])?;
+    let given = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_string).or(p.text("last_event_id", 64)?.map(str::to_string));
+    let after = match given.as_deref() {
+        Some(text) => Some(parse_position(text).ok_or_else(|| ApiError::bad("Last-Event-ID", "expected VERSION or VERSION.INDEX, as in an event's id"))?),
+        None => None,
+    };
+    let (receiver, resume) = state.shared.subscribe_changes(after);
+    let missed: Vec<Event> = match resume {
+        None => Vec::new(),
+        Some(Resume::Missed(events)) => events.iter().map(|e| change_event(e)).collect(),
+        Some(Resume::Reset { version }) => vec![Event::default()
+            .event("reset")
+            .id(format!("{version}"))
+            .json_data(serde_json::json!({
+                "version": version,
+                "message": "the events since the given id are no longer kept: re-read the view and skip events whose version is not above the x-view-version it was read at"
+            }))
+            .unwrap_or_default()],
+    };
+    let live = BroadcastStream::new(receiver)
         .map(|item| match item {
-            Ok(change) => (true, Event::default().event(change.op.as_str()).json_data(&*change).unwrap_or_default()),
-            Err(BroadcastStreamRecvError::Lagged(n)) => {
-                (false, Event::default().event("lagged").data(format!("this client fell {n} changes behind and was dropped; reconnect and re-read the view")))
-            }
+            Ok(change) => (true, change_event(&change)),
+            Err(BroadcastStreamRecvError::Lagged(n)) => (
+                false,
+                Event::default()
+                    .event("lagged")
+                    .data(format!("this client fell {n} changes behind and was dropped; reconnect with the last event id to receive what it missed")),
+            ),
         })
         .scan(true, |open, (keep, event)| {
             let emit = if *open { Some(event) } else { None };
             *open = keep;
             std::future::ready(emit)
-        })
-        .map(Ok);
-    Sse::new(stream).keep_alive(KeepAlive::default())
+        });
+    Ok(Sse::new(futures::stream::iter(missed).chain(live).map(Ok)).keep_alive(KeepAlive::default()))
 }

@@ -16,13 +16,17 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}: is another cdcview running? choose another with --listen or CDCVIEW_LISTEN", cfg.listen))?;
     let mysql = cfg.mysql_url.as_deref().map(api::mysql_pool).transpose().context("CDCVIEW_MYSQL_URL is not a valid mysql:// URL")?;
     let shared = Shared::new();
+    shared.set_change_log_capacity(cfg.change_log_events);
     let stop = Arc::new(AtomicBool::new(false));
 
-    let sink_tx = cfg.pg_url.clone().map(|url| {
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(crate::sink::run(url, rx, Arc::clone(&shared), shared.watch_ready()));
-        tx
-    });
+    let (sink_tx, sink_task) = match cfg.pg_url.clone() {
+        Some(url) => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let task = tokio::spawn(crate::sink::run(url, rx, Arc::clone(&shared), shared.watch_ready()));
+            (Some(tx), Some(task))
+        }
+        None => (None, None),
+    };
     if sink_tx.is_none() {
         shared.update_sink(|s| s.state = "disabled");
         tracing::info!("no CDCVIEW_PG_URL: the PostgreSQL sink is off");
@@ -36,8 +40,27 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let router = api::router(AppState::new(shared, mysql));
     api::serve(listener, router, shutdown_signal()).await.context("HTTP server failed")?;
     stop.store(true, Ordering::Relaxed);
+    // The pipeline saves its last snapshot and drops the sink's channel as it ends.
     let _ = tokio::task::spawn_blocking(move || pipeline.join()).await;
+    if let Some(task) = sink_task {
+        wait_for_sink(task, cfg.shutdown_timeout()).await;
+    }
     Ok(())
+}
+
+/// Waits, up to `limit`, for the sink to write what it still holds with its
+/// offsets: cut off, the table would stay behind the snapshot just saved and
+/// the next start would rewrite all of it.
+async fn wait_for_sink(task: tokio::task::JoinHandle<()>, limit: std::time::Duration) {
+    tracing::info!(limit_secs = limit.as_secs_f64(), "waiting for the PostgreSQL sink to write what it holds");
+    match tokio::time::timeout(limit, task).await {
+        Ok(Ok(())) => tracing::info!("the PostgreSQL sink has written everything; stopped"),
+        Ok(Err(e)) => tracing::error!(error = %e, "the PostgreSQL sink task failed"),
+        Err(_) => tracing::warn!(
+            limit_secs = limit.as_secs_f64(),
+            "the PostgreSQL sink did not finish writing in time (is PostgreSQL down?); the next start rewrites the table from the view"
+        ),
+    }
 }
 
 async fn shutdown_signal() {

@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-pub use snapshot::{Position, Snapshots};
-pub use store::{now_ms, ChangeEvent, PipelineStatus, Shared, SinkState, ViewState};
+pub use snapshot::{Covered, Position, Snapshots};
+pub use store::{now_ms, ChangeEvent, PipelineStatus, Resume, Shared, SinkState, StreamPos, ViewState, CHANGE_LOG_EVENTS};
 pub use transactions::{TxAssembler, TxStats};
 
 use crate::change::{Change, SourcePos};
-use crate::decode::{self, Boundary, Decoded, Input};
+use crate::decode::{self, Boundary, Decoded, Input, TxId};
 use crate::engine::{IncrementalView, OrderDetailsView};
 use crate::error::DecodeError;
 use crate::sink::SinkBatch;
@@ -83,7 +83,8 @@ pub fn run(cfg: PipelineConfig, shared: Arc<Shared>, sink: Option<mpsc::Unbounde
     });
     // A restore frees its buffers once: hand their pages back.
     crate::memory::hand_back_freed();
-    let Some((mut engine, mut source)) = start(&cfg, &topic_names, snapshots.as_ref(), &shared, sink.as_ref(), &stop) else { return };
+    let Some((mut engine, mut source, released)) = start(&cfg, &topic_names, snapshots.as_ref(), &shared, sink.as_ref(), &stop) else { return };
+    intake.transactions.remember_released(released.into_iter().map(TxId::from));
     // From here on the view replaces rows all the time: reuse their pages.
     crate::memory::keep_freed();
     // Ready once everything that was in the topics at start has been applied.
@@ -92,6 +93,7 @@ pub fn run(cfg: PipelineConfig, shared: Arc<Shared>, sink: Option<mpsc::Unbounde
     let mut last_snapshot = Instant::now();
     let mut unsaved = false;
     let mut stalled = std::collections::HashSet::new();
+    let mut retries = Retries::default();
     shared.set_partitions(source.progress());
     while !stop.load(Ordering::Relaxed) {
         let batch = match source.poll_batch(cfg.max_batch, cfg.poll_wait) {
@@ -108,8 +110,10 @@ pub fn run(cfg: PipelineConfig, shared: Arc<Shared>, sink: Option<mpsc::Unbounde
         };
         if !batch.is_empty() || intake.waiting() {
             unsaved |= !batch.is_empty();
-            apply_batch(&mut engine, &mut intake, batch, &source, &shared, sink.as_ref());
+            let transient = apply_batch(&mut engine, &mut intake, batch, &source, &shared, sink.as_ref());
+            retries.hold(&mut source, transient);
         }
+        retries.resume_due(&mut source);
         if last_refresh.elapsed() > Duration::from_secs(1) {
             source.refresh_end_offsets();
             warn_of_stalls(source.progress(), &mut stalled);
@@ -122,13 +126,63 @@ pub fn run(cfg: PipelineConfig, shared: Arc<Shared>, sink: Option<mpsc::Unbounde
         }
         if let Some(snapshots) = &snapshots {
             if unsaved && last_snapshot.elapsed() >= cfg.snapshot_every {
-                save_snapshot(snapshots, &source, &intake.transactions, &engine);
+                save_snapshot(snapshots, &source, &intake.transactions, &engine, &shared);
                 (unsaved, last_snapshot) = (false, Instant::now());
             }
         }
     }
     if let (Some(snapshots), true) = (&snapshots, unsaved) {
-        save_snapshot(snapshots, &source, &intake.transactions, &engine);
+        save_snapshot(snapshots, &source, &intake.transactions, &engine, &shared);
+    }
+}
+
+/// Partitions held because a record could not be decoded for a transient
+/// reason (the schema registry down): each is read again from that record
+/// after a backoff that doubles while the failure lasts.
+#[derive(Default)]
+struct Retries {
+    /// Held streams and when to read them again.
+    due: HashMap<u32, Instant>,
+    /// The backoff each stream last waited, kept until it makes progress.
+    backoff: HashMap<u32, Duration>,
+}
+
+impl Retries {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(10);
+
+    fn hold(&mut self, source: &mut KafkaSource, failures: Vec<(u32, DecodeError)>) {
+        // Streams that got through a batch without failing are well again.
+        let failed: std::collections::HashSet<u32> = failures.iter().map(|(stream, _)| *stream).collect();
+        self.backoff.retain(|stream, _| failed.contains(stream) || self.due.contains_key(stream));
+        for (stream, e) in failures {
+            let backoff = self.backoff.get(&stream).map_or(Self::FIRST, |b| (*b * 2).min(Self::MAX));
+            tracing::warn!(
+                topic = %e.topic, partition = e.partition, offset = e.offset, retry_in_ms = backoff.as_millis() as u64, reason = %e.reason,
+                "cannot decode this record for now; the partition waits and reads it again"
+            );
+            if let Err(err) = source.hold(stream, e.offset, e.reason.to_string()) {
+                tracing::error!(error = %err, topic = %e.topic, partition = e.partition, "cannot hold the partition");
+            }
+            self.backoff.insert(stream, backoff);
+            self.due.insert(stream, Instant::now() + backoff);
+        }
+    }
+
+    fn resume_due(&mut self, source: &mut KafkaSource) {
+        let now = Instant::now();
+        let due: Vec<u32> = self.due.iter().filter(|(_, at)| **at <= now).map(|(s, _)| *s).collect();
+        for stream in due {
+            match source.resume(stream) {
+                Ok(()) => {
+                    self.due.remove(&stream);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot resume a held partition yet");
+                    self.due.insert(stream, now + Self::FIRST);
+                }
+            }
+        }
     }
 }
 
@@ -151,7 +205,8 @@ fn warn_of_stalls(partitions: &[crate::source::PartitionProgress], stalled: &mut
 
 /// The engine and a source positioned right after what the engine holds:
 /// restored from the snapshot when there is a usable one, else empty with the
-/// source at the beginning of every topic.
+/// source at the beginning of every topic. Also the transactions the snapshot
+/// says were released.
 fn start(
     cfg: &PipelineConfig,
     topics: &[String],
@@ -159,8 +214,8 @@ fn start(
     shared: &Shared,
     sink: Option<&mpsc::UnboundedSender<SinkBatch>>,
     stop: &AtomicBool,
-) -> Option<(OrderDetailsView, KafkaSource)> {
-    if let Some((positions, engine, deltas)) = snapshots.and_then(load_snapshot) {
+) -> Option<(OrderDetailsView, KafkaSource, Vec<String>)> {
+    if let Some((Covered { positions, released_transactions }, engine, deltas)) = snapshots.and_then(load_snapshot) {
         let resume: HashMap<(String, i32), i64> = positions.iter().map(|p| ((p.topic.clone(), p.partition), p.next_offset)).collect();
         // A transaction topic the snapshot does not cover (it was written
         // before transactions were tracked) is read from its end: its ENDs
@@ -174,12 +229,13 @@ fn start(
             .collect();
         let source = connect_with_retry(cfg, topics, &resume, &tail, shared, stop)?;
         if covers(&positions, source.progress()) {
+            shared.update_snapshot(|s| s.restored_from = Some(positions.clone()));
             shared.publish(&deltas, 0, 0, None);
             if let Some(sink) = sink {
                 let log_ends = source.progress().iter().map(|p| Position { topic: p.topic.clone(), partition: p.partition, next_offset: p.end_offset }).collect();
                 let _ = sink.send(SinkBatch { deltas, offsets: positions, dead_letters: Vec::new(), restored: Some(log_ends) });
             }
-            return Some((engine, source));
+            return Some((engine, source, released_transactions));
         }
         tracing::warn!("the snapshot reaches past the end of the topics (were they recreated?); discarding it and replaying the topics");
         if let Some(Err(e)) = snapshots.map(Snapshots::discard) {
@@ -187,18 +243,18 @@ fn start(
         }
     }
     let source = connect_with_retry(cfg, topics, &HashMap::new(), &[], shared, stop)?;
-    Some((OrderDetailsView::new(), source))
+    Some((OrderDetailsView::new(), source, Vec::new()))
 }
 
 /// Loads the snapshot and rebuilds the view from it; `None` (logged) when
 /// there is none or it cannot be read, so the topics are replayed instead.
-fn load_snapshot(snapshots: &Snapshots) -> Option<(Vec<Position>, OrderDetailsView, Vec<crate::engine::ViewDelta<crate::engine::OrderDetails>>)> {
+fn load_snapshot(snapshots: &Snapshots) -> Option<(Covered, OrderDetailsView, Vec<crate::engine::ViewDelta<crate::engine::OrderDetails>>)> {
     let started = Instant::now();
     match snapshots.load() {
-        Ok(Some((positions, state))) => {
+        Ok(Some((covered, state))) => {
             let (engine, deltas) = OrderDetailsView::restore(state);
             tracing::info!(rows = engine.len(), elapsed_ms = started.elapsed().as_millis() as u64, path = %snapshots.path().display(), "restored the state snapshot; resuming the topics where it ends");
-            Some((positions, engine, deltas))
+            Some((covered, engine, deltas))
         }
         Ok(None) => {
             tracing::info!(path = %snapshots.path().display(), "no state snapshot yet; replaying the topics");
@@ -217,9 +273,14 @@ fn covers(positions: &[Position], partitions: &[crate::source::PartitionProgress
 }
 
 /// Where each partition must be read again from: the source's position, or
-/// earlier where the transaction assembler holds records not yet applied.
-fn resume_positions(source: &KafkaSource, transactions: &TxAssembler) -> Vec<Position> {
-    let held = transactions.resume_offsets();
+/// earlier where the transaction assembler holds records not yet applied, or
+/// where `unread` says a record must be read again.
+fn resume_positions(source: &KafkaSource, transactions: &TxAssembler, unread: &[(u32, i64)]) -> Vec<Position> {
+    let mut held = transactions.resume_offsets();
+    for &(stream, offset) in unread {
+        let at = held.entry(stream).or_insert(offset);
+        *at = (*at).min(offset);
+    }
     source
         .progress()
         .iter()
@@ -230,11 +291,18 @@ fn resume_positions(source: &KafkaSource, transactions: &TxAssembler) -> Vec<Pos
         .collect()
 }
 
-fn save_snapshot(snapshots: &Snapshots, source: &KafkaSource, transactions: &TxAssembler, engine: &OrderDetailsView) {
+fn save_snapshot(snapshots: &Snapshots, source: &KafkaSource, transactions: &TxAssembler, engine: &OrderDetailsView, shared: &Shared) {
+    let version = shared.view.read().version;
     let started = Instant::now();
-    let positions = resume_positions(source, transactions);
-    match snapshots.save(&positions, engine) {
-        Ok(bytes) => tracing::info!(rows = engine.len(), bytes, elapsed_ms = started.elapsed().as_millis() as u64, "saved a state snapshot"),
+    let covered = Covered {
+        positions: resume_positions(source, transactions, &[]),
+        released_transactions: transactions.released_ids().map(|id| id.to_string()).collect(),
+    };
+    match snapshots.save(&covered, engine) {
+        Ok(bytes) => {
+            tracing::info!(rows = engine.len(), bytes, elapsed_ms = started.elapsed().as_millis() as u64, "saved a state snapshot");
+            shared.update_snapshot(|s| (s.saved_version, s.saved_ms) = (Some(version), Some(now_ms())));
+        }
         Err(e) => tracing::warn!(error = %e, "saving the state snapshot failed; the next start replays more of the topics"),
     }
 }
@@ -266,6 +334,10 @@ fn connect_with_retry(
     None
 }
 
+/// Decodes and applies one polled batch. Returns the records that could not
+/// be decoded for a transient reason, one per stream: neither they nor
+/// anything after them in their partition was applied, and the caller holds
+/// those partitions to read them again.
 fn apply_batch(
     engine: &mut OrderDetailsView,
     intake: &mut Intake,
@@ -273,12 +345,17 @@ fn apply_batch(
     source: &KafkaSource,
     shared: &Shared,
     sink: Option<&mpsc::UnboundedSender<SinkBatch>>,
-) {
+) -> Vec<(u32, DecodeError)> {
     let now = Instant::now();
     let mut changes = Vec::with_capacity(batch.len());
     let mut dead_letters = Vec::new();
+    let mut transient: Vec<(u32, DecodeError)> = Vec::new();
     let mut newest_ms = None;
+    intake.transactions.observe(source.progress().iter().map(|p| (p.stream, p.next_offset, p.end_offset)));
     for (stream, record) in &batch {
+        if transient.iter().any(|(held, _)| held == stream) {
+            continue; // read again from the failed record on
+        }
         newest_ms = newest_ms.max(record.timestamp_ms);
         let Some(&input) = intake.inputs.get(&record.topic) else { continue };
         match intake.decoder.decode(input, record) {
@@ -291,22 +368,28 @@ fn apply_batch(
                 intake.transactions.push_end(id, &collections, event_count, (*stream, record.offset), now);
             }
             Ok(Decoded::Boundary(Boundary::Begin(_)) | Decoded::Tombstone | Decoded::Skipped(_)) => {}
+            Err(e) if e.reason.is_transient() => {
+                shared.transient_errors.fetch_add(1, Ordering::Relaxed);
+                transient.push((*stream, e));
+            }
             Err(e) => dead_letters.push(report_decode_error(e)),
         }
     }
     intake.transactions.release(now, &mut changes);
     shared.set_transactions(intake.transactions.stats());
     if batch.is_empty() && changes.is_empty() {
-        return; // only a timeout check, and nothing timed out
+        return transient; // only a timeout check, and nothing timed out
     }
     let applied = changes.len();
     let deltas = engine.apply_batch(changes);
     shared.publish(&deltas, applied, dead_letters.len(), newest_ms);
     if let Some(sink) = sink {
-        let offsets = resume_positions(source, &intake.transactions);
+        let held: Vec<(u32, i64)> = transient.iter().map(|(stream, e)| (*stream, e.offset)).collect();
+        let offsets = resume_positions(source, &intake.transactions, &held);
         // A closed sink only means it was not configured or has shut down.
         let _ = sink.send(SinkBatch { deltas, offsets, dead_letters, restored: None });
     }
+    transient
 }
 
 fn report_decode_error(e: DecodeError) -> DecodeError {

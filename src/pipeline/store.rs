@@ -1,7 +1,7 @@
 //! The state the pipeline shares with the API: the served view, versioned per
 //! batch, and the pipeline's health.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -18,7 +18,10 @@ use crate::source::PartitionProgress;
 #[derive(Default)]
 pub struct ViewState {
     pub rows: BTreeMap<i64, Arc<OrderDetails>>,
-    /// Increases by one with every batch that changed the view.
+    /// Increases by one with every batch that changed the view. It starts at
+    /// the process's start time in microseconds, so versions keep increasing
+    /// across restarts and a change-stream position from an earlier run is
+    /// never mistaken for one of this run.
     pub version: u64,
     /// Time of the newest source record applied (Kafka timestamp), in ms.
     pub source_time_ms: Option<i64>,
@@ -28,12 +31,85 @@ pub struct ViewState {
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ChangeEvent {
     pub version: u64,
+    /// The event's place among its version's events; with the version, its
+    /// SSE id (`version.index`).
+    #[serde(skip)]
+    pub index: u32,
     pub op: DeltaKind,
     pub order_id: i64,
     #[schema(value_type = Option<OrderDetails>)]
     pub before: Option<Arc<OrderDetails>>,
     #[schema(value_type = Option<OrderDetails>)]
     pub after: Option<Arc<OrderDetails>>,
+}
+
+impl ChangeEvent {
+    pub fn position(&self) -> StreamPos {
+        (self.version, self.index)
+    }
+}
+
+/// A place in the change stream: a view version and an event's index within
+/// it. `(v, u32::MAX)` stands for the end of version `v`.
+pub type StreamPos = (u64, u32);
+
+/// How many change events the change log keeps by default.
+pub const CHANGE_LOG_EVENTS: usize = 100_000;
+
+/// The newest change events, so that a change-stream client that reconnects
+/// with `Last-Event-ID` receives exactly what it missed.
+pub struct ChangeLog {
+    events: VecDeque<Arc<ChangeEvent>>,
+    capacity: usize,
+    /// Versions up to this one were never in the log (they precede the run).
+    origin: u64,
+    /// The newest event dropped from the log to keep it bounded.
+    evicted: Option<StreamPos>,
+}
+
+/// What a reconnecting client gets.
+pub enum Resume {
+    /// Every event after its position, in order (maybe none yet).
+    Missed(Vec<Arc<ChangeEvent>>),
+    /// Its position is older than the log (or not of this run): it must
+    /// re-read the view; events after `version` follow.
+    Reset { version: u64 },
+}
+
+impl ChangeLog {
+    fn new(origin: u64, capacity: usize) -> Self {
+        ChangeLog { events: VecDeque::new(), capacity: capacity.max(1), origin, evicted: None }
+    }
+
+    fn push(&mut self, event: Arc<ChangeEvent>) {
+        self.events.push_back(event);
+        self.shrink();
+    }
+
+    fn resize(&mut self, capacity: usize) {
+        self.capacity = capacity.max(1);
+        self.shrink();
+    }
+
+    fn shrink(&mut self) {
+        while self.events.len() > self.capacity {
+            self.evicted = self.events.pop_front().map(|e| e.position());
+        }
+    }
+
+    /// The events after `after`, or a reset when some of them are gone.
+    /// `current` is the newest version published.
+    pub fn since(&self, after: StreamPos, current: u64) -> Resume {
+        let covered = match self.evicted {
+            Some(evicted) => after >= evicted,
+            None => after.0 >= self.origin,
+        };
+        if !covered || after.0 > current {
+            return Resume::Reset { version: current };
+        }
+        let start = self.events.partition_point(|e| e.position() <= after);
+        Resume::Missed(self.events.range(start..).cloned().collect())
+    }
 }
 
 /// The sink's health, as reported by `/status`.
@@ -43,13 +119,30 @@ pub struct SinkState {
     pub state: &'static str,
     pub last_error: Option<String>,
     pub rows_written: u64,
+    /// Times the table was replaced whole from the view since this start:
+    /// on a first start, or when the table was behind a restored snapshot.
+    /// A restart after a graceful stop leaves it at 0.
+    pub table_rewrites: u64,
     pub pending_rows: usize,
     pub last_flush_ms: Option<i64>,
+}
+
+/// What the state snapshots did, as reported by `/status`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SnapshotState {
+    /// Where each partition resumed when this run started from a snapshot;
+    /// `None` when it replayed the topics from the beginning.
+    pub restored_from: Option<Vec<super::Position>>,
+    /// The view version the newest snapshot of this run holds, and when it
+    /// was saved (unix ms).
+    pub saved_version: Option<u64>,
+    pub saved_ms: Option<i64>,
 }
 
 /// Pipeline health, as reported by `/status` and `/metrics`.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct PipelineStatus {
+    pub snapshot: SnapshotState,
     pub partitions: Vec<PartitionProgress>,
     pub source_error: Option<String>,
     pub sink: SinkState,
@@ -64,18 +157,27 @@ pub struct Shared {
     ready: watch::Sender<bool>,
     pub changes_applied: AtomicU64,
     pub decode_errors: AtomicU64,
+    /// Records that could not be decoded for a transient reason (the schema
+    /// registry down) and were read again later; never dead letters.
+    pub transient_errors: AtomicU64,
     pub last_applied_ms: AtomicU64,
     pub changes: broadcast::Sender<Arc<ChangeEvent>>,
+    /// Recent events; held while an event is sent, so that a subscriber
+    /// that reads the log and subscribes under it misses nothing.
+    change_log: Mutex<ChangeLog>,
 }
 
 impl Default for Shared {
     fn default() -> Self {
+        let origin = now_micros();
         Shared {
-            view: RwLock::default(),
+            view: RwLock::new(ViewState { version: origin, ..ViewState::default() }),
+            change_log: Mutex::new(ChangeLog::new(origin, CHANGE_LOG_EVENTS)),
             status: Mutex::default(),
             ready: watch::channel(false).0,
             changes_applied: AtomicU64::new(0),
             decode_errors: AtomicU64::new(0),
+            transient_errors: AtomicU64::new(0),
             last_applied_ms: AtomicU64::new(0),
             changes: broadcast::channel(4096).0,
         }
@@ -106,12 +208,27 @@ impl Shared {
             };
         }
         drop(view);
-        if self.changes.receiver_count() > 0 {
-            for d in deltas {
-                let event = ChangeEvent { version, op: d.kind(), order_id: d.key, before: d.before.clone(), after: d.after.clone() };
-                let _ = self.changes.send(Arc::new(event));
-            }
+        let mut log = self.change_log.lock();
+        for (index, d) in deltas.iter().enumerate() {
+            let index = u32::try_from(index).unwrap_or(u32::MAX - 1);
+            let event = Arc::new(ChangeEvent { version, index, op: d.kind(), order_id: d.key, before: d.before.clone(), after: d.after.clone() });
+            log.push(Arc::clone(&event));
+            let _ = self.changes.send(event);
         }
+    }
+
+    /// Keeps the newest `events` change events for reconnecting clients.
+    pub fn set_change_log_capacity(&self, events: usize) {
+        self.change_log.lock().resize(events);
+    }
+
+    /// Subscribes to the change stream; with `after`, also returns what the
+    /// client missed since then (or that it must re-read the view).
+    pub fn subscribe_changes(&self, after: Option<StreamPos>) -> (broadcast::Receiver<Arc<ChangeEvent>>, Option<Resume>) {
+        let log = self.change_log.lock();
+        let receiver = self.changes.subscribe();
+        let current = self.view.read().version;
+        (receiver, after.map(|after| log.since(after, current)))
     }
 
     pub fn is_ready(&self) -> bool {
@@ -145,9 +262,17 @@ impl Shared {
         self.status.lock().source_error = error;
     }
 
+    pub fn update_snapshot(&self, f: impl FnOnce(&mut SnapshotState)) {
+        f(&mut self.status.lock().snapshot);
+    }
+
     pub fn update_sink(&self, f: impl FnOnce(&mut SinkState)) {
         f(&mut self.status.lock().sink);
     }
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
 pub fn now_ms() -> i64 {

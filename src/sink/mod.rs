@@ -218,10 +218,11 @@ pub async fn run(url: String, mut batches: mpsc::UnboundedReceiver<SinkBatch>, s
         }
         match flush(&url, &mut client, &mut pending, replace_all).await {
             Ok(written) => {
-                replace_all = false;
+                let rewrote = std::mem::take(&mut replace_all);
                 backoff = Duration::from_millis(100);
                 shared.update_sink(|s| {
                     s.state = "ok";
+                    s.table_rewrites += u64::from(rewrote);
                     s.last_error = None;
                     s.rows_written += written as u64;
                     s.pending_rows = 0;
