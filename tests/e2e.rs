@@ -58,12 +58,17 @@ async fn insert_update_delete_an_order_shows_in_the_view() {
     let mut tx = db.start_transaction(Default::default()).await.unwrap();
     tx.exec_drop("INSERT INTO users (name, email, phone) VALUES (?, ?, ?)", ("E2E Buyer", format!("e2e{tag}@example.com"), "5550100")).await.unwrap();
     let user_id = tx.last_insert_id().unwrap();
-    tx.exec_drop("INSERT INTO addresses (user_id, street, city, country) VALUES (?, '1 Test Way', 'Testville', 'Testland')", (user_id,)).await.unwrap();
-    tx.exec_drop("INSERT INTO orders (user_id, total, order_status) VALUES (?, '42.50', 'Created')", (user_id,)).await.unwrap();
-    let order_id = tx.last_insert_id().unwrap();
-    tx.exec_drop("INSERT INTO order_items (order_id, name, quantity, price) VALUES (?, 'Widget', 3, '2.25'), (?, 'Gadget', 1, '10.00')", (order_id, order_id))
+    tx.exec_drop("INSERT INTO addresses (user_id, street, city, country) VALUES (?, '1 Test Way', 'Testville', 'Testland')", (user_id,))
         .await
         .unwrap();
+    tx.exec_drop("INSERT INTO orders (user_id, total, order_status) VALUES (?, '42.50', 'Created')", (user_id,)).await.unwrap();
+    let order_id = tx.last_insert_id().unwrap();
+    tx.exec_drop(
+        "INSERT INTO order_items (order_id, name, quantity, price) VALUES (?, 'Widget', 3, '2.25'), (?, 'Gadget', 1, '10.00')",
+        (order_id, order_id),
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
 
     let path = format!("/order_details_mv/{order_id}");
@@ -102,19 +107,41 @@ async fn all_pages(endpoint: &str) -> Vec<Value> {
     }
 }
 
+/// A `DECIMAL(10,2)` amount: mostly ordinary, sometimes zero, negative or
+/// the column's largest, whose renderings differ most easily from MySQL's.
+fn random_money(rng: &mut StdRng) -> String {
+    match rng.random_range(0..10) {
+        0 => "0.00".to_string(),
+        1 => format!("-{}.{:02}", rng.random_range(0..300), rng.random_range(0..100)),
+        2 => "99999999.99".to_string(),
+        _ => format!("{}.{:02}", rng.random_range(1..300), rng.random_range(0..100)),
+    }
+}
+
+/// An `INT` quantity: mostly small, sometimes zero, negative or huge.
+fn random_quantity(rng: &mut StdRng) -> i64 {
+    match rng.random_range(0..10) {
+        0 => 0,
+        1 => -rng.random_range(1..5),
+        2 => 2_147_483_647,
+        _ => rng.random_range(1..9),
+    }
+}
+
 /// Random inserts, updates, FK moves and deletes: only on seeded users and on
 /// orders and items this call creates, because other tests run at the same
 /// time and assert on rows of their own.
 async fn random_dml(steps: usize) {
     let mut db = mysql().await;
     let mut rng = StdRng::seed_from_u64(rand::random());
-    let users: Vec<u64> = db.query("SELECT user_id FROM users WHERE email LIKE '%@example.com' AND email NOT LIKE 'e2e%' ORDER BY user_id LIMIT 20").await.unwrap();
+    let users: Vec<u64> =
+        db.query("SELECT user_id FROM users WHERE email LIKE '%@example.com' AND email NOT LIKE 'e2e%' ORDER BY user_id LIMIT 20").await.unwrap();
     assert!(!users.is_empty(), "no seeded users");
     let mut orders: Vec<u64> = Vec::new();
     let mut items: Vec<u64> = Vec::new();
     for step in 0..steps {
         let user = users[rng.random_range(0..users.len())];
-        let money = format!("{}.{:02}", rng.random_range(1..300), rng.random_range(0..100));
+        let money = random_money(&mut rng);
         let op = if orders.is_empty() || step < 5 { 0 } else { rng.random_range(0..7) };
         match op {
             0 => {
@@ -123,7 +150,12 @@ async fn random_dml(steps: usize) {
             }
             1 => {
                 let order = orders[rng.random_range(0..orders.len())];
-                db.exec_drop("INSERT INTO order_items (order_id, name, quantity, price) VALUES (?, 'Random Item', ?, ?)", (order, rng.random_range(1..9), money)).await.unwrap();
+                db.exec_drop(
+                    "INSERT INTO order_items (order_id, name, quantity, price) VALUES (?, 'Random Item', ?, ?)",
+                    (order, random_quantity(&mut rng), money),
+                )
+                .await
+                .unwrap();
                 items.push(db.last_insert_id().unwrap());
             }
             2 if !items.is_empty() => {
@@ -134,7 +166,13 @@ async fn random_dml(steps: usize) {
                 let order = orders[rng.random_range(0..orders.len())];
                 db.exec_drop("UPDATE orders SET user_id = ?, total = ? WHERE order_id = ?", (user, money, order)).await.unwrap();
             }
-            4 => db.exec_drop("INSERT INTO addresses (user_id, street, city, state, country) VALUES (?, 'New Street', 'New City', NULL, 'Nowhere')", (user,)).await.unwrap(),
+            4 => db
+                .exec_drop(
+                    "INSERT INTO addresses (user_id, street, city, state, country) VALUES (?, 'New Street', 'New City', NULL, 'Nowhere')",
+                    (user,),
+                )
+                .await
+                .unwrap(),
             5 => db.exec_drop("UPDATE users SET phone = ? WHERE user_id = ?", (format!("{}", rng.random_range(1000..9999)), user)).await.unwrap(),
             _ if !items.is_empty() => {
                 let item = items.swap_remove(rng.random_range(0..items.len()));
@@ -145,30 +183,132 @@ async fn random_dml(steps: usize) {
     }
 }
 
-/// Waits up to `limit` for `GET /order_details_mv` to equal the naive query
-/// in MySQL, page by page (the naive query knows only the orders' own
-/// status, so the status columns are left out of the comparison).
-async fn assert_view_matches_mysql(limit: Duration) {
-    let strip = |rows: Vec<Value>| -> Vec<Value> {
-        rows.into_iter()
-            .map(|mut r| {
-                let o = r.as_object_mut().unwrap();
-                o.remove("order_status");
-                o.remove("last_order_update");
-                r
+/// Every status event in the status topic, read from its beginning to its
+/// end as it is now: `(id, order_id, status, updated_at in µs)`. Records that
+/// are not status events are left out, as the view leaves them out.
+fn status_events() -> Vec<(i64, i64, String, i64)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let brokers = env("CDCVIEW_BROKERS", "127.0.0.1:9092");
+    let topic = env("CDCVIEW_STATUS_TOPIC", "order_updates");
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", &brokers).set("group.id", "cdcview-e2e").create().unwrap();
+    let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)).unwrap();
+    let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    let mut remaining = std::collections::HashMap::new();
+    for p in partitions {
+        let (low, high) = consumer.fetch_watermarks(&topic, p, Duration::from_secs(10)).unwrap();
+        if high > low {
+            assignment.add_partition_offset(&topic, p, rdkafka::Offset::Beginning).unwrap();
+            remaining.insert(p, high);
+        }
+    }
+    let mut events = Vec::new();
+    if remaining.is_empty() {
+        return events;
+    }
+    consumer.assign(&assignment).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !remaining.is_empty() {
+        assert!(Instant::now() < deadline, "reading {topic} took over a minute");
+        let Some(msg) = consumer.poll(Duration::from_millis(500)) else { continue };
+        let Ok(msg) = msg else { continue };
+        if msg.offset() + 1 >= remaining.get(&msg.partition()).copied().unwrap_or(0) {
+            remaining.remove(&msg.partition());
+        }
+        let Some(value) = msg.payload() else { continue };
+        if let Ok(cdcview::decode::Decoded::Change(cdcview::change::TableChange::Status(e), _)) = cdcview::decode::status::decode(value) {
+            events.push((e.id, e.order_id, e.status.to_string(), e.updated_at.0));
+        }
+    }
+    events
+}
+
+/// The whole view, every column, computed by MySQL over the same base rows:
+/// the shop tables, and the status events loaded into a temporary table. The
+/// view's documented rules, written as SQL: the newest address by id
+/// (CONCAT_WS skips NULL parts), the items by id (CONCAT is NULL when a part
+/// is, and GROUP_CONCAT skips NULLs), MySQL's own decimal arithmetic, and the
+/// newer of the order's own status and its newest event (by time, then id,
+/// then status; a tie with the order's own time goes to the event).
+async fn mysql_view() -> Vec<Value> {
+    let events = tokio::task::spawn_blocking(status_events).await.unwrap();
+    let mut db = mysql().await;
+    db.query_drop("CREATE TEMPORARY TABLE IF NOT EXISTS e2e_events (id BIGINT, order_id BIGINT, status VARCHAR(1024), updated_at BIGINT)")
+        .await
+        .unwrap();
+    db.query_drop("DELETE FROM e2e_events").await.unwrap();
+    for chunk in events.chunks(500) {
+        let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
+        let params: Vec<mysql_async::Value> =
+            chunk.iter().flat_map(|(id, order, status, at)| [(*id).into(), (*order).into(), status.clone().into(), (*at).into()]).collect();
+        db.exec_drop(format!("INSERT INTO e2e_events VALUES {values}"), params).await.unwrap();
+    }
+    let rows: Vec<mysql_async::Row> = db
+        .query(
+            "SELECT CAST(o.order_id AS CHAR), CAST(o.user_id AS CHAR), CAST(o.total AS CHAR), CAST(UNIX_TIMESTAMP(o.order_date) AS CHAR),
+                    u.name, u.email, u.phone,
+                    (SELECT CONCAT_WS(', ', a.street, a.city, a.state, a.postal_code, a.country)
+                       FROM addresses a WHERE a.user_id = u.user_id ORDER BY a.address_id DESC LIMIT 1),
+                    (SELECT GROUP_CONCAT(CONCAT(i.name, ' (Qty: ', i.quantity, ', Price: ', i.price, ', Total: ', i.quantity * i.price, ')')
+                                         ORDER BY i.id SEPARATOR ' | ')
+                       FROM order_items i WHERE i.order_id = o.order_id),
+                    (SELECT CAST(COUNT(*) AS CHAR) FROM order_items i WHERE i.order_id = o.order_id),
+                    (SELECT CAST(COALESCE(SUM(i.quantity * i.price), 0) AS CHAR) FROM order_items i WHERE i.order_id = o.order_id),
+                    CASE WHEN le.order_id IS NOT NULL AND (o.updated_date IS NULL OR le.updated_at >= UNIX_TIMESTAMP(o.updated_date) * 1000000)
+                         THEN le.status ELSE o.order_status END,
+                    CASE WHEN le.order_id IS NOT NULL AND (o.updated_date IS NULL OR le.updated_at >= UNIX_TIMESTAMP(o.updated_date) * 1000000)
+                         THEN CAST(le.updated_at AS CHAR) ELSE CAST(UNIX_TIMESTAMP(o.updated_date) * 1000000 AS CHAR) END
+               FROM orders o
+               JOIN users u ON u.user_id = o.user_id
+               LEFT JOIN (SELECT order_id, status, updated_at
+                            FROM (SELECT e.*, ROW_NUMBER() OVER (PARTITION BY e.order_id
+                                                                 ORDER BY e.updated_at DESC, e.id DESC, BINARY e.status DESC) AS rn
+                                    FROM e2e_events e) ranked
+                           WHERE rn = 1) le ON le.order_id = o.order_id
+              ORDER BY o.order_id",
+        )
+        .await
+        .unwrap();
+    let time = |t: Option<String>| t.map(|t| Value::String(cdcview::change::Timestamp::from_unix_seconds(t.parse().unwrap()).to_rfc3339()));
+    let text = |t: Option<String>| t.map_or(Value::Null, Value::String);
+    rows.into_iter()
+        .map(|r| {
+            let col = |i: usize| -> Option<String> { r.get::<Option<String>, _>(i).flatten() };
+            serde_json::json!({
+                "order_id": col(0).unwrap().parse::<i64>().unwrap(),
+                "user_id": col(1).unwrap().parse::<i64>().unwrap(),
+                "total": text(col(2)),
+                "order_date": time(col(3)).unwrap_or(Value::Null),
+                "user_name": text(col(4)),
+                "user_email": text(col(5)),
+                "user_phone": text(col(6)),
+                "full_address": text(col(7)),
+                "order_items_details": text(col(8)),
+                "item_count": col(9).unwrap().parse::<i64>().unwrap(),
+                "items_total": text(col(10)),
+                "order_status": text(col(11)),
+                "last_order_update": col(12).map_or(Value::Null, |us| {
+                    Value::String(cdcview::change::Timestamp(us.parse::<f64>().unwrap().round() as i64).to_rfc3339())
+                }),
             })
-            .collect()
-    };
+        })
+        .collect()
+}
+
+/// Waits up to `limit` for `GET /order_details_mv` to equal, in every
+/// column, what MySQL computes over the same rows and status events.
+async fn assert_view_matches_mysql(limit: Duration) {
     let start = Instant::now();
     loop {
-        let (mv, naive) = (strip(all_pages("/order_details_mv").await), strip(all_pages("/order_details").await));
-        if mv == naive {
+        let (mv, expected) = (all_pages("/order_details_mv").await, mysql_view().await);
+        if mv == expected {
             assert!(mv.len() > 20);
             return;
         }
         if start.elapsed() > limit {
-            let diff: Vec<_> = mv.iter().zip(&naive).filter(|(a, b)| a != b).take(3).collect();
-            panic!("view and MySQL differ ({} vs {} rows): {diff:?}", mv.len(), naive.len());
+            let diff: Vec<_> = mv.iter().zip(&expected).filter(|(a, b)| a != b).take(3).collect();
+            panic!("view and MySQL differ ({} vs {} rows): {diff:?}", mv.len(), expected.len());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -181,33 +321,44 @@ async fn view_equals_the_mysql_query_after_random_dml() {
     assert_view_matches_mysql(Duration::from_secs(15)).await;
 }
 
-/// Waits up to `limit` for PostgreSQL's `order_details_mv` to equal the API's view.
+/// Waits up to `limit` for PostgreSQL's `order_details_mv` to equal the
+/// API's view, every column.
 async fn assert_postgres_matches_view(limit: Duration) {
     let pg = postgres().await;
     let start = Instant::now();
+    let micros = |v: Option<i64>| v.map_or(Value::Null, |t| Value::String(cdcview::change::Timestamp(t).to_rfc3339()));
     loop {
         let view = all_pages("/order_details_mv").await;
         let rows = pg
-            .query("SELECT order_id, total::text, items_total::text, item_count, order_items_details FROM order_details_mv ORDER BY order_id", &[])
+            .query(
+                "SELECT order_id, user_id, total::text, (extract(epoch FROM order_date) * 1000000)::bigint, user_name, user_email, user_phone,
+                        full_address, order_items_details, item_count, items_total::text, order_status,
+                        (extract(epoch FROM last_order_update) * 1000000)::bigint
+                   FROM order_details_mv ORDER BY order_id",
+                &[],
+            )
             .await
             .unwrap();
-        let table: Vec<(i64, String, String, i64, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect();
-        let expected: Vec<(i64, String, String, i64, Option<String>)> = view
+        let table: Vec<Value> = rows
             .iter()
-            .map(|v| {
-                (
-                    v["order_id"].as_i64().unwrap(),
-                    v["total"].as_str().unwrap().to_string(),
-                    v["items_total"].as_str().unwrap().to_string(),
-                    v["item_count"].as_i64().unwrap(),
-                    v["order_items_details"].as_str().map(str::to_string),
-                )
+            .map(|r| {
+                serde_json::json!({
+                    "order_id": r.get::<_, i64>(0), "user_id": r.get::<_, i64>(1), "total": r.get::<_, String>(2),
+                    "order_date": micros(r.get(3)), "user_name": r.get::<_, String>(4), "user_email": r.get::<_, String>(5),
+                    "user_phone": r.get::<_, Option<String>>(6), "full_address": r.get::<_, Option<String>>(7),
+                    "order_items_details": r.get::<_, Option<String>>(8), "item_count": r.get::<_, i64>(9),
+                    "items_total": r.get::<_, String>(10), "order_status": r.get::<_, Option<String>>(11),
+                    "last_order_update": micros(r.get(12)),
+                })
             })
             .collect();
-        if table == expected {
+        if table == view {
             return;
         }
-        assert!(start.elapsed() < limit, "PostgreSQL order_details_mv differs from the API's view ({} vs {} rows)", table.len(), expected.len());
+        if start.elapsed() > limit {
+            let diff: Vec<_> = table.iter().zip(&view).filter(|(a, b)| a != b).take(3).collect();
+            panic!("PostgreSQL order_details_mv differs from the API's view ({} vs {} rows): {diff:?}", table.len(), view.len());
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -372,7 +523,9 @@ async fn bad_request(path: &str) -> String {
 #[ignore = "needs the running stack: scripts/test.sh"]
 async fn raw_endpoints_page_by_primary_key_in_the_reference_shapes() {
     for (endpoint, key) in [("users", "user_id"), ("addresses", "address_id"), ("orders", "order_id"), ("order_items", "id")] {
-        let keys = |body: &Value| -> Vec<i64> { body[endpoint].as_array().unwrap_or_else(|| panic!("{endpoint}: {body}")).iter().map(|r| r[key].as_i64().unwrap()).collect() };
+        let keys = |body: &Value| -> Vec<i64> {
+            body[endpoint].as_array().unwrap_or_else(|| panic!("{endpoint}: {body}")).iter().map(|r| r[key].as_i64().unwrap()).collect()
+        };
         let (status, first) = get(&format!("/{endpoint}?limit=2")).await;
         assert_eq!(status, 200, "{endpoint}: {first}");
         let first_keys = keys(&first);
@@ -449,13 +602,21 @@ async fn operational_endpoints_answer() {
     assert_eq!(text("/readyz").await, (200, "ready".to_string()));
     let (status, metrics) = text("/metrics").await;
     assert_eq!(status, 200);
-    for name in ["cdcview_view_rows", "cdcview_decode_errors_total", "cdcview_partition_lag{topic=\"mysql.shop.orders\"", "cdcview_http_request_duration_seconds_bucket"] {
+    for name in [
+        "cdcview_view_rows",
+        "cdcview_decode_errors_total",
+        "cdcview_partition_lag{topic=\"mysql.shop.orders\"",
+        "cdcview_http_request_duration_seconds_bucket",
+    ] {
         assert!(metrics.contains(name), "/metrics lacks {name}");
     }
     let (_, status) = get("/status").await;
     let partitions = status["source"]["partitions"].as_array().unwrap();
     let topics: std::collections::BTreeSet<&str> = partitions.iter().map(|p| p["topic"].as_str().unwrap()).collect();
-    assert!(topics.is_superset(&["mysql.shop.users", "mysql.shop.addresses", "mysql.shop.orders", "mysql.shop.order_items", "order_updates"].into()), "{status}");
+    assert!(
+        topics.is_superset(&["mysql.shop.users", "mysql.shop.addresses", "mysql.shop.orders", "mysql.shop.order_items", "order_updates"].into()),
+        "{status}"
+    );
     assert!(partitions.iter().all(|p| p["lag"].is_u64() && p["end_offset"].is_i64()), "{status}");
     assert_eq!(status["sink"]["state"], "ok");
     let (status, doc) = get("/openapi.json").await;
@@ -546,15 +707,15 @@ async fn insert_order() -> u64 {
 #[tokio::test]
 #[ignore = "needs the running stack: scripts/test.sh"]
 async fn restart_after_kill_9_during_dml_converges_to_mysql() {
-    // scripts/test.sh snapshots every second; elsewhere the default applies.
-    let every = Duration::from_secs(env("CDCVIEW_SNAPSHOT_EVERY_SECS", "30").parse().unwrap());
     for _ in 0..3 {
         let covered = insert_order().await;
         eventually(&format!("/order_details_mv/{covered}"), Duration::from_secs(10), |s, _| s == 200).await;
-        // Let a snapshot cover it, then crash in the middle of more DML, and
-        // write more while cdcview is down: the restart must pick up exactly
-        // after the snapshot.
-        tokio::time::sleep(every + Duration::from_millis(1500)).await;
+        // Wait for a snapshot that holds it, then crash in the middle of more
+        // DML, and write more while cdcview is down: the restart must pick up
+        // exactly after the snapshot.
+        let (_, status) = get("/status").await;
+        let version = status["view"]["version"].as_u64().unwrap();
+        eventually("/status", Duration::from_secs(150), |_, b| b["snapshot"]["saved_version"].as_u64().is_some_and(|v| v >= version)).await;
         let dml = tokio::spawn(random_dml(150));
         tokio::time::sleep(Duration::from_millis(300)).await;
         start_sh(&["kill-cdcview"]).await;
@@ -566,10 +727,136 @@ async fn restart_after_kill_9_during_dml_converges_to_mysql() {
             eventually(&format!("/order_details_mv/{id}"), Duration::from_secs(10), |s, _| s == 200).await;
         }
         assert_view_matches_mysql(Duration::from_secs(30)).await;
-        // After a restart, changes_applied counts what was replayed since the snapshot.
-        report_fault("cdcview killed with SIGKILL under DML", back.elapsed(), changes_applied().await);
+        let applied = assert_resumed_from_the_snapshot().await;
+        report_fault("cdcview killed with SIGKILL under DML", back.elapsed(), applied);
     }
     assert_postgres_matches_view(Duration::from_secs(30)).await;
+}
+
+/// Checks that this run of cdcview started from its snapshot rather than
+/// replaying the topics: it resumed at non-zero positions, and applied no
+/// more changes than the records that came after those positions (a replay
+/// would apply every record from the beginning). Returns the changes applied.
+async fn assert_resumed_from_the_snapshot() -> u64 {
+    let (_, status) = get("/status").await;
+    let restored = status["snapshot"]["restored_from"].as_array().unwrap_or_else(|| panic!("not restored from a snapshot: {status}")).clone();
+    let partitions = status["source"]["partitions"].as_array().unwrap();
+    let mut resumed_at = 0;
+    let mut after_snapshot = 0;
+    for p in partitions {
+        let at =
+            restored.iter().find(|r| r["topic"] == p["topic"] && r["partition"] == p["partition"]).map_or(0, |r| r["next_offset"].as_i64().unwrap());
+        resumed_at += at;
+        after_snapshot += p["end_offset"].as_i64().unwrap() - at;
+    }
+    let applied = status["changes_applied"].as_u64().unwrap();
+    assert!(resumed_at > 0, "the snapshot covers nothing: {status}");
+    assert!(
+        applied <= after_snapshot as u64,
+        "{applied} changes applied after the restart, more than the {after_snapshot} records after the snapshot: a replay, not a resume"
+    );
+    applied
+}
+
+/// A graceful stop (SIGTERM) in the middle of DML waits for the sink to
+/// write what it holds, so the next start finds the table at the snapshot
+/// and rewrites none of it.
+#[tokio::test]
+#[ignore = "needs the running stack: scripts/test.sh"]
+async fn restart_after_a_graceful_stop_rewrites_nothing() {
+    for _ in 0..fault_repeats() {
+        let dml = tokio::spawn(random_dml(150));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        start_sh(&["stop-part", "cdcview"]).await;
+        dml.await.unwrap();
+        let back = Instant::now();
+        start_sh(&["start-part", "cdcview"]).await;
+        assert_view_matches_mysql(Duration::from_secs(60)).await;
+        assert_postgres_matches_view(Duration::from_secs(60)).await;
+        let applied = assert_resumed_from_the_snapshot().await;
+        let (_, status) = get("/status").await;
+        assert_eq!(status["sink"]["table_rewrites"], 0, "the table was rewritten after a graceful stop: {}", status["sink"]);
+        report_fault("cdcview stopped (SIGTERM) under DML", back.elapsed(), applied);
+    }
+}
+
+/// One MySQL transaction: an order with `items` items. Returns the order id.
+async fn large_transaction(items: usize) -> u64 {
+    let mut db = mysql().await;
+    let user: u64 = db.query_first("SELECT MIN(user_id) FROM users").await.unwrap().unwrap();
+    let mut tx = db.start_transaction(Default::default()).await.unwrap();
+    tx.exec_drop("INSERT INTO orders (user_id, total, order_status) VALUES (?, '1.00', 'Created')", (user,)).await.unwrap();
+    let order = tx.last_insert_id().unwrap();
+    for chunk in (0..items).collect::<Vec<_>>().chunks(1000) {
+        let values = vec!["(?, 'Bulk Item', 1, '0.50')"; chunk.len()].join(", ");
+        tx.exec_drop(format!("INSERT INTO order_items (order_id, name, quantity, price) VALUES {values}"), vec![order; chunk.len()]).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    order
+}
+
+/// Checks that nothing was held back until the transaction timeout since
+/// cdcview started, and that nothing is held now.
+async fn assert_no_transaction_timed_out() {
+    let (_, status) = get("/status").await;
+    let tx = &status["transactions"];
+    assert_eq!(tx["timed_out"], 0, "a transaction was held until the timeout after the restart: {tx}");
+    assert_eq!(tx["held_changes"], 0, "{tx}");
+}
+
+/// Stops the whole pipeline as `./start.sh stop` does, right after a large
+/// transaction, and starts it again: Debezium sends the end of the last
+/// transaction again, which must not hold the view back. An order inserted
+/// right after the restart shows without waiting for the transaction timeout.
+#[tokio::test]
+#[ignore = "needs the running stack: scripts/test.sh"]
+async fn restart_right_after_a_large_transaction_holds_nothing_back() {
+    let order = large_transaction(3000).await;
+    eventually(&format!("/order_details_mv/{order}"), Duration::from_secs(60), |s, b| s == 200 && b["item_count"] == 3000).await;
+    start_sh(&["stop-part", "cdcview"]).await;
+    start_sh(&["stop-part", "debezium"]).await;
+    start_sh(&["start-part", "debezium"]).await;
+    start_sh(&["start-part", "cdcview"]).await;
+    let after = insert_order().await;
+    eventually(&format!("/order_details_mv/{after}"), Duration::from_secs(30), |s, _| s == 200).await;
+    assert_no_transaction_timed_out().await;
+    assert_view_matches_mysql(Duration::from_secs(30)).await;
+}
+
+/// Kills cdcview while a large transaction's changes are arriving and held,
+/// and restarts it: the transaction is applied whole, without a timeout, and
+/// the view never shows part of it.
+#[tokio::test]
+#[ignore = "needs the running stack: scripts/test.sh"]
+async fn restart_in_the_middle_of_a_large_transaction_applies_it_whole() {
+    const ITEMS: usize = 20_000;
+    let order = large_transaction(ITEMS).await;
+    let path = format!("/order_details_mv/{order}");
+    // Kill while the transaction is held (or, if it was too quick, right after).
+    let start = Instant::now();
+    loop {
+        let (_, status) = get("/status").await;
+        let (code, row) = get(&path).await;
+        assert!(code != 200 || row["item_count"] == ITEMS, "part of the transaction is visible: {} items", row["item_count"]);
+        if status["transactions"]["held_changes"].as_u64().unwrap_or(0) > 0 || code == 200 || start.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    start_sh(&["kill-cdcview"]).await;
+    start_sh(&["start-part", "cdcview"]).await;
+    let start = Instant::now();
+    loop {
+        let (code, row) = get(&path).await;
+        if code == 200 {
+            assert_eq!(row["item_count"], ITEMS, "part of the transaction is visible");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "the transaction never showed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_no_transaction_timed_out().await;
+    assert_view_matches_mysql(Duration::from_secs(30)).await;
 }
 
 /// Source changes cdcview has applied so far (0 while it is down).
@@ -731,7 +1018,9 @@ async fn a_transaction_is_never_seen_half_applied() {
         tx.exec_drop("INSERT INTO orders (user_id, total, order_status) VALUES (?, '9.99', 'Created')", (user,)).await.unwrap();
         let order = tx.last_insert_id().unwrap() as i64;
         for i in 0..items {
-            tx.exec_drop("INSERT INTO order_items (order_id, name, quantity, price) VALUES (?, ?, 1, '1.00')", (order, format!("Part {i}"))).await.unwrap();
+            tx.exec_drop("INSERT INTO order_items (order_id, name, quantity, price) VALUES (?, ?, 1, '1.00')", (order, format!("Part {i}")))
+                .await
+                .unwrap();
         }
         expected.lock().unwrap().insert(order, items);
         latest.store(order, Ordering::Relaxed);
@@ -840,6 +1129,7 @@ async fn a_backlog_of_100k_changes_is_caught_up_after_a_stop() {
     let mut db = mysql().await;
     let users: u64 = db.query_first("SELECT COUNT(*) FROM users").await.unwrap().unwrap();
     start_sh(&["stop-part", "cdcview"]).await;
+    let before = tokio::task::spawn_blocking(records_in_the_topics).await.unwrap();
     let seeded = tokio::process::Command::new(env!("CARGO_BIN_EXE_cdcview"))
         .args(["seed", "--users", &(users + 16_000).to_string()])
         .stdout(std::process::Stdio::null())
@@ -848,7 +1138,7 @@ async fn a_backlog_of_100k_changes_is_caught_up_after_a_stop() {
         .unwrap();
     assert!(seeded.success(), "cdcview seed failed");
     // Let Debezium publish the whole backlog before cdcview comes back.
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    wait_until_the_topics_settle(before).await;
     let back = Instant::now();
     start_sh(&["start-part", "cdcview"]).await;
     assert_view_matches_mysql(Duration::from_secs(180)).await;
@@ -859,6 +1149,39 @@ async fn a_backlog_of_100k_changes_is_caught_up_after_a_stop() {
     assert!(applied >= 100_000, "the backlog was only {applied} changes");
     assert!(peak < BACKLOG_RSS_BOUND, "cdcview peaked at {} MiB catching up, over the {} MiB bound", peak >> 20, BACKLOG_RSS_BOUND >> 20);
     assert_postgres_matches_view(Duration::from_secs(60)).await;
+}
+
+/// The records in the Debezium topics so far (the sum of their end offsets).
+fn records_in_the_topics() -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let brokers = env("CDCVIEW_BROKERS", "127.0.0.1:9092");
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let metadata = consumer.fetch_metadata(None, Duration::from_secs(10)).unwrap();
+    let mut total = 0;
+    for topic in metadata.topics().iter().filter(|t| t.name().starts_with("mysql.shop.")) {
+        for p in topic.partitions() {
+            total += consumer.fetch_watermarks(topic.name(), p.id(), Duration::from_secs(10)).unwrap().1;
+        }
+    }
+    total
+}
+
+/// Waits until Debezium has published what MySQL holds: the topics have
+/// grown past `before` and then stopped growing for three seconds running
+/// (up to five minutes).
+async fn wait_until_the_topics_settle(before: i64) {
+    let start = Instant::now();
+    let (mut last, mut since) = (-1, Instant::now());
+    loop {
+        let now = tokio::task::spawn_blocking(records_in_the_topics).await.unwrap();
+        if now != last || now <= before {
+            (last, since) = (now, Instant::now());
+        } else if since.elapsed() >= Duration::from_secs(3) {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(300), "the topics kept growing for five minutes");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// `cdcview push-events` drives orders through their statuses, as the
