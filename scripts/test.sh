@@ -20,8 +20,15 @@ if [ "$was_running" = no ] && [ "${CDCVIEW_KEEP_STACK:-no}" != yes ]; then
 fi
 
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
-say "running the tests (unit, oracle, end to end)"
 cd "$ROOT"
+# Formatting and lints first; a failure fails the run, after the tests.
+say "checking formatting (cargo fmt --check) and lints (cargo clippy --all-targets -D warnings)"
+lint=0
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+cargo fmt --check || lint=$?
+cargo clippy --locked --all-targets -- -D warnings || lint=$?
+say "running the tests (unit, oracle, end to end)"
 # End-to-end tests are #[ignore]d for plain `cargo test`; here the stack runs.
 # The fault tests restart parts of the stack, so they run alone, first;
 # then everything else; then the backlog test.
@@ -36,5 +43,9 @@ cargo nextest run --locked --run-ignored all --no-fail-fast -E 'test(backlog)' "
 if [ -s "$report" ]; then
     say "faults: how long until the view and the PostgreSQL table were exact again"
     sed 's/^/    /' "$report"
+fi
+if [ "$lint" != 0 ]; then
+    printf '\033[31merror:\033[0m cargo fmt --check or cargo clippy failed (see above)\n' >&2
+    [ "$status" != 0 ] || status=$lint
 fi
 exit "$status"

@@ -15,10 +15,6 @@
 //!
 //! Each stage is a module; the engine holds no Kafka, HTTP or database types.
 
-// A DecodeError carries the record's raw bytes on purpose (dead letters), and
-// decoded changes are moved, not stored: their size is not worth boxing.
-#![allow(clippy::result_large_err, clippy::large_enum_variant)]
-
 pub mod api;
 pub mod change;
 pub mod cli;

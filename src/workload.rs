@@ -49,7 +49,12 @@ impl Workload {
     }
 
     fn user(&mut self, id: i64) -> User {
-        User { user_id: id, name: format_smolstr!("User {id}"), email: format_smolstr!("user{id}@example.com"), phone: Some(format_smolstr!("555{:07}", self.rng.random_range(0..10_000_000))) }
+        User {
+            user_id: id,
+            name: format_smolstr!("User {id}"),
+            email: format_smolstr!("user{id}@example.com"),
+            phone: Some(format_smolstr!("555{:07}", self.rng.random_range(0..10_000_000))),
+        }
     }
 
     fn address(&mut self, user_id: i64) -> Address {

@@ -190,8 +190,8 @@ fn wait_for(what: &str, limit: std::time::Duration, check: impl Fn() -> bool) {
 #[test]
 #[ignore = "needs the running stack: scripts/test.sh"]
 fn a_registry_outage_holds_the_partition_and_loses_nothing() {
-    use std::sync::atomic::{AtomicBool, Ordering};
     use cdcview::pipeline::{PipelineConfig, Shared};
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     let brokers = std::env::var("CDCVIEW_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let topic = format!("cdcview_avro_outage_{}", rand::random::<u32>());

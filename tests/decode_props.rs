@@ -20,17 +20,34 @@ fn envelope_like() -> impl Strategy<Value = String> {
         "[a-zA-Z0-9+/=.:T -]{0,12}".prop_map(|s| format!("{s:?}")),
         Just("true".to_string()),
     ];
-    let cols = ["user_id", "order_id", "address_id", "id", "name", "email", "total", "price", "quantity", "street", "city", "country", "order_date", "updated_at", "status"];
+    let cols = [
+        "user_id",
+        "order_id",
+        "address_id",
+        "id",
+        "name",
+        "email",
+        "total",
+        "price",
+        "quantity",
+        "street",
+        "city",
+        "country",
+        "order_date",
+        "updated_at",
+        "status",
+    ];
     let row = proptest::collection::vec((proptest::sample::select(cols.to_vec()), leaf.clone()), 0..8)
         .prop_map(|kv| format!("{{{}}}", kv.iter().map(|(k, v)| format!("{k:?}:{v}")).collect::<Vec<_>>().join(",")));
-    (proptest::sample::select(vec!["c", "r", "u", "d", "t", "x"]), proptest::option::of(row.clone()), proptest::option::of(row), leaf)
-        .prop_map(|(op, before, after, extra)| {
+    (proptest::sample::select(vec!["c", "r", "u", "d", "t", "x"]), proptest::option::of(row.clone()), proptest::option::of(row), leaf).prop_map(
+        |(op, before, after, extra)| {
             format!(
                 r#"{{"op":"{op}","before":{},"after":{},"extra":{extra}}}"#,
                 before.unwrap_or_else(|| "null".into()),
                 after.unwrap_or_else(|| "null".into())
             )
-        })
+        },
+    )
 }
 
 proptest! {

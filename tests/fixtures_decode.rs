@@ -12,7 +12,8 @@ use cdcview::decode::{decode_json, Decoded, Input};
 use cdcview::source::Record;
 
 const VARIANTS: [&str; 3] = ["json-string", "json-schema-precise", "json-double"];
-const TABLES: [(&str, Input); 4] = [("users", Input::Users), ("addresses", Input::Addresses), ("orders", Input::Orders), ("order_items", Input::OrderItems)];
+const TABLES: [(&str, Input); 4] =
+    [("users", Input::Users), ("addresses", Input::Addresses), ("orders", Input::Orders), ("order_items", Input::OrderItems)];
 
 fn fixture(variant: &str, table: &str, op: &str) -> Option<Record> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(variant).join(format!("{table}.{op}.json"));
@@ -79,10 +80,16 @@ fn transaction_metadata_ties_changes_to_their_end_event() {
     let tx_id = "file=mysql-bin.000001,pos=14382";
     let Some(Decoded::Change(TableChange::Orders(_), Some(order_tx))) = decode("json-transactions", "orders", Input::Orders, "c") else { panic!() };
     assert_eq!(order_tx, TxMember { id: tx_id.into(), total_order: Some(1) });
-    let Some(Decoded::Change(TableChange::Items(_), Some(item_tx))) = decode("json-transactions", "order_items", Input::OrderItems, "c") else { panic!() };
+    let Some(Decoded::Change(TableChange::Items(_), Some(item_tx))) = decode("json-transactions", "order_items", Input::OrderItems, "c") else {
+        panic!()
+    };
     assert_eq!(item_tx, TxMember { id: tx_id.into(), total_order: Some(3) });
     assert_eq!(decode("json-transactions", "transaction", Input::Transactions, "begin"), Some(Decoded::Boundary(Boundary::Begin(tx_id.into()))));
-    let Some(Decoded::Boundary(Boundary::End { id, event_count, mut collections })) = decode("json-transactions", "transaction", Input::Transactions, "end") else { panic!() };
+    let Some(Decoded::Boundary(Boundary::End { id, event_count, mut collections })) =
+        decode("json-transactions", "transaction", Input::Transactions, "end")
+    else {
+        panic!()
+    };
     collections.sort();
     assert_eq!((id.as_ref(), event_count), (tx_id, 3));
     assert_eq!(collections, vec![("shop.order_items".to_string(), 2), ("shop.orders".to_string(), 1)]);

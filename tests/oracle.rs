@@ -128,7 +128,12 @@ fn history(rng: &mut StdRng, ops: usize) -> Vec<Vec<TableChange>> {
         let change = match stream {
             0 => {
                 let id = rng.random_range(1..6);
-                let new = User { user_id: id, name: format!("U{}", rng.random_range(0..3)).into(), email: long_or_short(rng, format!("u{id}@x")), phone: maybe(rng, "555".into()) };
+                let new = User {
+                    user_id: id,
+                    name: format!("U{}", rng.random_range(0..3)).into(),
+                    email: long_or_short(rng, format!("u{id}@x")),
+                    phone: maybe(rng, "555".into()),
+                };
                 TableChange::Users(row_change(rng, truth.users.get(&id).cloned(), new))
             }
             1 => {
@@ -150,9 +155,15 @@ fn history(rng: &mut StdRng, ops: usize) -> Vec<Vec<TableChange>> {
                     order_id: id,
                     user_id: rng.random_range(1..6),
                     total: money(rng),
-                    order_date: { let t = time(rng); maybe(rng, t) },
+                    order_date: {
+                        let t = time(rng);
+                        maybe(rng, t)
+                    },
                     order_status: maybe(rng, "Created".into()),
-                    updated_date: { let t = time(rng); maybe(rng, t) },
+                    updated_date: {
+                        let t = time(rng);
+                        maybe(rng, t)
+                    },
                 };
                 TableChange::Orders(row_change(rng, truth.orders.get(&id).cloned(), new))
             }
@@ -160,9 +171,19 @@ fn history(rng: &mut StdRng, ops: usize) -> Vec<Vec<TableChange>> {
                 let id = rng.random_range(1..16);
                 let new = Item {
                     id,
-                    order_id: { let o = rng.random_range(1..11); maybe(rng, o) },
-                    name: { let n = format!("Item {}", rng.random_range(0..4)); let n = long_or_short(rng, n); maybe(rng, n) },
-                    quantity: { let q = rng.random_range(0..5); maybe(rng, q) },
+                    order_id: {
+                        let o = rng.random_range(1..11);
+                        maybe(rng, o)
+                    },
+                    name: {
+                        let n = format!("Item {}", rng.random_range(0..4));
+                        let n = long_or_short(rng, n);
+                        maybe(rng, n)
+                    },
+                    quantity: {
+                        let q = rng.random_range(0..5);
+                        maybe(rng, q)
+                    },
                     price: money(rng),
                 };
                 TableChange::Items(row_change(rng, truth.items.get(&id).cloned(), new))
@@ -256,8 +277,16 @@ fn run_case(seed: u64) {
         }
         let expected = tables.view();
         let actual: BTreeMap<i64, OrderDetails> = served.iter().map(|(k, v)| (*k, (**v).clone())).collect();
-        for (k, v) in &expected { if actual.get(k) != Some(v) { eprintln!("key {k}\n want {v:?}\n got  {:?}", actual.get(k)); } }
-        for k in actual.keys() { if !expected.contains_key(k) { eprintln!("extra key {k}"); } }
+        for (k, v) in &expected {
+            if actual.get(k) != Some(v) {
+                eprintln!("key {k}\n want {v:?}\n got  {:?}", actual.get(k));
+            }
+        }
+        for k in actual.keys() {
+            if !expected.contains_key(k) {
+                eprintln!("extra key {k}");
+            }
+        }
         assert_eq!(actual, expected, "seed {seed}: incremental view differs from recomputation (rerun with CDCVIEW_ORACLE_SEED={seed})");
         assert_eq!(engine.len(), expected.len(), "seed {seed}");
         assert_eq!(engine.rows().count(), expected.len(), "seed {seed}");

@@ -129,7 +129,8 @@ mod tests {
                 "/users"
             ]
         );
-        let params: Vec<&str> = paths["/order_details_mv"]["get"]["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+        let params: Vec<&str> =
+            paths["/order_details_mv"]["get"]["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
         assert_eq!(params, ["user_id", "status", "after", "limit"]);
         let row = &doc["components"]["schemas"]["OrderDetails"]["properties"];
         assert_eq!(row["total"]["type"], "string", "money is an exact decimal string");
@@ -205,7 +206,8 @@ mod tests {
                 let block: String = text.drain(..end + 2).collect();
                 let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name)).unwrap_or_default().to_string();
                 let data = field("data: ");
-                let shown = serde_json::from_str::<serde_json::Value>(&data).ok().and_then(|d| d["order_id"].as_i64()).map_or(data, |id| id.to_string());
+                let shown =
+                    serde_json::from_str::<serde_json::Value>(&data).ok().and_then(|d| d["order_id"].as_i64()).map_or(data, |id| id.to_string());
                 if !field("event: ").is_empty() {
                     events.push((field("event: "), field("id: "), shown));
                 }
@@ -227,7 +229,15 @@ mod tests {
         let (status, events) = sse_events(&router, uri, Some(&format!("{v1}.0")), 4).await;
         assert_eq!(status, StatusCode::OK);
         let got: Vec<(&str, String, &str)> = events.iter().map(|(e, id, d)| (e.as_str(), id.clone(), d.as_str())).collect();
-        assert_eq!(got, [("insert", format!("{v1}.1"), "2"), ("insert", format!("{v2}.0"), "3"), ("insert", format!("{v3}.0"), "4"), ("insert", format!("{v3}.1"), "5")]);
+        assert_eq!(
+            got,
+            [
+                ("insert", format!("{v1}.1"), "2"),
+                ("insert", format!("{v2}.0"), "3"),
+                ("insert", format!("{v3}.0"), "4"),
+                ("insert", format!("{v3}.1"), "5")
+            ]
+        );
         // A bare version means all of its events were received.
         let (_, events) = sse_events(&router, &format!("{uri}?last_event_id={v2}"), None, 2).await;
         assert_eq!(events.iter().map(|(_, id, _)| id.clone()).collect::<Vec<_>>(), [format!("{v3}.0"), format!("{v3}.1")]);
@@ -248,7 +258,11 @@ mod tests {
         let (_, events) = sse_events(&router, uri, Some(&v4.to_string()), 1).await;
         assert_eq!((events[0].0.as_str(), events[0].1.as_str()), ("reset", v5.to_string().as_str()), "v5.0 was dropped from the log");
         let (_, events) = sse_events(&router, uri, Some(&format!("{v5}.0")), 2).await;
-        assert_eq!(events.iter().map(|(_, id, _)| id.clone()).collect::<Vec<_>>(), [format!("{v5}.1"), format!("{v5}.2")], "the log still holds these");
+        assert_eq!(
+            events.iter().map(|(_, id, _)| id.clone()).collect::<Vec<_>>(),
+            [format!("{v5}.1"), format!("{v5}.2")],
+            "the log still holds these"
+        );
         let (status, _) = sse_events(&router, uri, Some("seven"), 0).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
     }

@@ -10,11 +10,11 @@ use mysql_async::prelude::*;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
-use super::params::Params;
 use super::error::ErrorBody;
+use super::params::Params;
 use super::{ApiError, AppState};
-use crate::engine::OrderDetails;
 use crate::change::Timestamp;
+use crate::engine::OrderDetails;
 
 #[derive(Clone, Copy)]
 enum Col {
@@ -87,10 +87,13 @@ fn cell(v: mysql_async::Value, kind: Col) -> Value {
     match kind {
         Col::Int => text().parse::<i64>().map(Value::from).unwrap_or(Value::Null),
         Col::Text => Value::String(text()),
-        Col::Money => text().parse::<Decimal>().map(|mut d| {
-            d.rescale(2);
-            Value::String(d.to_string())
-        }).unwrap_or(Value::Null),
+        Col::Money => text()
+            .parse::<Decimal>()
+            .map(|mut d| {
+                d.rescale(2);
+                Value::String(d.to_string())
+            })
+            .unwrap_or(Value::Null),
         Col::Time => text().parse::<f64>().map(|s| Value::String(Timestamp::from_unix_seconds(s).to_rfc3339())).unwrap_or(Value::Null),
     }
 }
@@ -121,7 +124,10 @@ fn query_failed(e: mysql_async::Error) -> ApiError {
         (status = 400, description = "a bad or unknown parameter", body = ErrorBody),
         (status = 503, description = "MySQL is unreachable or not configured", body = ErrorBody),
     ))]
-pub async fn order_details(State(state): State<AppState>, Query(raw): Query<HashMap<String, String>>) -> Result<Json<Vec<Map<String, Value>>>, ApiError> {
+pub async fn order_details(
+    State(state): State<AppState>,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<Map<String, Value>>>, ApiError> {
     let p = Params::new(raw, &["user_id", "after", "limit"])?;
     let user_id = p.int("user_id", 0, i64::MAX)?;
     let after = p.int("after", i64::MIN, i64::MAX)?.unwrap_or(i64::MIN);
@@ -132,7 +138,14 @@ pub async fn order_details(State(state): State<AppState>, Query(raw): Query<Hash
 }
 
 /// One page of a raw table, by ascending primary key, in the reference stack's shape.
-async fn table_page(state: &AppState, raw: HashMap<String, String>, table: &str, key: &str, cols: &[(&str, Col)], wrapper: &str) -> Result<Json<Value>, ApiError> {
+async fn table_page(
+    state: &AppState,
+    raw: HashMap<String, String>,
+    table: &str,
+    key: &str,
+    cols: &[(&str, Col)],
+    wrapper: &str,
+) -> Result<Json<Value>, ApiError> {
     let p = Params::new(raw, &["after", "limit"])?;
     let after = p.int("after", i64::MIN, i64::MAX)?.unwrap_or(i64::MIN);
     let limit = p.limit()?;

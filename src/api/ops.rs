@@ -98,9 +98,18 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         let _ = writeln!(out, "cdcview_partition_lag{{topic=\"{}\",partition=\"{}\"}} {}", p.topic, p.partition, p.lag());
     }
     let now = crate::pipeline::now_ms();
-    let _ = writeln!(out, "# HELP cdcview_partition_stalled_seconds how long records have waited without one arriving\n# TYPE cdcview_partition_stalled_seconds gauge");
+    let _ = writeln!(
+        out,
+        "# HELP cdcview_partition_stalled_seconds how long records have waited without one arriving\n# TYPE cdcview_partition_stalled_seconds gauge"
+    );
     for p in &status.partitions {
-        let _ = writeln!(out, "cdcview_partition_stalled_seconds{{topic=\"{}\",partition=\"{}\"}} {}", p.topic, p.partition, p.stalled_for_ms(now) as f64 / 1000.0);
+        let _ = writeln!(
+            out,
+            "cdcview_partition_stalled_seconds{{topic=\"{}\",partition=\"{}\"}} {}",
+            p.topic,
+            p.partition,
+            p.stalled_for_ms(now) as f64 / 1000.0
+        );
     }
     let _ = writeln!(out, "# HELP cdcview_partition_retrying 1 while the partition waits to read a record again (schema registry down)\n# TYPE cdcview_partition_retrying gauge");
     for p in &status.partitions {

@@ -12,8 +12,8 @@ use axum::Json;
 use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
 
-use super::params::{path_id, Params};
 use super::error::ErrorBody;
+use super::params::{path_id, Params};
 use super::{ApiError, AppState};
 use crate::engine::OrderDetails;
 use crate::pipeline::{ChangeEvent, Resume, StreamPos, ViewState};
@@ -119,7 +119,9 @@ pub async fn changes(
     let p = Params::new(raw, &["last_event_id"])?;
     let given = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_string).or(p.text("last_event_id", 64)?.map(str::to_string));
     let after = match given.as_deref() {
-        Some(text) => Some(parse_position(text).ok_or_else(|| ApiError::bad("Last-Event-ID", "expected VERSION or VERSION.INDEX, as in an event's id"))?),
+        Some(text) => {
+            Some(parse_position(text).ok_or_else(|| ApiError::bad("Last-Event-ID", "expected VERSION or VERSION.INDEX, as in an event's id"))?)
+        }
         None => None,
     };
     let (receiver, resume) = state.shared.subscribe_changes(after);

@@ -79,8 +79,11 @@ async fn insert_batch(conn: &mut mysql_async::Conn, rng: &mut StdRng, first: u64
             (format!("{first_name} {last_name}"), email, phone)
         })
         .collect();
-    tx.exec_drop(multi_insert("users (name, email, phone)", 3, users.len()), users.iter().flat_map(|(a, b, c)| [a.clone(), b.clone(), c.clone()]).collect::<Vec<_>>())
-        .await?;
+    tx.exec_drop(
+        multi_insert("users (name, email, phone)", 3, users.len()),
+        users.iter().flat_map(|(a, b, c)| [a.clone(), b.clone(), c.clone()]).collect::<Vec<_>>(),
+    )
+    .await?;
     let first_user = tx.last_insert_id().context("no user id returned")?;
     let user_ids: Vec<u64> = (first_user..first_user + n).collect();
 

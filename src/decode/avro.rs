@@ -41,8 +41,7 @@ pub fn split_frame(bytes: &[u8]) -> Result<(u32, &[u8]), DecodeReason> {
 
 /// Decodes an Avro body written with `writer` as a Debezium event of `table`.
 pub fn decode_body(table: Input, id: u32, writer: &WriterSchema, mut body: &[u8]) -> Result<Decoded, DecodeReason> {
-    let value = apache_avro::from_avro_datum(&writer.schema, &mut body, None)
-        .map_err(|e| DecodeReason::AvroBody { id, reason: e.to_string() })?;
+    let value = apache_avro::from_avro_datum(&writer.schema, &mut body, None).map_err(|e| DecodeReason::AvroBody { id, reason: e.to_string() })?;
     let json = to_json(value).map_err(|reason| DecodeReason::AvroBody { id, reason })?;
     match table {
         Input::Transactions => super::transaction::decode_boundary(&json).map(Decoded::Boundary),
@@ -87,7 +86,8 @@ fn column_types(envelope: &Value) -> ColumnTypes {
     for col in row.and_then(|r| r["fields"].as_array()).into_iter().flatten() {
         let Some(name) = col["name"].as_str() else { continue };
         let Some(ty) = branches(&col["type"]).find(|t| t.is_object()) else { continue };
-        let logical = ty["connect.name"].as_str().or(ty["logicalType"].as_str().filter(|l| *l == "decimal").map(|_| "org.apache.kafka.connect.data.Decimal"));
+        let logical =
+            ty["connect.name"].as_str().or(ty["logicalType"].as_str().filter(|l| *l == "decimal").map(|_| "org.apache.kafka.connect.data.Decimal"));
         let scale = ty["scale"].as_u64().map(|s| s as u32).or_else(|| ty["connect.parameters"]["scale"].as_str().and_then(|s| s.parse().ok()));
         types.insert(name, ColumnType { name: logical.map(str::to_string), scale });
     }

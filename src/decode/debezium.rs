@@ -82,9 +82,7 @@ pub fn decode_value(table: Input, doc: &Value, types: Option<ColumnTypes>) -> Re
         Input::Addresses => TableChange::Addresses(row_change(op, envelope, types)?),
         Input::Orders => TableChange::Orders(row_change(op, envelope, types)?),
         Input::OrderItems => TableChange::Items(row_change(op, envelope, types)?),
-        Input::OrderUpdates | Input::Transactions => {
-            return Err(DecodeReason::Shape(format!("{} carries no Debezium change events", table.name())))
-        }
+        Input::OrderUpdates | Input::Transactions => return Err(DecodeReason::Shape(format!("{} carries no Debezium change events", table.name()))),
     };
     Ok(match change_kind(op)? {
         Kind::Row => Decoded::Change(change, super::transaction::member(envelope)?),

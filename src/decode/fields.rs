@@ -31,11 +31,7 @@ pub struct ColumnTypes(AHashMap<String, ColumnType>);
 impl ColumnTypes {
     /// Reads the columns of the row struct in a Debezium envelope schema.
     pub fn from_envelope_schema(schema: &Value) -> Self {
-        let row = schema["fields"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|f| matches!(f["field"].as_str(), Some("after" | "before")));
+        let row = schema["fields"].as_array().into_iter().flatten().find(|f| matches!(f["field"].as_str(), Some("after" | "before")));
         let columns = row
             .and_then(|r| r["fields"].as_array())
             .into_iter()

@@ -29,7 +29,11 @@ pub enum Boundary {
     Begin(TxId),
     /// The transaction committed with `event_count` change events in all,
     /// `collections` of them per table (`db.table`).
-    End { id: TxId, event_count: u64, collections: Vec<(String, u64)> },
+    End {
+        id: TxId,
+        event_count: u64,
+        collections: Vec<(String, u64)>,
+    },
 }
 
 /// Reads the `transaction` block of a change event's envelope; `None` when it

@@ -18,8 +18,8 @@ mod order_details;
 use std::sync::Arc;
 
 pub use dedup::Deduplicator;
-pub use order_details::{format_address, EngineState, OrderDetails, OrderDetailsView};
 pub use idmap::IdMap;
+pub use order_details::{format_address, EngineState, OrderDetails, OrderDetailsView};
 
 use crate::change::Change;
 

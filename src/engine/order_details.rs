@@ -32,8 +32,8 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
 use smallvec::SmallVec;
 
-use super::item_list::ItemList;
 use super::idmap::{prefetch, prefetch_text};
+use super::item_list::ItemList;
 use super::{Deduplicator, IdMap, IncrementalView, ViewDelta};
 use crate::change::{micros, Address, Change, Item, Order, RowChange, StatusEvent, TableChange, Text, Timestamp, User};
 
@@ -209,12 +209,7 @@ struct UserPart {
 
 impl UserPart {
     fn of_row(row: &OrderDetails) -> Self {
-        UserPart {
-            name: row.user_name.clone(),
-            email: row.user_email.clone(),
-            phone: row.user_phone.clone(),
-            full_address: row.full_address.clone(),
-        }
+        UserPart { name: row.user_name.clone(), email: row.user_email.clone(), phone: row.user_phone.clone(), full_address: row.full_address.clone() }
     }
 }
 
@@ -947,12 +942,7 @@ mod tests {
     #[test]
     fn older_status_event_arriving_late_changes_nothing() {
         let mut v = OrderDetailsView::new();
-        let ev = |id, secs: f64, status: &str| StatusEvent {
-            id,
-            order_id: 1,
-            status: status.into(),
-            updated_at: Timestamp::from_unix_seconds(secs),
-        };
+        let ev = |id, secs: f64, status: &str| StatusEvent { id, order_id: 1, status: status.into(), updated_at: Timestamp::from_unix_seconds(secs) };
         v.apply_batch(vec![
             change(TableChange::Status(ev(2, 20.0, "cooked"))),
             change(TableChange::Users(RowChange::insert(user(1)))),

@@ -232,7 +232,11 @@ fn start(
             shared.update_snapshot(|s| s.restored_from = Some(positions.clone()));
             shared.publish(&deltas, 0, 0, None);
             if let Some(sink) = sink {
-                let log_ends = source.progress().iter().map(|p| Position { topic: p.topic.clone(), partition: p.partition, next_offset: p.end_offset }).collect();
+                let log_ends = source
+                    .progress()
+                    .iter()
+                    .map(|p| Position { topic: p.topic.clone(), partition: p.partition, next_offset: p.end_offset })
+                    .collect();
                 let _ = sink.send(SinkBatch { deltas, offsets: positions, dead_letters: Vec::new(), restored: Some(log_ends) });
             }
             return Some((engine, source, released_transactions));
@@ -370,9 +374,9 @@ fn apply_batch(
             Ok(Decoded::Boundary(Boundary::Begin(_)) | Decoded::Tombstone | Decoded::Skipped(_)) => {}
             Err(e) if e.reason.is_transient() => {
                 shared.transient_errors.fetch_add(1, Ordering::Relaxed);
-                transient.push((*stream, e));
+                transient.push((*stream, *e));
             }
-            Err(e) => dead_letters.push(report_decode_error(e)),
+            Err(e) => dead_letters.push(report_decode_error(*e)),
         }
     }
     intake.transactions.release(now, &mut changes);

@@ -238,7 +238,8 @@ impl TxAssembler {
     /// waited behind it; then gives up on any transaction older than the
     /// timeout.
     pub fn release(&mut self, now: Instant, out: &mut Vec<Change>) {
-        let caught_up: Vec<TxId> = self.open.iter().filter(|(_, o)| o.caught_up.is_none() && self.reached(&o.horizon)).map(|(id, _)| id.clone()).collect();
+        let caught_up: Vec<TxId> =
+            self.open.iter().filter(|(_, o)| o.caught_up.is_none() && self.reached(&o.horizon)).map(|(id, _)| id.clone()).collect();
         for id in caught_up {
             if let Some(open) = self.open.get_mut(&id) {
                 open.caught_up = Some(now);
@@ -366,14 +367,8 @@ mod tests {
     const TX_STREAM: u32 = 9;
 
     fn change(stream: u32, offset: i64) -> Change {
-        let order = Order {
-            order_id: offset,
-            user_id: 1,
-            total: Decimal::ONE,
-            order_date: Some(Timestamp(0)),
-            order_status: None,
-            updated_date: None,
-        };
+        let order =
+            Order { order_id: offset, user_id: 1, total: Decimal::ONE, order_date: Some(Timestamp(0)), order_status: None, updated_date: None };
         Change { pos: Some(SourcePos { stream, offset }), data: TableChange::Orders(RowChange::insert(order)) }
     }
 

@@ -312,11 +312,8 @@ async fn upsert(tx: &tokio_postgres::Transaction<'_>, rows: &[&OrderDetails]) ->
     let items_totals = decimal(|r| r.items_total);
     let statuses = text(|r| r.order_status.as_deref());
     let updates: Vec<Option<i64>> = rows.iter().map(|r| r.last_order_update.map(|t| t.0)).collect();
-    tx.execute(
-        UPSERT,
-        &[&ids, &users, &totals, &dates, &names, &emails, &phones, &addresses, &details, &counts, &items_totals, &statuses, &updates],
-    )
-    .await?;
+    tx.execute(UPSERT, &[&ids, &users, &totals, &dates, &names, &emails, &phones, &addresses, &details, &counts, &items_totals, &statuses, &updates])
+        .await?;
     Ok(())
 }
 

@@ -73,7 +73,14 @@ pub async fn run(args: FreshnessArgs) -> anyhow::Result<()> {
 
 /// Inserts `total` orders at `args.rate` from `args.writers` connections;
 /// returns each order's id and the moment its commit returned.
-async fn write_orders(pool: &mysql_async::Pool, user: u64, args: &FreshnessArgs, total: u64, start: Instant, bar: &ProgressBar) -> anyhow::Result<Vec<(i64, Instant)>> {
+async fn write_orders(
+    pool: &mysql_async::Pool,
+    user: u64,
+    args: &FreshnessArgs,
+    total: u64,
+    start: Instant,
+    bar: &ProgressBar,
+) -> anyhow::Result<Vec<(i64, Instant)>> {
     let writers = args.writers as u64;
     let interval = Duration::from_secs_f64(writers as f64 / args.rate);
     let mut tasks = Vec::new();

@@ -100,7 +100,12 @@ fn engine(args: EngineArgs) -> anyhow::Result<()> {
     }
     drop(initial);
     let build = t.elapsed();
-    eprintln!("initial state: {n_initial} changes in {:.2} s ({:.0}/s), {} view rows", build.as_secs_f64(), n_initial as f64 / build.as_secs_f64(), engine.len());
+    eprintln!(
+        "initial state: {n_initial} changes in {:.2} s ({:.0}/s), {} view rows",
+        build.as_secs_f64(),
+        n_initial as f64 / build.as_secs_f64(),
+        engine.len()
+    );
 
     // Generate the stream up front, so that only the engine is timed.
     let stream: Vec<Vec<_>> = (0..args.changes.div_ceil(args.batch))
@@ -122,7 +127,12 @@ fn engine(args: EngineArgs) -> anyhow::Result<()> {
     latencies.sort_unstable();
     if !latencies.is_empty() {
         let pct = |p| percentile(&latencies, p);
-        println!("engine: {} changes in {:.3} s = {:.0} changes/s (one core)", args.changes, elapsed.as_secs_f64(), args.changes as f64 / elapsed.as_secs_f64());
+        println!(
+            "engine: {} changes in {:.3} s = {:.0} changes/s (one core)",
+            args.changes,
+            elapsed.as_secs_f64(),
+            args.changes as f64 / elapsed.as_secs_f64()
+        );
         println!("batches of {}: p50 {:?}, p99 {:?}, max {:?}", args.batch, pct(0.50), pct(0.99), latencies.last().unwrap());
         print_cpu_share(args.changes, &spent);
     }
