@@ -57,5 +57,7 @@ GRANT SELECT, RELOAD, SHOW DATABASES, REPLICATION SLAVE, REPLICATION CLIENT ON *
 -- running. The API itself only reads.
 CREATE USER IF NOT EXISTS 'cdcview'@'%' IDENTIFIED BY 'cdcview';
 CREATE USER IF NOT EXISTS 'cdcview'@'localhost' IDENTIFIED BY 'cdcview';
-GRANT SELECT, INSERT, UPDATE, DELETE, ALTER ON shop.* TO 'cdcview'@'%';
-GRANT SELECT, INSERT, UPDATE, DELETE, ALTER ON shop.* TO 'cdcview'@'localhost';
+-- CREATE TEMPORARY TABLES: the end-to-end tests load the status events into
+-- a session's temporary table to compute the whole view in SQL.
+GRANT SELECT, INSERT, UPDATE, DELETE, ALTER, CREATE TEMPORARY TABLES ON shop.* TO 'cdcview'@'%';
+GRANT SELECT, INSERT, UPDATE, DELETE, ALTER, CREATE TEMPORARY TABLES ON shop.* TO 'cdcview'@'localhost';
