@@ -758,16 +758,21 @@ async fn assert_resumed_from_the_snapshot() -> u64 {
     applied
 }
 
-/// A graceful stop (SIGTERM) in the middle of DML waits for the sink to
-/// write what it holds, so the next start finds the table at the snapshot
-/// and rewrites none of it.
+/// A graceful stop (SIGTERM) in the middle of DML, with a change-stream
+/// client connected, waits for the sink to write what it holds, so the next
+/// start finds the table at the snapshot and rewrites none of it.
 #[tokio::test]
 #[ignore = "needs the running stack: scripts/test.sh"]
 async fn restart_after_a_graceful_stop_rewrites_nothing() {
     for _ in 0..fault_repeats() {
+        // An open change stream must not keep the stop from saving and flushing.
+        let listener = reqwest::get(format!("{}/order_details_mv/changes", api())).await.unwrap();
         let dml = tokio::spawn(random_dml(150));
         tokio::time::sleep(Duration::from_millis(300)).await;
+        let stopping = Instant::now();
         start_sh(&["stop-part", "cdcview"]).await;
+        assert!(stopping.elapsed() < Duration::from_secs(15), "the stop took {:?}: it waited for the change stream", stopping.elapsed());
+        drop(listener);
         dml.await.unwrap();
         let back = Instant::now();
         start_sh(&["start-part", "cdcview"]).await;

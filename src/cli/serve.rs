@@ -10,6 +10,9 @@ use crate::api::{self, AppState};
 use crate::config::ServeConfig;
 use crate::pipeline::{self, Shared};
 
+/// How long a graceful stop waits for open HTTP requests to finish.
+const HTTP_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
+
 pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -38,7 +41,26 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
 
     tracing::info!(listen = %cfg.listen, brokers = %cfg.brokers, "serving order_details_mv");
     let router = api::router(AppState::new(shared, mysql));
-    api::serve(listener, router, shutdown_signal()).await.context("HTTP server failed")?;
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut http = tokio::spawn(api::serve(listener, router, async {
+        let _ = http_stopped.await;
+    }));
+    tokio::select! {
+        ended = &mut http => ended.context("HTTP server task failed")?.context("HTTP server failed")?,
+        () = shutdown_signal() => {
+            let _ = stop_http.send(());
+            // Change-stream clients keep their connections open: give open
+            // requests a moment, then go on, so that the pipeline and the
+            // sink still get to save and flush within the stop timeout.
+            match tokio::time::timeout(HTTP_DRAIN, &mut http).await {
+                Ok(ended) => ended.context("HTTP server task failed")?.context("HTTP server failed")?,
+                Err(_) => {
+                    tracing::info!(waited_secs = HTTP_DRAIN.as_secs(), "HTTP connections still open (change streams); closing them");
+                    http.abort();
+                }
+            }
+        }
+    }
     stop.store(true, Ordering::Relaxed);
     // The pipeline saves its last snapshot and drops the sink's channel as it ends.
     let _ = tokio::task::spawn_blocking(move || pipeline.join()).await;
