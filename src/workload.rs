@@ -1,7 +1,11 @@
 //! Generated shop states and change streams, for benchmarks and load tests.
 
+use fake::faker::address::en::{BuildingNumber, CityName, CountryName, StateName, StreetName, ZipCode};
+use fake::faker::name::en::{FirstName, LastName};
+use fake::Fake;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Zipf};
 use rust_decimal::Decimal;
 use smol_str::format_smolstr;
 
@@ -16,11 +20,29 @@ pub struct Sizes {
     pub events: i64,
 }
 
+/// Which stream of changes follows the initial state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mix {
+    /// Updates of items, orders and users, status events, new addresses, item
+    /// moves and deletes, on uniformly drawn keys; short text; no user, order
+    /// or address is ever created or deleted.
+    Steady,
+    /// A shop's day: inserts and deletes of every table, updates, status
+    /// events, on Zipf-skewed keys (s = 1.1: a few hot users and orders);
+    /// names, e-mails, addresses and item names of realistic length (made by
+    /// `fake`, mostly over the 23 bytes kept inline); and about one change in
+    /// eight a no-op for the view (a rewrite of a row with the same values, a
+    /// status event older than the order's newest).
+    Churn,
+}
+
 /// Keeps the current rows so that updates and deletes carry a true `before`.
 pub struct Workload {
     rng: StdRng,
     sizes: Sizes,
+    mix: Mix,
     users: Vec<Option<User>>,
+    addresses: Vec<Option<Address>>,
     orders: Vec<Option<Order>>,
     items: Vec<Option<Item>>,
     next_address: i64,
@@ -28,12 +50,28 @@ pub struct Workload {
     offsets: [i64; 5],
 }
 
+/// Picks an index below `len`, most often a low one (Zipf, s = 1.1).
+fn zipf_index(rng: &mut StdRng, len: usize) -> usize {
+    let zipf = Zipf::new(len.max(1) as f64, 1.1).expect("n >= 1 and s > 0");
+    (zipf.sample(rng) as usize).clamp(1, len.max(1)) - 1
+}
+
+const ADJECTIVES: [&str; 8] = ["Ergonomic", "Rustic", "Sleek", "Practical", "Handcrafted", "Incredible", "Refined", "Licensed"];
+const MATERIALS: [&str; 8] = ["Granite", "Cotton", "Steel", "Wooden", "Rubber", "Frozen", "Plastic", "Bronze"];
+const PRODUCTS: [&str; 8] = ["Keyboard", "Chair", "Table", "Shoes", "Gloves", "Pizza", "Bicycle", "Computer"];
+
 impl Workload {
     pub fn new(sizes: Sizes, seed: u64) -> Self {
+        Self::with_mix(sizes, seed, Mix::Steady)
+    }
+
+    pub fn with_mix(sizes: Sizes, seed: u64, mix: Mix) -> Self {
         Workload {
             rng: StdRng::seed_from_u64(seed),
             sizes,
+            mix,
             users: Vec::new(),
+            addresses: Vec::new(),
             orders: Vec::new(),
             items: Vec::new(),
             next_address: 1,
@@ -49,17 +87,30 @@ impl Workload {
     }
 
     fn user(&mut self, id: i64) -> User {
-        User {
-            user_id: id,
-            name: format_smolstr!("User {id}"),
-            email: format_smolstr!("user{id}@example.com"),
-            phone: Some(format_smolstr!("555{:07}", self.rng.random_range(0..10_000_000))),
+        let phone = Some(format_smolstr!("555{:07}", self.rng.random_range(0..10_000_000)));
+        if self.mix == Mix::Churn {
+            let (first, last): (String, String) = (FirstName().fake_with_rng(&mut self.rng), LastName().fake_with_rng(&mut self.rng));
+            let email = format_smolstr!("{}.{}{id}@example.com", first.to_lowercase(), last.to_lowercase());
+            return User { user_id: id, name: format_smolstr!("{first} {last}"), email, phone };
         }
+        User { user_id: id, name: format_smolstr!("User {id}"), email: format_smolstr!("user{id}@example.com"), phone }
     }
 
     fn address(&mut self, user_id: i64) -> Address {
         let id = self.next_address;
         self.next_address += 1;
+        if self.mix == Mix::Churn {
+            let rng = &mut self.rng;
+            return Address {
+                address_id: id,
+                user_id,
+                street: format_smolstr!("{} {}", BuildingNumber().fake_with_rng::<String, _>(rng), StreetName().fake_with_rng::<String, _>(rng)),
+                city: CityName().fake_with_rng::<String, _>(rng).into(),
+                state: Some(StateName().fake_with_rng::<String, _>(rng).into()),
+                postal_code: Some(ZipCode().fake_with_rng::<String, _>(rng).into()),
+                country: CountryName().fake_with_rng::<String, _>(rng).into(),
+            };
+        }
         Address {
             address_id: id,
             user_id,
@@ -84,10 +135,17 @@ impl Workload {
     }
 
     fn item(&mut self, id: i64) -> Item {
+        let name = match self.mix {
+            Mix::Steady => format_smolstr!("Sleek Cotton Thing {}", id % 100),
+            Mix::Churn => {
+                let r = &mut self.rng;
+                format_smolstr!("{} {} {}", ADJECTIVES[r.random_range(0..8)], MATERIALS[r.random_range(0..8)], PRODUCTS[r.random_range(0..8)])
+            }
+        };
         Item {
             id,
             order_id: Some(self.rng.random_range(1..=self.sizes.orders)),
-            name: Some(format_smolstr!("Sleek Cotton Thing {}", id % 100)),
+            name: Some(name),
             quantity: Some(self.rng.random_range(1..10)),
             price: Decimal::new(self.rng.random_range(100..10_000), 2),
         }
@@ -113,6 +171,7 @@ impl Workload {
             self.users.push(Some(u.clone()));
             out.push(self.at(0, TableChange::Users(RowChange::insert(u))));
             let a = self.address(id);
+            self.addresses.push(Some(a.clone()));
             out.push(self.at(1, TableChange::Addresses(RowChange::insert(a))));
         }
         for id in 1..=s.orders {
@@ -132,9 +191,135 @@ impl Workload {
         out
     }
 
-    /// One change of the mixed stream: item and order updates, status
-    /// events, new addresses, user updates, item moves, deletes and re-inserts.
+    /// One change of the chosen mix.
     pub fn next_change(&mut self) -> Change {
+        match self.mix {
+            Mix::Steady => self.next_steady(),
+            Mix::Churn => self.next_churn(),
+        }
+    }
+
+    /// Inserts `new` at a new id (`rows.len() + 1`) when `idx` is `None`, or
+    /// updates (`Some(new)`) or deletes (`None`) the row at `idx`; the change
+    /// with its true `before`. `None` when the row to delete is gone already.
+    fn row_change<R: Clone>(rows: &mut Vec<Option<R>>, idx: Option<usize>, new: Option<R>) -> Option<RowChange<R>> {
+        match (idx, new) {
+            (None, Some(new)) => {
+                rows.push(Some(new.clone()));
+                Some(RowChange::insert(new))
+            }
+            (Some(i), Some(new)) => Some(match rows[i].replace(new.clone()) {
+                Some(old) => RowChange::update(old, new),
+                None => RowChange::insert(new),
+            }),
+            (Some(i), None) => rows[i].take().map(RowChange::delete),
+            (None, None) => unreachable!("a delete names its row"),
+        }
+    }
+
+    /// One change of [`Mix::Churn`].
+    fn next_churn(&mut self) -> Change {
+        loop {
+            if let Some(change) = self.try_churn() {
+                return change;
+            }
+        }
+    }
+
+    /// A change of [`Mix::Churn`], or `None` when the row it drew is gone.
+    fn try_churn(&mut self) -> Option<Change> {
+        let roll = self.rng.random_range(0..100);
+        let (users, orders, items) = (self.users.len(), self.orders.len(), self.items.len());
+        let r = &mut self.rng;
+        let (hot_user, hot_order, hot_item) = (zipf_index(r, users), zipf_index(r, orders), zipf_index(r, items));
+        match roll {
+            // Items: updates, inserts into a (hot) order, deletes.
+            0..18 => {
+                let mut new = self.item(hot_item as i64 + 1);
+                new.order_id = self.items[hot_item].as_ref().and_then(|i| i.order_id).or(new.order_id);
+                let change = Self::row_change(&mut self.items, Some(hot_item), Some(new))?;
+                Some(self.at(3, TableChange::Items(change)))
+            }
+            18..28 => {
+                let mut new = self.item(items as i64 + 1);
+                new.order_id = Some(hot_order as i64 + 1);
+                let change = Self::row_change(&mut self.items, None, Some(new))?;
+                Some(self.at(3, TableChange::Items(change)))
+            }
+            28..33 => {
+                let change = Self::row_change(&mut self.items, Some(hot_item), None)?;
+                Some(self.at(3, TableChange::Items(change)))
+            }
+            // Orders: status and total updates, new orders of hot users, deletes.
+            33..43 => {
+                let mut new = self.order(hot_order as i64 + 1);
+                new.user_id = self.orders[hot_order].as_ref().map_or(hot_user as i64 + 1, |o| o.user_id);
+                let change = Self::row_change(&mut self.orders, Some(hot_order), Some(new))?;
+                Some(self.at(2, TableChange::Orders(change)))
+            }
+            43..49 => {
+                let mut new = self.order(orders as i64 + 1);
+                new.user_id = hot_user as i64 + 1;
+                let change = Self::row_change(&mut self.orders, None, Some(new))?;
+                Some(self.at(2, TableChange::Orders(change)))
+            }
+            49..51 => {
+                let change = Self::row_change(&mut self.orders, Some(hot_order), None)?;
+                Some(self.at(2, TableChange::Orders(change)))
+            }
+            // Status events of hot orders, newer than the order's own time.
+            51..66 => {
+                let mut e = self.event();
+                e.order_id = hot_order as i64 + 1;
+                Some(self.at(4, TableChange::Status(e)))
+            }
+            // Addresses: new ones of hot users, deletes.
+            66..70 => {
+                let a = self.address(hot_user as i64 + 1);
+                let change = Self::row_change(&mut self.addresses, None, Some(a))?;
+                Some(self.at(1, TableChange::Addresses(change)))
+            }
+            70..72 => {
+                let idx = zipf_index(&mut self.rng, self.addresses.len());
+                let change = Self::row_change(&mut self.addresses, Some(idx), None)?;
+                Some(self.at(1, TableChange::Addresses(change)))
+            }
+            // Users: updates, sign-ups (with an address), deletions.
+            72..80 => {
+                let new = self.user(hot_user as i64 + 1);
+                let change = Self::row_change(&mut self.users, Some(hot_user), Some(new))?;
+                Some(self.at(0, TableChange::Users(change)))
+            }
+            80..86 => {
+                let new = self.user(users as i64 + 1);
+                let change = Self::row_change(&mut self.users, None, Some(new))?;
+                Some(self.at(0, TableChange::Users(change)))
+            }
+            86..88 => {
+                let change = Self::row_change(&mut self.users, Some(hot_user), None)?;
+                Some(self.at(0, TableChange::Users(change)))
+            }
+            // No-ops for the view: a row written again unchanged, an old event.
+            88..94 => {
+                let o = self.orders[hot_order].clone()?;
+                Some(self.at(2, TableChange::Orders(RowChange::update(o.clone(), o))))
+            }
+            94..97 => {
+                let i = self.items[hot_item].clone()?;
+                Some(self.at(3, TableChange::Items(RowChange::update(i.clone(), i))))
+            }
+            _ => {
+                let mut e = self.event();
+                e.order_id = hot_order as i64 + 1;
+                e.updated_at = Timestamp(1_000_000); // long before any order
+                Some(self.at(4, TableChange::Status(e)))
+            }
+        }
+    }
+
+    /// One change of [`Mix::Steady`]: item and order updates, status events,
+    /// new addresses, user updates, item moves, deletes and re-inserts.
+    fn next_steady(&mut self) -> Change {
         let roll = self.rng.random_range(0..100);
         match roll {
             0..25 => {

@@ -9,7 +9,7 @@ mod freshness;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::engine::{IncrementalView, OrderDetailsView};
-use crate::workload::{Sizes, Workload};
+use crate::workload::{Mix, Sizes, Workload};
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -59,6 +59,11 @@ pub struct EngineArgs {
     pub batch: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Which stream follows the initial state (see `Mix`): `steady` (updates on
+    /// uniform keys, short text) or `churn` (inserts and deletes of every
+    /// table, Zipf-skewed keys, realistic text, a share of no-ops).
+    #[arg(long, value_enum, default_value_t = Mix::Steady)]
+    pub mix: Mix,
     /// Afterwards, save a state snapshot into this folder and time saving it
     /// and restoring a view from it (what a restart of `cdcview serve` does).
     #[arg(long)]
@@ -80,12 +85,12 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
 fn engine(args: EngineArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.batch > 0 && args.users > 0 && args.orders > 0 && args.items > 0, "sizes and --batch must be positive");
     let sizes = Sizes { users: args.users, orders: args.orders, items: args.items, events: args.events };
-    let mut workload = Workload::new(sizes, args.seed);
+    let mut workload = Workload::with_mix(sizes, args.seed, args.mix);
     let mut engine = OrderDetailsView::new();
     // As `serve` runs its view (see `crate::memory`).
     crate::memory::keep_freed();
 
-    eprintln!("building the initial state: {sizes:?}");
+    eprintln!("building the initial state: {sizes:?}, then the {:?} mix", args.mix);
     let initial = workload.initial();
     let n_initial = initial.len();
     let t = Instant::now();
