@@ -14,21 +14,7 @@ use cdcview::source::Record;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 /// The writer schema Debezium's AvroConverter registers for shop.orders.
-const ORDERS_SCHEMA: &str = r#"{"type":"record","name":"Envelope","namespace":"mysql.shop.orders","fields":[
- {"name":"before","type":["null",{"type":"record","name":"Value","fields":[
-   {"name":"order_id","type":"int"},
-   {"name":"user_id","type":"int"},
-   {"name":"total","type":{"type":"bytes","scale":2,"precision":10,"connect.version":1,
-      "connect.parameters":{"scale":"2","connect.decimal.precision":"10"},
-      "connect.name":"org.apache.kafka.connect.data.Decimal","logicalType":"decimal"}},
-   {"name":"order_date","type":["null",{"type":"string","connect.version":1,"connect.name":"io.debezium.time.ZonedTimestamp"}],"default":null},
-   {"name":"order_status","type":["null","string"],"default":null},
-   {"name":"updated_date","type":["null",{"type":"string","connect.version":1,"connect.name":"io.debezium.time.ZonedTimestamp"}],"default":null}
-  ],"connect.name":"mysql.shop.orders.Value"}],"default":null},
- {"name":"after","type":["null","Value"],"default":null},
- {"name":"op","type":"string"},
- {"name":"ts_ms","type":["null","long"],"default":null}
-],"connect.name":"mysql.shop.orders.Envelope"}"#;
+const ORDERS_SCHEMA: &str = include_str!("../tests/fixtures/avro/orders.schema.json");
 
 fn fixture(path: &str) -> Vec<u8> {
     std::fs::read(format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()

@@ -11,45 +11,11 @@ use cdcview::error::DecodeReason;
 use cdcview::source::Record;
 
 /// The writer schema Debezium's AvroConverter registers for shop.orders.
-const ORDERS_SCHEMA: &str = r#"{"type":"record","name":"Envelope","namespace":"mysql.shop.orders","fields":[
- {"name":"before","type":["null",{"type":"record","name":"Value","fields":[
-   {"name":"order_id","type":"int"},
-   {"name":"user_id","type":"int"},
-   {"name":"total","type":{"type":"bytes","scale":2,"precision":10,"connect.version":1,
-      "connect.parameters":{"scale":"2","connect.decimal.precision":"10"},
-      "connect.name":"org.apache.kafka.connect.data.Decimal","logicalType":"decimal"}},
-   {"name":"order_date","type":["null",{"type":"string","connect.version":1,"connect.name":"io.debezium.time.ZonedTimestamp"}],"default":null},
-   {"name":"order_status","type":["null","string"],"default":null},
-   {"name":"updated_date","type":["null",{"type":"string","connect.version":1,"connect.name":"io.debezium.time.ZonedTimestamp"}],"default":null}
-  ],"connect.name":"mysql.shop.orders.Value"}],"default":null},
- {"name":"after","type":["null","Value"],"default":null},
- {"name":"op","type":"string"},
- {"name":"ts_ms","type":["null","long"],"default":null}
-],"connect.name":"mysql.shop.orders.Envelope"}"#;
+const ORDERS_SCHEMA: &str = include_str!("fixtures/avro/orders.schema.json");
 
 /// Serves `/schemas/ids/7` on a free port from a thread of its own; returns the URL.
 fn registry() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async move {
-            listener.set_nonblocking(true).unwrap();
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let app = axum::Router::new().route(
-                "/schemas/ids/{id}",
-                axum::routing::get(|axum::extract::Path(id): axum::extract::Path<u32>| async move {
-                    if id == 7 {
-                        Ok(axum::Json(serde_json::json!({ "schema": ORDERS_SCHEMA })))
-                    } else {
-                        Err(axum::http::StatusCode::NOT_FOUND)
-                    }
-                }),
-            );
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    format!("http://{addr}")
+    switchable_registry(Arc::new(std::sync::atomic::AtomicBool::new(true)))
 }
 
 fn row(order_id: i32, unscaled: &[u8], status: &str) -> Avro {
