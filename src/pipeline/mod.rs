@@ -143,8 +143,9 @@ pub fn run(cfg: PipelineConfig, shared: Arc<Shared>, sink: Option<mpsc::Unbounde
 struct Retries {
     /// Held streams and when to read them again.
     due: HashMap<u32, Instant>,
-    /// The backoff each stream last waited, kept until it makes progress.
-    backoff: HashMap<u32, Duration>,
+    /// The backoff each stream last waited and the offset it was held at,
+    /// kept until the stream reads past that offset.
+    backoff: HashMap<u32, (Duration, i64)>,
 }
 
 impl Retries {
@@ -152,11 +153,12 @@ impl Retries {
     const MAX: Duration = Duration::from_secs(10);
 
     fn hold(&mut self, source: &mut KafkaSource, failures: Vec<(u32, DecodeError)>) {
-        // Streams that got through a batch without failing are well again.
+        // A stream read past the record it was held at decoded it: well again.
         let failed: std::collections::HashSet<u32> = failures.iter().map(|(stream, _)| *stream).collect();
-        self.backoff.retain(|stream, _| failed.contains(stream) || self.due.contains_key(stream));
+        let progress = source.progress();
+        self.backoff.retain(|stream, (_, at)| failed.contains(stream) || progress[*stream as usize].next_offset <= *at);
         for (stream, e) in failures {
-            let backoff = self.backoff.get(&stream).map_or(Self::FIRST, |b| (*b * 2).min(Self::MAX));
+            let backoff = self.backoff.get(&stream).map_or(Self::FIRST, |(b, _)| (*b * 2).min(Self::MAX));
             tracing::warn!(
                 topic = %e.topic, partition = e.partition, offset = e.offset, retry_in_ms = backoff.as_millis() as u64, reason = %e.reason,
                 "cannot decode this record for now; the partition waits and reads it again"
@@ -164,7 +166,7 @@ impl Retries {
             if let Err(err) = source.hold(stream, e.offset, e.reason.to_string()) {
                 tracing::error!(error = %err, topic = %e.topic, partition = e.partition, "cannot hold the partition");
             }
-            self.backoff.insert(stream, backoff);
+            self.backoff.insert(stream, (backoff, e.offset));
             self.due.insert(stream, Instant::now() + backoff);
         }
     }
