@@ -149,10 +149,6 @@ impl TxAssembler {
         self.reading.iter().map(|(&stream, &(_, end))| (stream, end)).collect()
     }
 
-    fn reached(&self, horizon: &[(u32, i64)]) -> bool {
-        horizon.iter().all(|(stream, end)| self.reading.get(stream).is_none_or(|(next, _)| next >= end))
-    }
-
     /// The transactions released most recently, oldest first, for a snapshot.
     pub fn released_ids(&self) -> impl Iterator<Item = &TxId> {
         self.released.iter()
@@ -238,12 +234,11 @@ impl TxAssembler {
     /// waited behind it; then gives up on any transaction older than the
     /// timeout.
     pub fn release(&mut self, now: Instant, out: &mut Vec<Change>) {
-        let caught_up: Vec<TxId> =
-            self.open.iter().filter(|(_, o)| o.caught_up.is_none() && self.reached(&o.horizon)).map(|(id, _)| id.clone()).collect();
-        for id in caught_up {
-            if let Some(open) = self.open.get_mut(&id) {
-                open.caught_up = Some(now);
-            }
+        // Start the timeout of every transaction whose horizon has been read up to.
+        let reading = &self.reading;
+        let reached = |horizon: &[(u32, i64)]| horizon.iter().all(|(stream, end)| reading.get(stream).is_none_or(|(next, _)| next >= end));
+        for open in self.open.values_mut().filter(|o| o.caught_up.is_none() && reached(&o.horizon)) {
+            open.caught_up = Some(now);
         }
         loop {
             let mut committed = false;
