@@ -1094,7 +1094,10 @@ async fn schema_changes_while_running_keep_the_view_exact() {
     let (coupon, nickname) = (format!("coupon_{column}"), format!("nickname_{column}"));
     db.query_drop(format!("ALTER TABLE orders ADD COLUMN {coupon} VARCHAR(20) NULL")).await.unwrap();
     db.query_drop(format!("ALTER TABLE users ADD COLUMN {nickname} VARCHAR(20) NULL")).await.unwrap();
-    let user: u64 = db.query_first("SELECT MIN(user_id) FROM users").await.unwrap().unwrap();
+    // A user of its own: random_dml, run by other tests at the same time,
+    // rewrites the phones of seeded users (not of `e2e` ones).
+    db.exec_drop("INSERT INTO users (name, email, phone) VALUES ('E2E Schema', ?, '5550100')", (format!("e2e-schema{column}@example.com"),)).await.unwrap();
+    let user = db.last_insert_id().unwrap();
     db.exec_drop(format!("INSERT INTO orders (user_id, total, {coupon}) VALUES (?, '7.00', 'SAVE10')"), (user,)).await.unwrap();
     let order = db.last_insert_id().unwrap();
     db.exec_drop(format!("UPDATE users SET {nickname} = 'Nick' WHERE user_id = ?"), (user,)).await.unwrap();
