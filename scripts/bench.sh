@@ -7,7 +7,8 @@
 #   The engine part runs on generated data: alone, it starts no stack.
 # Environment: CDCVIEW_BENCH_USERS (100000: users seeded, about 2 orders each),
 #   CDCVIEW_BENCH_SECONDS (60: length of each freshness and throughput run),
-#   CDCVIEW_BENCH_OUT (.state/bench), CDCVIEW_BENCH_REPLAY (no; yes also times
+#   CDCVIEW_BENCH_OUT (.state/bench), CDCVIEW_BENCH_RUNS (3: interleaved runs of
+#   each engine in the differential-dataflow comparison), CDCVIEW_BENCH_REPLAY (no; yes also times
 #   a restart without the snapshot, about 2 more minutes), plus the settings
 #   of start.sh.
 set -euo pipefail
@@ -45,15 +46,19 @@ rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$(cdcview_pid)/status"; }
 part_engine() {
     say "engine alone (cdcview bench engine)"
     "$BIN" bench engine | tee "$OUT/engine.txt"
-    say "the same view and workload in differential-dataflow (benches/differential)"
+    say "cdcview's engine and differential-dataflow on the same changes, interleaved (benches/differential)"
     # Not --locked: its lock file follows cdcview's dependencies, which change more often.
     cargo build --release --quiet --manifest-path "$ROOT/benches/differential/Cargo.toml" --target-dir "$ROOT/target/differential"
-    "$ROOT/target/differential/release/cdcview-differential" | tee "$OUT/engine-differential.txt"
-    python3 - "$OUT/engine.txt" "$OUT/engine-differential.txt" <<'PY' | tee -a "$OUT/engine.txt"
-import re, sys
-rate = lambda path: float(re.search(r"= (\d+) changes/s", open(path).read()).group(1))
-print(f"ratio: cdcview {rate(sys.argv[1]) / rate(sys.argv[2]):.1f}x differential-dataflow on the same changes")
-PY
+    local twin=$ROOT/target/differential/release/cdcview-differential runs=${CDCVIEW_BENCH_RUNS:-3} mix
+    for mix in steady churn; do
+        : > "$OUT/engine-vs-differential-$mix.txt"
+        for _ in $(seq "$runs"); do
+            for engine in cdcview differential; do
+                "$twin" --engine "$engine" --mix "$mix" | tee -a "$OUT/engine-vs-differential-$mix.txt"
+            done
+        done
+        python3 "$ROOT/scripts/engine_ratio.py" "$OUT/engine-vs-differential-$mix.txt" | tee -a "$OUT/engine.txt"
+    done
 }
 
 part_freshness() {

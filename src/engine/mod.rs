@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 pub use dedup::Deduplicator;
 pub use idmap::IdMap;
-pub use order_details::{format_address, EngineState, OrderDetails, OrderDetailsView};
+pub use order_details::{format_address, item_line, sql_exact, EngineState, OrderDetails, OrderDetailsView};
 
 use crate::change::Change;
 

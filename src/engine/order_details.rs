@@ -132,11 +132,21 @@ fn line_total(item: &Item) -> Option<Decimal> {
     item.quantity.map(|q| sql_exact(Decimal::from(q) * item.price, item.price.scale()))
 }
 
+/// An item's rendered line (`name (Qty: q, Price: p, Total: t)`, absent when
+/// name or quantity is NULL) and its line total, as the view shows them.
+/// For other engines fed the same changes (the differential-dataflow twin in
+/// `benches/differential`), so that both render items alike.
+pub fn item_line(item: &Item) -> (Option<String>, Option<Decimal>) {
+    let total = line_total(item);
+    let mut line = String::new();
+    (write_item_line(&mut line, item, total).then_some(line), total)
+}
+
 /// `d` as SQL writes an exact numeric of `scale` digits after the point:
 /// rust_decimal drops the scale of a zero product (`0 × 1.50` is `0`, where
 /// MySQL and PostgreSQL write `0.00`) and keeps a negative zero (`-1 × 0.00`),
 /// which SQL does not have.
-pub(crate) fn sql_exact(mut d: Decimal, scale: u32) -> Decimal {
+pub fn sql_exact(mut d: Decimal, scale: u32) -> Decimal {
     if d.scale() < scale {
         d.rescale(scale);
     }
