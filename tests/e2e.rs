@@ -1096,7 +1096,9 @@ async fn schema_changes_while_running_keep_the_view_exact() {
     db.query_drop(format!("ALTER TABLE users ADD COLUMN {nickname} VARCHAR(20) NULL")).await.unwrap();
     // A user of its own: random_dml, run by other tests at the same time,
     // rewrites the phones of seeded users (not of `e2e` ones).
-    db.exec_drop("INSERT INTO users (name, email, phone) VALUES ('E2E Schema', ?, '5550100')", (format!("e2e-schema{column}@example.com"),)).await.unwrap();
+    db.exec_drop("INSERT INTO users (name, email, phone) VALUES ('E2E Schema', ?, '5550100')", (format!("e2e-schema{column}@example.com"),))
+        .await
+        .unwrap();
     let user = db.last_insert_id().unwrap();
     db.exec_drop(format!("INSERT INTO orders (user_id, total, {coupon}) VALUES (?, '7.00', 'SAVE10')"), (user,)).await.unwrap();
     let order = db.last_insert_id().unwrap();

@@ -174,7 +174,11 @@ struct Inputs {
     status: InputSession<u64, (i64, (i64, i64, Text)), isize>,
 }
 
-fn retract_insert<R, D: timely::ExchangeData + Clone + Ord + std::fmt::Debug>(session: &mut InputSession<u64, D, isize>, change: RowChange<R>, row: impl Fn(R) -> Option<D>) {
+fn retract_insert<R, D: timely::ExchangeData + Clone + Ord + std::fmt::Debug>(
+    session: &mut InputSession<u64, D, isize>,
+    change: RowChange<R>,
+    row: impl Fn(R) -> Option<D>,
+) {
     if let Some(d) = change.before.and_then(&row) {
         session.remove(d);
     }
@@ -186,8 +190,12 @@ fn retract_insert<R, D: timely::ExchangeData + Clone + Ord + std::fmt::Debug>(se
 impl Inputs {
     fn apply(&mut self, change: Change) {
         match change.data {
-            TableChange::Users(c) => retract_insert(&mut self.users, c, |u| Some((u.user_id, UserSide::User { name: u.name, email: u.email, phone: u.phone }))),
-            TableChange::Addresses(c) => retract_insert(&mut self.users, c, |a| Some((a.user_id, UserSide::Address(a.address_id, format_address(&a).into())))),
+            TableChange::Users(c) => {
+                retract_insert(&mut self.users, c, |u| Some((u.user_id, UserSide::User { name: u.name, email: u.email, phone: u.phone })))
+            }
+            TableChange::Addresses(c) => {
+                retract_insert(&mut self.users, c, |a| Some((a.user_id, UserSide::Address(a.address_id, format_address(&a).into()))))
+            }
             TableChange::Orders(c) => retract_insert(&mut self.orders, c, |o| {
                 let cols = OrderCols {
                     order_id: o.order_id,
@@ -297,7 +305,13 @@ struct Outcome {
 impl Outcome {
     fn print(mut self, name: &str, batch: usize) {
         let rate = |d: Duration| self.changes as f64 / d.as_secs_f64();
-        println!("{name}: {} changes in {:.3} s = {:.0} changes/s; {:.0} changes per CPU-second", self.changes, self.wall.as_secs_f64(), rate(self.wall), rate(self.cpu));
+        println!(
+            "{name}: {} changes in {:.3} s = {:.0} changes/s; {:.0} changes per CPU-second",
+            self.changes,
+            self.wall.as_secs_f64(),
+            rate(self.wall),
+            rate(self.cpu)
+        );
         self.latencies.sort_unstable();
         let pct = |p: f64| self.latencies[((self.latencies.len() as f64 * p) as usize).min(self.latencies.len() - 1)];
         println!("batches of {batch}: p50 {:?}, p99 {:?}, max {:?}", pct(0.5), pct(0.99), self.latencies.last().unwrap());
@@ -317,7 +331,9 @@ impl Outcome {
 
 /// The measured stream, generated before the clock starts.
 fn measured_stream(workload: &mut Workload, args: &Args) -> Vec<Vec<Change>> {
-    (0..args.changes.div_ceil(args.batch)).map(|b| (0..args.batch.min(args.changes - b * args.batch)).map(|_| workload.next_change()).collect()).collect()
+    (0..args.changes.div_ceil(args.batch))
+        .map(|b| (0..args.batch.min(args.changes - b * args.batch)).map(|_| workload.next_change()).collect())
+        .collect()
 }
 
 /// cdcview's engine, run as `cdcview bench engine` runs it.
@@ -364,17 +380,21 @@ fn run_differential(args: &Args) -> Outcome {
                 |_user, input, output| output.extend(user_part(input).map(|part| (part, 1))),
                 push_keyed,
             );
-            let orders_with_users = orders
-                .arrange_by_key()
-                .join_core(user_parts, |_user, cols: &OrderCols, part: &UserPart| Some((cols.order_id, OrderSide::Order(cols.clone(), part.clone()))));
+            let orders_with_users = orders.arrange_by_key().join_core(user_parts, |_user, cols: &OrderCols, part: &UserPart| {
+                Some((cols.order_id, OrderSide::Order(cols.clone(), part.clone())))
+            });
             let newest_status = status
                 .reduce(|_order, input, output| output.push((input[input.len() - 1].0.clone(), 1)))
                 .map(|(order, (at, id, status))| (order, OrderSide::Status(at, id, status)));
-            let view = orders_with_users.concat(items).concat(newest_status).arrange_by_key().reduce_abelian::<_, ValBuilder<_, _, _, _>, ValSpine<i64, Row, u64, isize>, _, _>(
-                "OrderDetails",
-                |_order, input, output| output.extend(order_row(input).map(|row| (row, 1))),
-                push_keyed,
-            );
+            let view = orders_with_users
+                .concat(items)
+                .concat(newest_status)
+                .arrange_by_key()
+                .reduce_abelian::<_, ValBuilder<_, _, _, _>, ValSpine<i64, Row, u64, isize>, _, _>(
+                    "OrderDetails",
+                    |_order, input, output| output.extend(order_row(input).map(|row| (row, 1))),
+                    push_keyed,
+                );
             // Each batch of the view's arrangement holds one round's consolidated
             // changes: a key in it is one view row inserted, updated or deleted.
             view.stream
@@ -450,7 +470,13 @@ fn main() {
     let args = parse_args();
     // As cdcview's binary runs its view (see `cdcview::memory`).
     cdcview::memory::keep_freed();
-    eprintln!("{} on {:?}, {:?} mix, {} changes", if args.engine == Engine::Cdcview { "cdcview" } else { "differential-dataflow" }, args.sizes, args.mix, args.changes);
+    eprintln!(
+        "{} on {:?}, {:?} mix, {} changes",
+        if args.engine == Engine::Cdcview { "cdcview" } else { "differential-dataflow" },
+        args.sizes,
+        args.mix,
+        args.changes
+    );
     match args.engine {
         Engine::Cdcview => run_cdcview(&args).print("cdcview", args.batch),
         Engine::Differential => run_differential(&args).print("differential-dataflow", args.batch),
