@@ -26,8 +26,8 @@ say "checking formatting (cargo fmt --check) and lints (cargo clippy --all-targe
 lint=0
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
-cargo fmt --check || lint=$?
-cargo clippy --locked --all-targets -- -D warnings || lint=$?
+cargo fmt --all --check || lint=$?
+cargo clippy --locked --workspace --all-targets -- -D warnings || lint=$?
 say "running the tests (unit, oracle, end to end)"
 # End-to-end tests are #[ignore]d for plain `cargo test`; here the stack runs.
 # The fault tests restart parts of the stack, so they run alone, first;
@@ -36,10 +36,10 @@ say "running the tests (unit, oracle, end to end)"
 report="$ROOT/target/tmp/fault-report.txt"
 rm -f "$report"
 status=0
-cargo nextest run --locked --run-ignored all --no-fail-fast --test-threads 1 -E 'test(restart)' "$@" || status=$?
-cargo nextest run --locked --run-ignored all --no-fail-fast -E 'not test(restart) and not test(backlog)' "$@" || status=$?
+cargo nextest run --locked --workspace --run-ignored all --no-fail-fast --test-threads 1 -E 'test(restart)' "$@" || status=$?
+cargo nextest run --locked --workspace --run-ignored all --no-fail-fast -E 'not test(restart) and not test(backlog)' "$@" || status=$?
 # Last, alone: the backlog test grows the shop by some 16,000 users.
-cargo nextest run --locked --run-ignored all --no-fail-fast -E 'test(backlog)' "$@" || status=$?
+cargo nextest run --locked --workspace --run-ignored all --no-fail-fast -E 'test(backlog)' "$@" || status=$?
 if [ -s "$report" ]; then
     say "faults: how long until the view and the PostgreSQL table were exact again"
     sed 's/^/    /' "$report"

@@ -1,6 +1,7 @@
 //! The command line: one binary, one subcommand per tool.
 
 mod bench;
+mod explain;
 mod push_events;
 mod seed;
 mod serve;
@@ -22,6 +23,8 @@ pub enum Command {
     Seed(seed::SeedArgs),
     /// Produce order status events to Kafka, like the reference push_events.js.
     PushEvents(push_events::PushArgs),
+    /// Load view declarations (SQL) and print the plan each compiles to.
+    Explain(explain::ExplainArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -33,5 +36,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Seed(args) => seed::run(args).await,
         Command::PushEvents(args) => push_events::run(args).await,
         Command::Bench(cmd) => bench::run(cmd).await,
+        Command::Explain(args) => explain::run(args),
     }
 }
