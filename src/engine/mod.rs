@@ -14,6 +14,7 @@ mod dedup;
 mod idmap;
 mod item_list;
 mod order_details;
+pub mod shop_rows;
 
 use std::sync::Arc;
 

@@ -1,0 +1,244 @@
+//! A catalog's views compiled into one graph of operators, and batches of
+//! source changes pushed through it.
+
+use ahash::AHashMap;
+use cdcview_sql::{Catalog, Kind, Plan};
+
+use crate::ops::{self, consolidate, Delta, Distinct, Join, Ranked, Reduce};
+use crate::value::Row;
+
+enum Op {
+    Source,
+    Filter(cdcview_sql::expr::Expr),
+    Map(Vec<cdcview_sql::expr::Expr>),
+    Join(Join),
+    Reduce(Reduce),
+    Ranked(Ranked),
+    Distinct(Distinct),
+}
+
+struct Node {
+    op: Op,
+    inputs: Vec<usize>,
+}
+
+/// A source's rows by primary key: a change replaces what the key had, so
+/// a stale or repeated before-image cannot leave a ghost row.
+struct SourceState {
+    name: String,
+    key: Vec<usize>,
+    node: usize,
+    rows: AHashMap<Row, Row>,
+}
+
+/// A materialized view's rows by key.
+pub struct ViewRows {
+    pub name: String,
+    node: usize,
+    /// Key columns; `None`: the whole row is its own key.
+    pub key: Option<Vec<usize>>,
+    rows: AHashMap<Row, Row>,
+}
+
+impl ViewRows {
+    pub fn get(&self, key: &Row) -> Option<&Row> {
+        self.rows.get(key)
+    }
+
+    pub fn rows(&self) -> impl Iterator<Item = &Row> {
+        self.rows.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    fn key_of(&self, row: &Row) -> Row {
+        match &self.key {
+            Some(key) => key.iter().map(|&c| row[c].clone()).collect(),
+            None => row.clone(),
+        }
+    }
+
+    /// Applies the view's changes of one batch; returns one change per key
+    /// that changed: `(key, before, after)`.
+    fn apply(&mut self, delta: Delta) -> Vec<RowChange> {
+        let mut by_key: AHashMap<Row, (Option<Row>, Option<Row>)> = AHashMap::new();
+        for (row, d) in delta {
+            let key = self.key_of(&row);
+            let entry = by_key.entry(key).or_default();
+            if d < 0 {
+                entry.0 = Some(row);
+            } else {
+                entry.1 = Some(row);
+            }
+        }
+        let mut changes = Vec::with_capacity(by_key.len());
+        for (key, (_, after)) in by_key {
+            let before = match &after {
+                Some(row) => self.rows.insert(key.clone(), row.clone()),
+                None => self.rows.remove(&key),
+            };
+            if before != after {
+                changes.push(RowChange { key, before, after });
+            }
+        }
+        changes.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        changes
+    }
+}
+
+/// One changed row of a materialized view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowChange {
+    pub key: Row,
+    pub before: Option<Row>,
+    pub after: Option<Row>,
+}
+
+/// A change of a source row: the row with this primary key is now `after`
+/// (or gone).
+#[derive(Debug, Clone)]
+pub struct SourceChange {
+    pub source: usize,
+    pub key: Row,
+    pub after: Option<Row>,
+}
+
+pub struct Dataflow {
+    nodes: Vec<Node>,
+    sources: Vec<SourceState>,
+    views: Vec<ViewRows>,
+    /// Each view's (materialized or not) output node, by name.
+    roots: AHashMap<String, usize>,
+}
+
+impl Dataflow {
+    /// Compiles every view of `catalog`; views share their sources and the
+    /// views they read.
+    pub fn new(catalog: &Catalog) -> Self {
+        let mut flow = Dataflow { nodes: Vec::new(), sources: Vec::new(), views: Vec::new(), roots: AHashMap::new() };
+        for relation in catalog.relations() {
+            match &relation.kind {
+                Kind::Source(_) => {
+                    let node = flow.push(Op::Source, Vec::new());
+                    flow.sources.push(SourceState {
+                        name: relation.name.clone(),
+                        key: relation.key.clone().unwrap_or_default(),
+                        node,
+                        rows: AHashMap::new(),
+                    });
+                    flow.roots.insert(relation.name.clone(), node);
+                }
+                Kind::View { plan, materialized } => {
+                    let node = flow.compile(plan);
+                    flow.roots.insert(relation.name.clone(), node);
+                    if *materialized {
+                        flow.views.push(ViewRows { name: relation.name.clone(), node, key: relation.key.clone(), rows: AHashMap::new() });
+                    }
+                }
+            }
+        }
+        flow
+    }
+
+    fn push(&mut self, op: Op, inputs: Vec<usize>) -> usize {
+        self.nodes.push(Node { op, inputs });
+        self.nodes.len() - 1
+    }
+
+    fn compile(&mut self, plan: &Plan) -> usize {
+        match plan {
+            Plan::Get { relation, .. } => self.roots[relation.as_str()],
+            Plan::Filter { input, predicate } => {
+                let i = self.compile(input);
+                self.push(Op::Filter(predicate.clone()), vec![i])
+            }
+            Plan::Map { input, exprs, .. } => {
+                let i = self.compile(input);
+                self.push(Op::Map(exprs.clone()), vec![i])
+            }
+            Plan::Join { kind, left, right, on } => {
+                let (l, r) = (self.compile(left), self.compile(right));
+                self.push(Op::Join(Join::new(*kind, on, right.columns().len())), vec![l, r])
+            }
+            Plan::Reduce { input, group_by, aggregates, .. } => {
+                let i = self.compile(input);
+                debug_assert!(group_by.iter().enumerate().all(|(k, &c)| k == c), "the planner puts the group columns first");
+                self.push(Op::Reduce(Reduce::new(group_by.len(), aggregates.clone())), vec![i])
+            }
+            Plan::RowNumber { input, partition_by, order_by, .. } => {
+                let i = self.compile(input);
+                self.push(Op::Ranked(Ranked::new(partition_by.clone(), order_by.clone(), true)), vec![i])
+            }
+            Plan::TopOne { input, partition_by, order_by } => {
+                let i = self.compile(input);
+                self.push(Op::Ranked(Ranked::new(partition_by.clone(), order_by.clone(), false)), vec![i])
+            }
+            Plan::Distinct { input } => {
+                let i = self.compile(input);
+                self.push(Op::Distinct(Distinct::default()), vec![i])
+            }
+        }
+    }
+
+    /// The position of a source, for [`SourceChange::source`].
+    pub fn source(&self, name: &str) -> Option<usize> {
+        self.sources.iter().position(|s| s.name == name)
+    }
+
+    /// The key columns of a source.
+    pub fn source_key(&self, source: usize) -> &[usize] {
+        &self.sources[source].key
+    }
+
+    pub fn views(&self) -> &[ViewRows] {
+        &self.views
+    }
+
+    /// Applies one batch of source changes; returns each materialized
+    /// view's changed rows (by view, in declaration order).
+    pub fn apply(&mut self, changes: Vec<SourceChange>) -> Vec<Vec<RowChange>> {
+        let mut outputs: Vec<Delta> = (0..self.nodes.len()).map(|_| Vec::new()).collect();
+        for change in changes {
+            let source = &mut self.sources[change.source];
+            let delta = &mut outputs[source.node];
+            let before = match &change.after {
+                Some(row) => source.rows.insert(change.key, row.clone()),
+                None => source.rows.remove(&change.key),
+            };
+            if let Some(before) = before {
+                delta.push((before, -1));
+            }
+            if let Some(after) = change.after {
+                delta.push((after, 1));
+            }
+        }
+        for s in &self.sources {
+            let delta = std::mem::take(&mut outputs[s.node]);
+            outputs[s.node] = consolidate(delta);
+        }
+        for id in 0..self.nodes.len() {
+            let node = &mut self.nodes[id];
+            if matches!(node.op, Op::Source) || node.inputs.iter().all(|&i| outputs[i].is_empty()) {
+                continue;
+            }
+            let input = |k: usize| &outputs[node.inputs[k]];
+            let out = match &mut node.op {
+                Op::Source => unreachable!("skipped above"),
+                Op::Filter(predicate) => ops::filter(input(0), predicate),
+                Op::Map(exprs) => ops::map(input(0), exprs),
+                Op::Join(join) => join.step(input(0), input(1)),
+                Op::Reduce(reduce) => reduce.step(input(0)),
+                Op::Ranked(ranked) => ranked.step(input(0)),
+                Op::Distinct(distinct) => distinct.step(input(0)),
+            };
+            outputs[id] = out;
+        }
+        self.views.iter_mut().map(|v| v.apply(std::mem::take(&mut outputs[v.node]))).collect()
+    }
+}

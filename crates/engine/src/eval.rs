@@ -1,0 +1,406 @@
+//! Evaluating a planned expression over a row, with SQL's rules for NULL,
+//! three-valued logic and exact numerics.
+
+use std::cmp::Ordering;
+
+use cdcview_sql::expr::{BinaryOp, Expr, Func, Literal};
+use cdcview_sql::SqlType;
+use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
+use rust_decimal::Decimal;
+
+use crate::value::{sql_cmp, sql_exact, write_text, Value};
+
+/// A literal as a value of its type.
+pub fn literal(l: &Literal) -> Value {
+    match l {
+        Literal::Null => Value::Null,
+        Literal::Bool(b) => Value::Bool(*b),
+        Literal::Int(i) => Value::Int(*i),
+        Literal::Decimal(d) => d.parse::<Decimal>().map(Value::Decimal).unwrap_or(Value::Null),
+        Literal::Double(f) => Value::Double(*f),
+        Literal::Text(t) => Value::text(t),
+    }
+}
+
+pub fn eval(e: &Expr, row: &[Value]) -> Value {
+    match e {
+        Expr::Column(c) => row[*c].clone(),
+        Expr::Literal(l, _) => literal(l),
+        Expr::Not(x) => match eval(x, row) {
+            Value::Bool(b) => Value::Bool(!b),
+            _ => Value::Null,
+        },
+        Expr::Neg(x) => match eval(x, row) {
+            Value::Int(i) => i.checked_neg().map_or(Value::Null, Value::Int),
+            Value::Decimal(d) => Value::Decimal(sql_exact(-d, d.scale())),
+            Value::Double(f) => Value::Double(-f),
+            _ => Value::Null,
+        },
+        Expr::Binary(op, a, b) => binary(*op, a, b, row),
+        Expr::IsNull { expr, negated } => Value::Bool(eval(expr, row).is_null() != *negated),
+        Expr::InList { expr, list, negated } => {
+            let v = eval(expr, row);
+            if v.is_null() {
+                return Value::Null;
+            }
+            let mut unknown = false;
+            for item in list {
+                match sql_cmp(&v, &eval(item, row)) {
+                    Some(Ordering::Equal) => return Value::Bool(!negated),
+                    None => unknown = true,
+                    _ => {}
+                }
+            }
+            if unknown {
+                Value::Null
+            } else {
+                Value::Bool(*negated)
+            }
+        }
+        Expr::Like { expr, pattern, negated } => match (eval(expr, row), eval(pattern, row)) {
+            (Value::Text(s), Value::Text(p)) => Value::Bool(like(s.as_bytes(), p.as_bytes()) != *negated),
+            _ => Value::Null,
+        },
+        Expr::Case { whens, otherwise } => {
+            for (condition, result) in whens {
+                if matches!(eval(condition, row), Value::Bool(true)) {
+                    return eval(result, row);
+                }
+            }
+            otherwise.as_ref().map_or(Value::Null, |o| eval(o, row))
+        }
+        Expr::Cast(x, ty) => cast(eval(x, row), *ty),
+        Expr::Call(func, args) => call(*func, args, row),
+    }
+}
+
+fn binary(op: BinaryOp, a: &Expr, b: &Expr, row: &[Value]) -> Value {
+    // AND and OR look at both sides even when one is NULL.
+    match op {
+        BinaryOp::And => {
+            return match (eval(a, row), eval(b, row)) {
+                (Value::Bool(false), _) | (_, Value::Bool(false)) => Value::Bool(false),
+                (Value::Bool(true), Value::Bool(true)) => Value::Bool(true),
+                _ => Value::Null,
+            }
+        }
+        BinaryOp::Or => {
+            return match (eval(a, row), eval(b, row)) {
+                (Value::Bool(true), _) | (_, Value::Bool(true)) => Value::Bool(true),
+                (Value::Bool(false), Value::Bool(false)) => Value::Bool(false),
+                _ => Value::Null,
+            }
+        }
+        _ => {}
+    }
+    let (x, y) = (eval(a, row), eval(b, row));
+    if x.is_null() || y.is_null() {
+        return Value::Null;
+    }
+    match op {
+        BinaryOp::Eq => cmp_is(&x, &y, |o| o == Ordering::Equal),
+        BinaryOp::NotEq => cmp_is(&x, &y, |o| o != Ordering::Equal),
+        BinaryOp::Lt => cmp_is(&x, &y, |o| o == Ordering::Less),
+        BinaryOp::LtEq => cmp_is(&x, &y, |o| o != Ordering::Greater),
+        BinaryOp::Gt => cmp_is(&x, &y, |o| o == Ordering::Greater),
+        BinaryOp::GtEq => cmp_is(&x, &y, |o| o != Ordering::Less),
+        BinaryOp::Concat => {
+            let mut out = String::new();
+            write_text(&x, &mut out);
+            write_text(&y, &mut out);
+            Value::text(&out)
+        }
+        _ => arithmetic(op, x, y),
+    }
+}
+
+fn cmp_is(x: &Value, y: &Value, test: impl Fn(Ordering) -> bool) -> Value {
+    sql_cmp(x, y).map_or(Value::Null, |o| Value::Bool(test(o)))
+}
+
+fn as_decimal(v: &Value) -> Option<Decimal> {
+    match v {
+        Value::Int(i) => Some(Decimal::from(*i)),
+        Value::Decimal(d) => Some(*d),
+        _ => None,
+    }
+}
+
+fn as_double(v: &Value) -> Option<f64> {
+    match v {
+        Value::Int(i) => Some(*i as f64),
+        Value::Decimal(d) => d.to_f64(),
+        Value::Double(f) => Some(*f),
+        _ => None,
+    }
+}
+
+/// `+ - * /` with SQL's result types: integers stay integers (a quotient
+/// truncates), exact numerics keep the scale SQL gives them, a double wins.
+fn arithmetic(op: BinaryOp, x: Value, y: Value) -> Value {
+    match (&x, &y) {
+        (Value::Int(a), Value::Int(b)) => {
+            let r = match op {
+                BinaryOp::Add => a.checked_add(*b),
+                BinaryOp::Sub => a.checked_sub(*b),
+                BinaryOp::Mul => a.checked_mul(*b),
+                _ => a.checked_div(*b),
+            };
+            r.map_or(Value::Null, Value::Int)
+        }
+        (Value::Double(_), _) | (_, Value::Double(_)) => {
+            let (Some(a), Some(b)) = (as_double(&x), as_double(&y)) else { return Value::Null };
+            Value::Double(match op {
+                BinaryOp::Add => a + b,
+                BinaryOp::Sub => a - b,
+                BinaryOp::Mul => a * b,
+                _ => a / b,
+            })
+        }
+        _ => {
+            let (Some(a), Some(b)) = (as_decimal(&x), as_decimal(&y)) else { return Value::Null };
+            let r = match op {
+                BinaryOp::Add => a.checked_add(b).map(|r| sql_exact(r, a.scale().max(b.scale()))),
+                BinaryOp::Sub => a.checked_sub(b).map(|r| sql_exact(r, a.scale().max(b.scale()))),
+                BinaryOp::Mul => a.checked_mul(b).map(|r| sql_exact(r, a.scale() + b.scale())),
+                // PostgreSQL's numeric division: at least 16 significant
+                // digits, and no fewer decimals than either operand.
+                _ => decimal_div(a, b),
+            };
+            r.map_or(Value::Null, Value::Decimal)
+        }
+    }
+}
+
+/// `a / b` as PostgreSQL's numeric division writes it; `None` for a zero divisor.
+pub(crate) fn decimal_div(a: Decimal, b: Decimal) -> Option<Decimal> {
+    let scale = division_scale(a, b);
+    a.checked_div(b).map(|r| sql_exact(r.round_dp(scale), scale))
+}
+
+/// The scale PostgreSQL gives `a / b` (its `select_div_scale`): at least 16
+/// significant digits, estimated from the weights and first digits of the
+/// operands in base 10000, and no fewer decimals than either operand.
+fn division_scale(a: Decimal, b: Decimal) -> u32 {
+    let (weight_a, first_a) = base_10000_lead(a);
+    let (weight_b, first_b) = base_10000_lead(b);
+    let mut qweight = weight_a - weight_b;
+    if first_a <= first_b {
+        qweight -= 1;
+    }
+    let rscale = (16 - qweight * 4).max(a.scale() as i64).max(b.scale() as i64).clamp(0, 28);
+    rscale as u32
+}
+
+/// The weight (position of the first non-zero base-10000 digit, 0 for the
+/// units) and that digit, as PostgreSQL's numeric stores them.
+fn base_10000_lead(d: Decimal) -> (i64, u32) {
+    if d.is_zero() {
+        return (0, 0);
+    }
+    let text = d.abs().to_string();
+    let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+    let int = int.trim_start_matches('0');
+    if !int.is_empty() {
+        let lead = match int.len() % 4 {
+            0 => 4,
+            n => n,
+        };
+        return (((int.len() - 1) / 4) as i64, int[..lead].parse().unwrap_or(0));
+    }
+    let zeros = frac.chars().take_while(|c| *c == '0').count();
+    let group = zeros / 4 * 4;
+    let digits: String = frac.chars().skip(group).chain(std::iter::repeat('0')).take(4).collect();
+    (-((zeros / 4) as i64 + 1), digits.parse().unwrap_or(0))
+}
+
+fn call(func: Func, args: &[Expr], row: &[Value]) -> Value {
+    let arg = |i: usize| eval(&args[i], row);
+    match func {
+        Func::Coalesce => args.iter().map(|a| eval(a, row)).find(|v| !v.is_null()).unwrap_or(Value::Null),
+        Func::Nullif => {
+            let (a, b) = (arg(0), arg(1));
+            if sql_cmp(&a, &b) == Some(Ordering::Equal) {
+                Value::Null
+            } else {
+                a
+            }
+        }
+        Func::Concat => {
+            let mut out = String::new();
+            for a in args {
+                write_text(&eval(a, row), &mut out);
+            }
+            Value::text(&out)
+        }
+        Func::ConcatWs => {
+            let Value::Text(sep) = arg(0) else { return Value::Null };
+            let mut out = String::new();
+            let mut first = true;
+            for a in &args[1..] {
+                let v = eval(a, row);
+                if v.is_null() {
+                    continue;
+                }
+                if !first {
+                    out.push_str(&sep);
+                }
+                first = false;
+                write_text(&v, &mut out);
+            }
+            Value::text(&out)
+        }
+        Func::Lower => text_fn(arg(0), |s| s.to_lowercase()),
+        Func::Upper => text_fn(arg(0), |s| s.to_uppercase()),
+        Func::Trim => text_fn(arg(0), |s| s.trim_matches(' ').to_string()),
+        Func::Length => match arg(0) {
+            Value::Text(s) => Value::Int(s.chars().count() as i64),
+            _ => Value::Null,
+        },
+        Func::ToTimestamp => match as_double(&arg(0)) {
+            Some(secs) if secs.is_finite() => Value::Timestamp((secs * 1_000_000.0).round() as i64),
+            _ => Value::Null,
+        },
+    }
+}
+
+fn text_fn(v: Value, f: impl Fn(&str) -> String) -> Value {
+    match v {
+        Value::Text(s) => Value::text(&f(&s)),
+        _ => Value::Null,
+    }
+}
+
+/// `CAST(v AS ty)`; a value that does not convert is NULL (PostgreSQL
+/// would stop the query; a view cannot, so the row shows NULL).
+pub fn cast(v: Value, ty: SqlType) -> Value {
+    if v.is_null() {
+        return v;
+    }
+    match ty {
+        SqlType::Text => {
+            let mut out = String::new();
+            write_text(&v, &mut out);
+            Value::text(&out)
+        }
+        SqlType::Int => match v {
+            Value::Int(_) => v,
+            Value::Decimal(d) => d.round().to_i64().map_or(Value::Null, Value::Int),
+            Value::Double(f) => Some(f.round()).filter(|f| f.is_finite() && f.abs() < 9.2e18).map_or(Value::Null, |f| Value::Int(f as i64)),
+            Value::Text(s) => s.trim().parse().map_or(Value::Null, Value::Int),
+            Value::Bool(b) => Value::Int(b.into()),
+            _ => Value::Null,
+        },
+        SqlType::Decimal { scale } => {
+            let d = match v {
+                Value::Int(i) => Some(Decimal::from(i)),
+                Value::Decimal(d) => Some(d),
+                Value::Double(f) => Decimal::from_f64(f),
+                Value::Text(s) => s.trim().parse().ok(),
+                _ => None,
+            };
+            match (d, scale) {
+                (Some(d), Some(s)) => Value::Decimal(sql_exact(d.round_dp_with_strategy(s, rust_decimal::RoundingStrategy::MidpointAwayFromZero), s)),
+                (Some(d), None) => Value::Decimal(d),
+                (None, _) => Value::Null,
+            }
+        }
+        SqlType::Double => match v {
+            Value::Text(s) => s.trim().parse().map_or(Value::Null, Value::Double),
+            other => as_double(&other).map_or(Value::Null, Value::Double),
+        },
+        SqlType::Bool => match v {
+            Value::Bool(_) => v,
+            Value::Int(i) => Value::Bool(i != 0),
+            Value::Text(s) => match s.trim().to_lowercase().as_str() {
+                "t" | "true" | "yes" | "on" | "1" => Value::Bool(true),
+                "f" | "false" | "no" | "off" | "0" => Value::Bool(false),
+                _ => Value::Null,
+            },
+            _ => Value::Null,
+        },
+        SqlType::Timestamp => match v {
+            Value::Timestamp(_) => v,
+            Value::Text(s) => parse_timestamp(&s).map_or(Value::Null, Value::Timestamp),
+            _ => Value::Null,
+        },
+    }
+}
+
+fn parse_timestamp(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t.timestamp_micros());
+    }
+    for format in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(t) = chrono::DateTime::parse_from_str(s, format) {
+            return Some(t.timestamp_micros());
+        }
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, format) {
+            return Some(t.and_utc().timestamp_micros());
+        }
+    }
+    None
+}
+
+/// SQL's LIKE: `%` any run, `_` any one character.
+fn like(s: &[u8], p: &[u8]) -> bool {
+    let text: Vec<char> = String::from_utf8_lossy(s).chars().collect();
+    let pattern: Vec<char> = String::from_utf8_lossy(p).chars().collect();
+    let (mut ti, mut pi) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < text.len() {
+        if pi < pattern.len() && (pattern[pi] == '_' || pattern[pi] == text[ti]) {
+            ti += 1;
+            pi += 1;
+        } else if pi < pattern.len() && pattern[pi] == '%' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(sp) = star {
+            pi = sp + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < pattern.len() && pattern[pi] == '%' {
+        pi += 1;
+    }
+    pi == pattern.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_matches_runs_and_single_characters() {
+        assert!(like(b"Alice", b"A%"));
+        assert!(like(b"Alice", b"_lic_"));
+        assert!(!like(b"Alice", b"_lic"));
+        assert!(like(b"", b"%"));
+        assert!(like("Zoë".as_bytes(), "Zo_".as_bytes()));
+    }
+
+    #[test]
+    fn products_and_sums_keep_sqls_scale() {
+        let d = |s: &str| Value::Decimal(s.parse().unwrap());
+        let render = |v: Value| {
+            let mut out = String::new();
+            write_text(&v, &mut out);
+            out
+        };
+        assert_eq!(render(arithmetic(BinaryOp::Mul, Value::Int(0), d("1.50"))), "0.00");
+        assert_eq!(render(arithmetic(BinaryOp::Mul, Value::Int(-1), d("0.00"))), "0.00");
+        assert_eq!(render(arithmetic(BinaryOp::Add, d("1.5"), d("2.25"))), "3.75");
+        assert_eq!(render(arithmetic(BinaryOp::Add, d("1.50"), d("2.50"))), "4.00");
+        assert_eq!(render(arithmetic(BinaryOp::Div, Value::Int(7), Value::Int(2))), "3");
+        // PostgreSQL: SELECT 1.00 / 3, 10 / 4.0, 100000 / 3.0, 0.001 / 7
+        assert_eq!(render(arithmetic(BinaryOp::Div, d("1.00"), Value::Int(3))), "0.33333333333333333333");
+        assert_eq!(render(arithmetic(BinaryOp::Div, Value::Int(10), d("4.0"))), "2.5000000000000000");
+        assert_eq!(render(arithmetic(BinaryOp::Div, Value::Int(100000), d("3.0"))), "33333.333333333333");
+        assert_eq!(render(arithmetic(BinaryOp::Div, d("0.001"), Value::Int(7))), "0.00014285714285714286");
+    }
+}

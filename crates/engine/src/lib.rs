@@ -1,0 +1,22 @@
+//! cdcview's incremental engine: the plans of `cdcview-sql`, run over
+//! batches of source changes.
+//!
+//! ```text
+//! SourceChange (source, key, row or none) --> source state (rows by key) --> Z-set deltas
+//!   --> operators in plan order: Filter, Map, Join/LeftJoin (both sides indexed by
+//!       the join key), Reduce (each group's rows), RowNumber/TopOne (each
+//!       partition in order), Distinct
+//!   --> each materialized view's rows by key --> RowChange (key, before, after)
+//! ```
+//!
+//! Every operator turns the changes of its inputs into the changes of its
+//! output, keeping only the state that needs. The engine knows nothing of
+//! Kafka, HTTP or databases.
+
+pub mod dataflow;
+pub mod eval;
+pub mod ops;
+pub mod value;
+
+pub use dataflow::{Dataflow, RowChange, SourceChange, ViewRows};
+pub use value::{Row, Value};

@@ -1,0 +1,150 @@
+//! Values and rows: what flows between operators.
+
+use std::cmp::Ordering;
+use std::hash::{Hash, Hasher};
+
+use rust_decimal::Decimal;
+use smol_str::SmolStr;
+
+/// One SQL value. Equality is exact representation (an exact numeric's
+/// scale counts: `1.0` and `1.00` are written differently, so they are
+/// different rows); SQL comparison is [`sql_cmp`].
+#[derive(Clone, Debug)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Decimal(Decimal),
+    Double(f64),
+    Text(SmolStr),
+    /// Microseconds since the Unix epoch, UTC.
+    Timestamp(i64),
+}
+
+/// A row: one value per column of the operator's output.
+pub type Row = Vec<Value>;
+
+impl Value {
+    fn rank(&self) -> u8 {
+        match self {
+            Value::Null => 0,
+            Value::Bool(_) => 1,
+            Value::Int(_) => 2,
+            Value::Decimal(_) => 3,
+            Value::Double(_) => 4,
+            Value::Text(_) => 5,
+            Value::Timestamp(_) => 6,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    pub fn text(s: &str) -> Value {
+        Value::Text(SmolStr::new(s))
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Value {}
+
+impl Hash for Value {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u8(self.rank());
+        match self {
+            Value::Null => {}
+            Value::Bool(b) => b.hash(state),
+            Value::Int(i) | Value::Timestamp(i) => i.hash(state),
+            Value::Decimal(d) => {
+                d.mantissa().hash(state);
+                d.scale().hash(state);
+            }
+            Value::Double(f) => f.to_bits().hash(state),
+            Value::Text(t) => t.hash(state),
+        }
+    }
+}
+
+impl PartialOrd for Value {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A total order for state (sorted sets, tie-breaks): by kind, then value;
+/// exact numerics of equal value by scale.
+impl Ord for Value {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (Value::Null, Value::Null) => Ordering::Equal,
+            (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
+            (Value::Int(a), Value::Int(b)) | (Value::Timestamp(a), Value::Timestamp(b)) => a.cmp(b),
+            (Value::Decimal(a), Value::Decimal(b)) => a.cmp(b).then(a.scale().cmp(&b.scale())),
+            (Value::Double(a), Value::Double(b)) => a.total_cmp(b),
+            (Value::Text(a), Value::Text(b)) => a.as_bytes().cmp(b.as_bytes()),
+            (a, b) => a.rank().cmp(&b.rank()),
+        }
+    }
+}
+
+/// SQL's comparison: `None` when either side is NULL; integers and exact
+/// numerics compare by value.
+pub fn sql_cmp(a: &Value, b: &Value) -> Option<Ordering> {
+    Some(match (a, b) {
+        (Value::Null, _) | (_, Value::Null) => return None,
+        (Value::Int(x), Value::Decimal(y)) => Decimal::from(*x).cmp(y),
+        (Value::Decimal(x), Value::Int(y)) => x.cmp(&Decimal::from(*y)),
+        (Value::Decimal(x), Value::Decimal(y)) => x.cmp(y),
+        (Value::Int(x), Value::Double(y)) => (*x as f64).total_cmp(y),
+        (Value::Double(x), Value::Int(y)) => x.total_cmp(&(*y as f64)),
+        (Value::Decimal(x), Value::Double(y)) => f64::try_from(*x).unwrap_or(f64::NAN).total_cmp(y),
+        (Value::Double(x), Value::Decimal(y)) => x.total_cmp(&f64::try_from(*y).unwrap_or(f64::NAN)),
+        (a, b) => a.cmp(b),
+    })
+}
+
+/// `d` as SQL writes an exact numeric of `scale` digits after the point:
+/// rust_decimal drops the scale of a zero product and keeps a negative
+/// zero, which SQL does not have.
+pub fn sql_exact(mut d: Decimal, scale: u32) -> Decimal {
+    if d.scale() < scale {
+        d.rescale(scale);
+    }
+    if d.is_zero() {
+        d.set_sign_positive(true);
+    }
+    d
+}
+
+/// A value as SQL text: what `CAST(x AS TEXT)` and `CONCAT` write
+/// (PostgreSQL's output formats).
+pub fn write_text(v: &Value, out: &mut String) {
+    match v {
+        Value::Null => {}
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
+        Value::Decimal(d) => out.push_str(&d.to_string()),
+        Value::Double(f) => out.push_str(&format_double(*f)),
+        Value::Text(t) => out.push_str(t),
+        Value::Timestamp(t) => match chrono::DateTime::from_timestamp_micros(*t) {
+            Some(ts) => out.push_str(&ts.format("%Y-%m-%d %H:%M:%S%.f+00").to_string()),
+            None => out.push_str(itoa::Buffer::new().format(*t)),
+        },
+    }
+}
+
+fn format_double(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".into()
+    } else if f.is_infinite() {
+        if f > 0.0 { "Infinity" } else { "-Infinity" }.into()
+    } else {
+        format!("{f}")
+    }
+}
