@@ -1,7 +1,7 @@
 //! The command line: one binary, one subcommand per tool.
 
 mod bench;
-mod explain;
+pub(crate) mod explain;
 mod push_events;
 mod seed;
 mod serve;

@@ -64,6 +64,13 @@ pub struct EngineArgs {
     /// table, Zipf-skewed keys, realistic text, a share of no-ops).
     #[arg(long, value_enum, default_value_t = Mix::Steady)]
     pub mix: Mix,
+    /// Which engine maintains the view: the hand-written one (`hand`), or
+    /// the SQL engine running order_details_mv as --views declares it (`sql`).
+    #[arg(long, value_enum, default_value_t = EngineKind::Hand)]
+    pub engine: EngineKind,
+    /// The declarations the SQL engine runs (`--engine sql`).
+    #[arg(long, default_value = "views/shop.sql")]
+    pub views: std::path::PathBuf,
     /// Afterwards, save a state snapshot into this folder and time saving it
     /// and restoring a view from it (what a restart of `cdcview serve` does).
     #[arg(long)]
@@ -75,6 +82,66 @@ pub struct EngineArgs {
     pub keep_snapshot: bool,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineKind {
+    Hand,
+    Sql,
+}
+
+/// What the benchmark drives: a batch of changes in, the number of view
+/// rows that changed out.
+trait BenchEngine {
+    fn apply(&mut self, batch: Vec<crate::change::Change>) -> usize;
+    fn rows(&self) -> usize;
+}
+
+impl BenchEngine for OrderDetailsView {
+    fn apply(&mut self, batch: Vec<crate::change::Change>) -> usize {
+        self.apply_batch(batch).len()
+    }
+    fn rows(&self) -> usize {
+        self.len()
+    }
+}
+
+/// order_details_mv as views/shop.sql declares it, run by the SQL engine.
+struct SqlShop {
+    flow: cdcview_engine::Dataflow,
+    sources: crate::engine::shop_rows::ShopSources,
+}
+
+impl SqlShop {
+    fn load(path: &std::path::Path) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut catalog = cdcview_sql::Catalog::new();
+        catalog.load(&text).map_err(|e| anyhow::anyhow!("{}", super::explain::located(path, &text, &e)))?;
+        let flow = cdcview_engine::Dataflow::new(&catalog);
+        let sources = crate::engine::shop_rows::ShopSources::of(&flow).ok_or_else(|| {
+            anyhow::anyhow!("{} does not declare the shop's sources (users, addresses, orders, order_items, order_updates)", path.display())
+        })?;
+        anyhow::ensure!(
+            flow.views().iter().any(|v| v.name == "order_details_mv"),
+            "{} declares no materialized view order_details_mv",
+            path.display()
+        );
+        Ok(SqlShop { flow, sources })
+    }
+}
+
+impl BenchEngine for SqlShop {
+    fn apply(&mut self, batch: Vec<crate::change::Change>) -> usize {
+        let mut changes = Vec::with_capacity(batch.len() + batch.len() / 4);
+        for change in batch {
+            self.sources.changes(change, &mut changes);
+        }
+        self.flow.apply(changes).iter().map(Vec::len).sum()
+    }
+    fn rows(&self) -> usize {
+        self.flow.views().iter().map(|v| v.len()).sum()
+    }
+}
+
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Engine(args) => tokio::task::spawn_blocking(move || engine(args)).await?,
@@ -84,13 +151,33 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
 
 fn engine(args: EngineArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.batch > 0 && args.users > 0 && args.orders > 0 && args.items > 0, "sizes and --batch must be positive");
+    match args.engine {
+        EngineKind::Hand => {
+            let mut engine = OrderDetailsView::new();
+            drive(&args, &mut engine)?;
+            if let Some(dir) = &args.snapshot_dir {
+                // As `serve` restores a snapshot.
+                crate::memory::hand_back_freed();
+                time_snapshot(dir, &engine, args.keep_snapshot)?;
+            }
+        }
+        EngineKind::Sql => {
+            anyhow::ensure!(args.snapshot_dir.is_none(), "--snapshot-dir is for the hand-written engine");
+            drive(&args, &mut SqlShop::load(&args.views)?)?;
+        }
+    }
+    println!("peak resident memory: {}", peak_rss().map_or("unknown".into(), |kb| format!("{:.0} MiB", kb as f64 / 1024.0)));
+    Ok(())
+}
+
+/// Builds the initial state, then times the measured stream.
+fn drive(args: &EngineArgs, engine: &mut dyn BenchEngine) -> anyhow::Result<()> {
     let sizes = Sizes { users: args.users, orders: args.orders, items: args.items, events: args.events };
     let mut workload = Workload::with_mix(sizes, args.seed, args.mix);
-    let mut engine = OrderDetailsView::new();
     // As `serve` runs its view (see `crate::memory`).
     crate::memory::keep_freed();
 
-    eprintln!("building the initial state: {sizes:?}, then the {:?} mix", args.mix);
+    eprintln!("building the initial state: {sizes:?}, then the {:?} mix, {:?} engine", args.mix, args.engine);
     let initial = workload.initial();
     let n_initial = initial.len();
     let t = Instant::now();
@@ -101,7 +188,7 @@ fn engine(args: EngineArgs) -> anyhow::Result<()> {
         if batch.is_empty() {
             break;
         }
-        engine.apply_batch(batch);
+        engine.apply(batch);
     }
     drop(initial);
     let build = t.elapsed();
@@ -109,7 +196,7 @@ fn engine(args: EngineArgs) -> anyhow::Result<()> {
         "initial state: {n_initial} changes in {:.2} s ({:.0}/s), {} view rows",
         build.as_secs_f64(),
         n_initial as f64 / build.as_secs_f64(),
-        engine.len()
+        engine.rows()
     );
 
     // Generate the stream up front, so that only the engine is timed.
@@ -122,7 +209,7 @@ fn engine(args: EngineArgs) -> anyhow::Result<()> {
     let clock = cpu::CpuClock::now();
     for batch in stream {
         let t = Instant::now();
-        deltas += engine.apply_batch(batch).len();
+        deltas += engine.apply(batch);
         latencies.push(t.elapsed());
         bar.inc(1);
     }
@@ -141,13 +228,7 @@ fn engine(args: EngineArgs) -> anyhow::Result<()> {
         println!("batches of {}: p50 {:?}, p99 {:?}, max {:?}", args.batch, pct(0.50), pct(0.99), latencies.last().unwrap());
         print_cpu_share(args.changes, &spent);
     }
-    println!("view deltas emitted: {deltas}; view rows: {}", engine.len());
-    if let Some(dir) = &args.snapshot_dir {
-        // As `serve` restores a snapshot.
-        crate::memory::hand_back_freed();
-        time_snapshot(dir, &engine, args.keep_snapshot)?;
-    }
-    println!("peak resident memory: {}", peak_rss().map_or("unknown".into(), |kb| format!("{:.0} MiB", kb as f64 / 1024.0)));
+    println!("view deltas emitted: {deltas}; view rows: {}", engine.rows());
     Ok(())
 }
 
