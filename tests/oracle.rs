@@ -11,6 +11,12 @@
 //! new offsets (as Debezium does after a restart), stale before-images, and
 //! in part of the seeds hundreds of rows.
 //!
+//! Two engines are checked: the hand-written one, and the SQL engine running
+//! `views/shop.sql`. The SQL engine's view is also compared, record by
+//! record as PostgreSQL writes them, with PostgreSQL running the views of
+//! `views/shop.sql` themselves over the same rows: the same SQL, evaluated
+//! by another system.
+//!
 //! It needs a PostgreSQL (`CDCVIEW_PG_URL`, as `./start.sh` runs it), so it is
 //! ignored by a plain `cargo test`; `scripts/test.sh` runs it.
 //! `CDCVIEW_ORACLE_CASES` sets how many seeds run (default 1000); a failure
@@ -20,7 +26,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use cdcview::change::{Address, Change, Item, Order, RowChange, SourcePos, StatusEvent, TableChange, Text, Timestamp, User};
-use cdcview::engine::{EngineState, IncrementalView, OrderDetails, OrderDetailsView};
+use cdcview::engine::shop_rows::{details_of, ShopSources};
+use cdcview::engine::{Deduplicator, EngineState, IncrementalView, OrderDetails, OrderDetailsView};
+use cdcview_engine::{Dataflow, Row};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
@@ -321,7 +329,31 @@ CREATE TEMPORARY TABLE o_events (id bigint NOT NULL, order_id bigint NOT NULL, s
 CREATE INDEX ON o_addresses (user_id);
 CREATE INDEX ON o_items (order_id);
 CREATE INDEX ON o_events (order_id);
+SET TIME ZONE 'UTC';
+CREATE TEMPORARY VIEW users AS SELECT user_id, name, email, phone FROM o_users;
+CREATE TEMPORARY VIEW addresses AS SELECT address_id, user_id, street, city, state, postal_code, country FROM o_addresses;
+CREATE TEMPORARY VIEW orders AS
+  SELECT order_id, user_id, total, timestamptz 'epoch' + order_date * interval '1 microsecond' AS order_date, order_status,
+         timestamptz 'epoch' + updated_date * interval '1 microsecond' AS updated_date FROM o_orders;
+CREATE TEMPORARY VIEW order_items AS SELECT id, order_id, name, quantity, price FROM o_items;
+CREATE TEMPORARY VIEW order_updates AS SELECT id, order_id, status, updated_at / 1e6::float8 AS updated_at FROM o_events;
 ";
+
+/// The views of `views/shop.sql`, as PostgreSQL runs them (a materialized
+/// view as a plain one) over the same rows: the same SQL, evaluated by
+/// another system.
+fn shop_views_in_postgres() -> (String, cdcview_sql::Catalog) {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/views/shop.sql")).unwrap();
+    let mut catalog = cdcview_sql::Catalog::new();
+    catalog.load(&text).unwrap_or_else(|e| panic!("views/shop.sql: {e}"));
+    let mut sql = String::new();
+    for r in catalog.relations().iter().filter(|r| matches!(r.kind, cdcview_sql::Kind::View { .. })) {
+        let statement = r.sql.replacen("CREATE MATERIALIZED VIEW", "CREATE TEMPORARY VIEW", 1).replacen("CREATE VIEW", "CREATE TEMPORARY VIEW", 1);
+        sql.push_str(&statement);
+        sql.push_str(";\n");
+    }
+    (sql, catalog)
+}
 
 /// The view's documented rules as SQL: one row per order whose user exists;
 /// the user's newest address by id, NULL parts left out (`concat_ws`); the
@@ -362,6 +394,8 @@ impl Reference {
             rt.block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls)).expect("PostgreSQL of the stack is reachable (run ./start.sh)");
         rt.spawn(connection);
         rt.block_on(client.batch_execute(REFERENCE_TABLES)).unwrap();
+        let (views, _) = shop_views_in_postgres();
+        rt.block_on(client.batch_execute(&views)).unwrap_or_else(|e| panic!("PostgreSQL refused the views of views/shop.sql: {e:?}\n{views}"));
         Reference { rt, client }
     }
 
@@ -447,6 +481,106 @@ impl Reference {
     }
 }
 
+impl Reference {
+    /// `order_details_mv` as PostgreSQL computes it from views/shop.sql's
+    /// own SQL over the rows [`Reference::view`] loaded last, each row as
+    /// PostgreSQL writes a record.
+    fn shop_view_rows(&self) -> Vec<String> {
+        let rows = self.rt.block_on(self.client.query("SELECT v::text FROM order_details_mv v", &[])).unwrap();
+        let mut text: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        text.sort();
+        text
+    }
+}
+
+/// A row as PostgreSQL writes a record: `(a,b,...)`, NULL as nothing, a value
+/// quoted when it is empty or holds a quote, backslash, parenthesis, comma
+/// or white space.
+fn record_text(row: &Row) -> String {
+    let mut out = String::from("(");
+    for (i, v) in row.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        if v.is_null() {
+            continue;
+        }
+        let mut text = String::new();
+        cdcview_engine::value::write_text(v, &mut text);
+        if text.is_empty() || text.contains(|c: char| matches!(c, '"' | '\\' | '(' | ')' | ',') || c.is_whitespace()) {
+            out.push('"');
+            for c in text.chars() {
+                if c == '"' || c == '\\' {
+                    out.push(c);
+                }
+                out.push(c);
+            }
+            out.push('"');
+        } else {
+            out.push_str(&text);
+        }
+    }
+    out.push(')');
+    out
+}
+
+/// The SQL engine running views/shop.sql, fed the same batches; replays of
+/// offsets already applied are skipped before it, as the pipeline does.
+struct SqlSide {
+    flow: Dataflow,
+    sources: ShopSources,
+    dedup: Deduplicator,
+}
+
+impl SqlSide {
+    fn new() -> Self {
+        let (_, catalog) = shop_views_in_postgres();
+        let flow = Dataflow::new(&catalog);
+        let sources = ShopSources::of(&flow).expect("views/shop.sql declares the shop's sources");
+        SqlSide { flow, sources, dedup: Deduplicator::default() }
+    }
+
+    fn apply(&mut self, batch: &[Change]) {
+        let mut changes = Vec::new();
+        for change in batch.iter().filter(|c| self.dedup.accept(c.pos)) {
+            self.sources.changes(change.clone(), &mut changes);
+        }
+        self.flow.apply(changes);
+    }
+
+    fn rows(&self) -> Vec<Row> {
+        self.flow.views()[0].rows().cloned().collect()
+    }
+
+    fn served(&self) -> BTreeMap<i64, Arc<OrderDetails>> {
+        self.rows()
+            .iter()
+            .map(|row| {
+                let details = details_of(row).unwrap_or_else(|e| panic!("a row of the SQL view: {e}: {row:?}"));
+                (details.order_id, Arc::new(details))
+            })
+            .collect()
+    }
+}
+
+/// The SQL engine's view equals PostgreSQL's evaluation of the same SQL.
+fn assert_same_as_postgres_on_the_same_sql(seed: u64, sql: &SqlSide, reference: &Reference) {
+    let mut ours: Vec<String> = sql.rows().iter().map(|r| record_text(r)).collect();
+    ours.sort();
+    let theirs = reference.shop_view_rows();
+    if ours == theirs {
+        return;
+    }
+    for (a, b) in ours.iter().zip(&theirs).filter(|(a, b)| a != b).take(3) {
+        eprintln!("sql engine {a}\npostgresql {b}");
+    }
+    panic!(
+        "seed {seed}: the SQL engine's order_details_mv ({} rows) differs from PostgreSQL running the same views/shop.sql ({} rows); rerun with CDCVIEW_ORACLE_SEED={seed}",
+        ours.len(),
+        theirs.len()
+    );
+}
+
 /// One column of `rows`, for an `unnest` insert.
 fn col<'a, R, T>(rows: &[&'a R], f: impl Fn(&'a R) -> T) -> Vec<T> {
     rows.iter().map(|r| f(r)).collect()
@@ -461,6 +595,7 @@ fn run_case(seed: u64, reference: &Reference) {
     // Large cases are compared less often: each comparison loads every row.
     let sample = if size.ops > 1000 { 0.03 } else { 0.3 };
     let mut engine = OrderDetailsView::new();
+    let mut sql = SqlSide::new();
     let mut served: BTreeMap<i64, Arc<OrderDetails>> = BTreeMap::new();
     // The tables as the records delivered so far describe them.
     let mut tables = Tables::default();
@@ -485,6 +620,7 @@ fn run_case(seed: u64, reference: &Reference) {
                 delivered[s] = cursor[s];
             }
         }
+        sql.apply(&batch);
         for d in engine.apply_batch(batch) {
             let current = served.get(&d.key).cloned();
             assert_eq!(current, d.before, "seed {seed}: delta's before differs from the row served");
@@ -500,13 +636,16 @@ fn run_case(seed: u64, reference: &Reference) {
         }
         let last = (0..STREAMS).all(|s| cursor[s] >= logs[s].len());
         if last || rng.random_bool(sample) {
-            assert_equals_reference(seed, &served, reference.view(&tables));
+            let expected = reference.view(&tables);
+            assert_equals_reference(seed, "the hand-written engine", &served, expected.clone());
+            assert_equals_reference(seed, "the SQL engine (views/shop.sql)", &sql.served(), expected);
+            assert_same_as_postgres_on_the_same_sql(seed, &sql, reference);
         }
     }
     assert_restore_gives_the_same_view(engine, &served, seed);
 }
 
-fn assert_equals_reference(seed: u64, served: &BTreeMap<i64, Arc<OrderDetails>>, expected: BTreeMap<i64, serde_json::Value>) {
+fn assert_equals_reference(seed: u64, engine: &str, served: &BTreeMap<i64, Arc<OrderDetails>>, expected: BTreeMap<i64, serde_json::Value>) {
     let actual: BTreeMap<i64, serde_json::Value> = served.iter().map(|(k, v)| (*k, serde_json::to_value(&**v).unwrap())).collect();
     if actual == expected {
         return;
@@ -519,7 +658,7 @@ fn assert_equals_reference(seed: u64, served: &BTreeMap<i64, Arc<OrderDetails>>,
     for k in actual.keys().filter(|k| !expected.contains_key(k)) {
         eprintln!("extra key {k}");
     }
-    panic!("seed {seed}: the incremental view differs from PostgreSQL's (rerun with CDCVIEW_ORACLE_SEED={seed})");
+    panic!("seed {seed}: {engine}'s view differs from PostgreSQL's (rerun with CDCVIEW_ORACLE_SEED={seed})");
 }
 
 /// A view restored from a snapshot of `engine`'s state has the same rows and

@@ -41,9 +41,10 @@ CREATE TABLE order_items (
 ) WITH (connector = 'kafka', topic = 'mysql.shop.order_items', format = 'debezium-json');
 
 -- Status events pushed by other services: JSON objects, `updated_at` in
--- seconds since the epoch.
+-- seconds since the epoch. No primary key: every record is an event of its
+-- own (a pusher replayed after a crash sends ids again).
 CREATE TABLE order_updates (
-    id BIGINT PRIMARY KEY,
+    id BIGINT NOT NULL,
     order_id BIGINT NOT NULL,
     status TEXT NOT NULL,
     updated_at DOUBLE PRECISION NOT NULL

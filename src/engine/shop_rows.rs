@@ -29,6 +29,7 @@ pub struct ShopSources {
     orders: usize,
     items: usize,
     updates: usize,
+    unplaced_events: std::cell::Cell<i64>,
 }
 
 impl ShopSources {
@@ -39,11 +40,25 @@ impl ShopSources {
             orders: flow.source("orders")?,
             items: flow.source("order_items")?,
             updates: flow.source("order_updates")?,
+            unplaced_events: std::cell::Cell::new(0),
         })
     }
 
     /// One typed change as source changes: the row with `before`'s key goes
     /// unless `after` replaces it, then `after` is the row of its key.
+    /// The key of a status event: its source position, or (changes made up
+    /// without one) the next number.
+    fn event_key(&self, pos: Option<crate::change::SourcePos>) -> Row {
+        match pos {
+            Some(p) => vec![Value::Int(p.stream.into()), Value::Int(p.offset)],
+            None => {
+                let n = self.unplaced_events.get() + 1;
+                self.unplaced_events.set(n);
+                vec![Value::Int(-1), Value::Int(n)]
+            }
+        }
+    }
+
     pub fn changes(&self, change: Change, out: &mut Vec<SourceChange>) {
         fn keyed<T>(out: &mut Vec<SourceChange>, source: usize, change: RowChange<T>, key: impl Fn(&T) -> i64, row: impl Fn(&T) -> Row) {
             let after_key = change.after.as_ref().map(&key);
@@ -108,11 +123,53 @@ impl ShopSources {
             ),
             TableChange::Status(e) => out.push(SourceChange {
                 source: self.updates,
-                key: vec![Value::Int(e.id)],
+                // Each event is a row of its own: named by where it was read.
+                key: self.event_key(change.pos),
                 after: Some(vec![Value::Int(e.id), Value::Int(e.order_id), text(&e.status), Value::Double(e.updated_at.0 as f64 / 1_000_000.0)]),
             }),
         }
     }
+}
+
+/// A row of the SQL view as the hand-written view's row, or why it is not one.
+pub fn details_of(row: &Row) -> Result<OrderDetails, String> {
+    let int = |i: usize| match &row[i] {
+        Value::Int(v) => Ok(*v),
+        other => Err(format!("column {i}: {other:?} is not an integer")),
+    };
+    let money = |i: usize| match &row[i] {
+        Value::Decimal(d) => Ok(*d),
+        other => Err(format!("column {i}: {other:?} is not a decimal")),
+    };
+    let text = |i: usize| match &row[i] {
+        Value::Text(t) => Ok(Some(t.clone())),
+        Value::Null => Ok(None),
+        other => Err(format!("column {i}: {other:?} is not text")),
+    };
+    let time = |i: usize| match &row[i] {
+        Value::Timestamp(t) => Ok(Some(Timestamp(*t))),
+        Value::Null => Ok(None),
+        other => Err(format!("column {i}: {other:?} is not a timestamp")),
+    };
+    let required = |i: usize| text(i)?.ok_or_else(|| format!("column {i} is NULL"));
+    if row.len() != 13 {
+        return Err(format!("{} columns, not 13", row.len()));
+    }
+    Ok(OrderDetails {
+        order_id: int(0)?,
+        user_id: int(1)?,
+        total: money(2)?,
+        order_date: time(3)?,
+        user_name: required(4)?,
+        user_email: required(5)?,
+        user_phone: text(6)?,
+        full_address: text(7)?,
+        order_items_details: text(8)?,
+        item_count: int(9)?,
+        items_total: money(10)?,
+        order_status: text(11)?,
+        last_order_update: time(12)?,
+    })
 }
 
 /// A row of the hand-written view as the SQL view's row.

@@ -132,11 +132,25 @@ pub fn write_text(v: &Value, out: &mut String) {
         Value::Decimal(d) => out.push_str(&d.to_string()),
         Value::Double(f) => out.push_str(&format_double(*f)),
         Value::Text(t) => out.push_str(t),
-        Value::Timestamp(t) => match chrono::DateTime::from_timestamp_micros(*t) {
-            Some(ts) => out.push_str(&ts.format("%Y-%m-%d %H:%M:%S%.f+00").to_string()),
-            None => out.push_str(itoa::Buffer::new().format(*t)),
-        },
+        Value::Timestamp(t) => write_timestamp(*t, out),
     }
+}
+
+/// A timestamptz as PostgreSQL writes it in UTC: `2026-12-02 09:27:55+00`,
+/// with the fraction of a second only as long as it needs to be.
+fn write_timestamp(micros: i64, out: &mut String) {
+    let Some(ts) = chrono::DateTime::from_timestamp_micros(micros) else {
+        out.push_str(itoa::Buffer::new().format(micros));
+        return;
+    };
+    out.push_str(&ts.format("%Y-%m-%d %H:%M:%S").to_string());
+    let fraction = micros.rem_euclid(1_000_000);
+    if fraction > 0 {
+        let digits = format!("{fraction:06}");
+        out.push('.');
+        out.push_str(digits.trim_end_matches('0'));
+    }
+    out.push_str("+00");
 }
 
 fn format_double(f: f64) -> String {

@@ -10,8 +10,9 @@
 //! ```
 //!
 //! `format` is `debezium-json` (with or without schemas), `debezium-avro`
-//! (Confluent framing, schema registry) or `json` (plain JSON events, one
-//! row each, kept by their primary key). Views are `CREATE VIEW` (planned,
+//! (Confluent framing, schema registry) or `json` (plain JSON events: with
+//! a PRIMARY KEY, a record replaces the row of its key; without one, every
+//! record is a row of its own, as the topic's log is). Views are `CREATE VIEW` (planned,
 //! read by other views, not served) and `CREATE MATERIALIZED VIEW`
 //! (maintained, served, written to PostgreSQL).
 
@@ -224,9 +225,6 @@ impl Catalog {
                 other => return Err(SqlError::unsupported(span, format!("the constraint {other}"))),
             }
         }
-        if key.is_empty() {
-            return Err(SqlError::at(span, format!("the source {name} needs a PRIMARY KEY: its rows are kept by key")));
-        }
         let options = match &t.table_options {
             ast::CreateTableOptions::With(options) => options,
             _ => return Err(SqlError::at(span, format!("the source {name} needs WITH (connector = 'kafka', topic = '...', format = '...')"))),
@@ -265,7 +263,13 @@ impl Catalog {
         }
         let topic = topic.ok_or_else(|| SqlError::at(span, format!("the source {name} needs a topic")))?;
         let format = format.ok_or_else(|| SqlError::at(span, format!("the source {name} needs a format")))?;
-        Ok(Relation { name, columns, key: Some(key), kind: Kind::Source(Source { topic, format }), sql: t.to_string() })
+        // A change event names its row by primary key; a plain JSON event
+        // without one is a row of its own, as the topic's log is.
+        if key.is_empty() && format != Format::Json {
+            return Err(SqlError::at(span, format!("the source {name} needs a PRIMARY KEY: its change events name rows by key")));
+        }
+        let key = (!key.is_empty()).then_some(key);
+        Ok(Relation { name, columns, key, kind: Kind::Source(Source { topic, format }), sql: t.to_string() })
     }
 
     fn view(&self, v: &ast::CreateView, span: Span) -> Result<Relation> {

@@ -44,6 +44,7 @@ fn the_shop_view_has_todays_columns_types_and_key() {
         assert!(!catalog.get(helper).unwrap().is_materialized(), "{helper} is an intermediate view");
     }
     assert_eq!(catalog.get("newest_status").unwrap().key, Some(vec![0]));
+    assert_eq!(catalog.get("order_updates").unwrap().key, None, "status events are rows of their own");
 }
 
 #[test]
@@ -132,7 +133,7 @@ fn constructs_outside_the_subset_are_refused_with_their_position() {
         ("CREATE MATERIALIZED VIEW order_details_mv AS SELECT order_id FROM orders;", "declared twice", 1, 26),
         ("CREATE MATERIALIZED VIEW v AS SELEC order_id FROM orders;", "Expected", 1, 31),
         ("DROP TABLE orders;", "not supported: the statement DROP TABLE", 1, 1),
-        ("CREATE TABLE t (a INT) WITH (connector = 'kafka', topic = 't', format = 'json');", "needs a PRIMARY KEY", 1, 14),
+        ("CREATE TABLE t (a INT) WITH (connector = 'kafka', topic = 't', format = 'debezium-json');", "needs a PRIMARY KEY", 1, 14),
     ];
     for (sql, message, line, column) in cases {
         let err = refused(sql);
