@@ -565,7 +565,7 @@ impl SqlSide {
 
 /// The SQL engine's view equals PostgreSQL's evaluation of the same SQL.
 fn assert_same_as_postgres_on_the_same_sql(seed: u64, sql: &SqlSide, reference: &Reference) {
-    let mut ours: Vec<String> = sql.rows().iter().map(|r| record_text(r)).collect();
+    let mut ours: Vec<String> = sql.rows().iter().map(record_text).collect();
     ours.sort();
     let theirs = reference.shop_view_rows();
     if ours == theirs {
