@@ -118,32 +118,49 @@ pub struct Dataflow {
 }
 
 impl Dataflow {
-    /// Compiles every view of `catalog`; views share their sources and the
-    /// views they read.
+    /// Compiles every materialized view of `catalog`; views share their
+    /// sources and the views they read.
     pub fn new(catalog: &Catalog) -> Self {
+        Self::with_views(catalog, None)
+    }
+
+    /// Compiles the materialized views named in `only` (all when `None`),
+    /// and what they read, nothing else.
+    pub fn with_views(catalog: &Catalog, only: Option<&[String]>) -> Self {
         let mut flow = Dataflow { nodes: Vec::new(), sources: Vec::new(), views: Vec::new(), roots: AHashMap::new() };
         for relation in catalog.relations() {
-            match &relation.kind {
-                Kind::Source(_) => {
-                    let node = flow.push(Op::Source, Vec::new());
-                    flow.sources.push(SourceState {
-                        name: relation.name.clone(),
-                        key: relation.key.clone().unwrap_or_default(),
-                        node,
-                        rows: AHashMap::new(),
-                    });
-                    flow.roots.insert(relation.name.clone(), node);
-                }
-                Kind::View { plan, materialized } => {
-                    let node = flow.compile(plan);
-                    flow.roots.insert(relation.name.clone(), node);
-                    if *materialized {
-                        flow.views.push(ViewRows { name: relation.name.clone(), node, key: relation.key.clone(), rows: AHashMap::new() });
-                    }
-                }
+            if let Kind::Source(_) = &relation.kind {
+                let node = flow.push(Op::Source, Vec::new());
+                flow.sources.push(SourceState {
+                    name: relation.name.clone(),
+                    key: relation.key.clone().unwrap_or_default(),
+                    node,
+                    rows: AHashMap::new(),
+                });
+                flow.roots.insert(relation.name.clone(), node);
+            }
+        }
+        for relation in catalog.relations() {
+            let wanted = only.is_none_or(|names| names.contains(&relation.name));
+            if relation.is_materialized() && wanted {
+                let node = flow.compile_view(catalog, &relation.name);
+                flow.views.push(ViewRows { name: relation.name.clone(), node, key: relation.key.clone(), rows: AHashMap::new() });
             }
         }
         flow
+    }
+
+    /// The output node of a view, compiled the first time it is read.
+    fn compile_view(&mut self, catalog: &Catalog, name: &str) -> usize {
+        if let Some(&node) = self.roots.get(name) {
+            return node;
+        }
+        let Some(Kind::View { plan, .. }) = catalog.get(name).map(|r| &r.kind) else {
+            unreachable!("the planner resolved {name} to a view of the catalog")
+        };
+        let node = self.compile(catalog, plan);
+        self.roots.insert(name.to_string(), node);
+        node
     }
 
     fn push(&mut self, op: Op, inputs: Vec<usize>) -> usize {
@@ -151,36 +168,36 @@ impl Dataflow {
         self.nodes.len() - 1
     }
 
-    fn compile(&mut self, plan: &Plan) -> usize {
+    fn compile(&mut self, catalog: &Catalog, plan: &Plan) -> usize {
         match plan {
-            Plan::Get { relation, .. } => self.roots[relation.as_str()],
+            Plan::Get { relation, .. } => self.compile_view(catalog, relation),
             Plan::Filter { input, predicate } => {
-                let i = self.compile(input);
+                let i = self.compile(catalog, input);
                 self.push(Op::Filter(predicate.clone()), vec![i])
             }
             Plan::Map { input, exprs, .. } => {
-                let i = self.compile(input);
+                let i = self.compile(catalog, input);
                 self.push(Op::Map(exprs.clone()), vec![i])
             }
             Plan::Join { kind, left, right, on } => {
-                let (l, r) = (self.compile(left), self.compile(right));
+                let (l, r) = (self.compile(catalog, left), self.compile(catalog, right));
                 self.push(Op::Join(Join::new(*kind, on, right.columns().len())), vec![l, r])
             }
             Plan::Reduce { input, group_by, aggregates, .. } => {
-                let i = self.compile(input);
+                let i = self.compile(catalog, input);
                 debug_assert!(group_by.iter().enumerate().all(|(k, &c)| k == c), "the planner puts the group columns first");
                 self.push(Op::Reduce(Reduce::new(group_by.len(), aggregates.clone())), vec![i])
             }
             Plan::RowNumber { input, partition_by, order_by, .. } => {
-                let i = self.compile(input);
+                let i = self.compile(catalog, input);
                 self.push(Op::Ranked(Ranked::new(partition_by.clone(), order_by.clone(), true)), vec![i])
             }
             Plan::TopOne { input, partition_by, order_by } => {
-                let i = self.compile(input);
+                let i = self.compile(catalog, input);
                 self.push(Op::Ranked(Ranked::new(partition_by.clone(), order_by.clone(), false)), vec![i])
             }
             Plan::Distinct { input } => {
-                let i = self.compile(input);
+                let i = self.compile(catalog, input);
                 self.push(Op::Distinct(Distinct::default()), vec![i])
             }
         }

@@ -68,9 +68,14 @@ pub struct EngineArgs {
     /// the SQL engine running order_details_mv as --views declares it (`sql`).
     #[arg(long, value_enum, default_value_t = EngineKind::Hand)]
     pub engine: EngineKind,
-    /// The declarations the SQL engine runs (`--engine sql`).
-    #[arg(long, default_value = "views/shop.sql")]
-    pub views: std::path::PathBuf,
+    /// The declarations the SQL engine runs (`--engine sql`): .sql files
+    /// or folders, comma-separated.
+    #[arg(long, default_value = "views/shop.sql", value_delimiter = ',')]
+    pub views: Vec<std::path::PathBuf>,
+    /// The materialized views the SQL engine maintains (all of --views when
+    /// absent), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub view: Vec<String>,
     /// Afterwards, save a state snapshot into this folder and time saving it
     /// and restoring a view from it (what a restart of `cdcview serve` does).
     #[arg(long)]
@@ -111,20 +116,23 @@ struct SqlShop {
 }
 
 impl SqlShop {
-    fn load(path: &std::path::Path) -> anyhow::Result<Self> {
+    fn load(paths: &[std::path::PathBuf], only: &[String]) -> anyhow::Result<Self> {
         use anyhow::Context;
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let mut catalog = cdcview_sql::Catalog::new();
-        catalog.load(&text).map_err(|e| anyhow::anyhow!("{}", super::explain::located(path, &text, &e)))?;
-        let flow = cdcview_engine::Dataflow::new(&catalog);
+        for path in super::explain::sql_files(paths)? {
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            catalog.load(&text).map_err(|e| anyhow::anyhow!("{}", super::explain::located(&path, &text, &e)))?;
+        }
+        for name in only {
+            anyhow::ensure!(catalog.get(name).is_some_and(|r| r.is_materialized()), "no materialized view {name} in the --views files");
+        }
+        let flow = cdcview_engine::Dataflow::with_views(&catalog, (!only.is_empty()).then_some(only));
         let sources = crate::engine::shop_rows::ShopSources::of(&flow).ok_or_else(|| {
-            anyhow::anyhow!("{} does not declare the shop's sources (users, addresses, orders, order_items, order_updates)", path.display())
+            anyhow::anyhow!("the --views files do not declare the shop's sources (users, addresses, orders, order_items, order_updates)")
         })?;
-        anyhow::ensure!(
-            flow.views().iter().any(|v| v.name == "order_details_mv"),
-            "{} declares no materialized view order_details_mv",
-            path.display()
-        );
+        anyhow::ensure!(!flow.views().is_empty(), "the --views files declare no materialized view");
+        let names: Vec<&str> = flow.views().iter().map(|v| v.name.as_str()).collect();
+        eprintln!("SQL engine maintaining {}", names.join(", "));
         Ok(SqlShop { flow, sources })
     }
 }
@@ -163,7 +171,7 @@ fn engine(args: EngineArgs) -> anyhow::Result<()> {
         }
         EngineKind::Sql => {
             anyhow::ensure!(args.snapshot_dir.is_none(), "--snapshot-dir is for the hand-written engine");
-            drive(&args, &mut SqlShop::load(&args.views)?)?;
+            drive(&args, &mut SqlShop::load(&args.views, &args.view)?)?;
         }
     }
     println!("peak resident memory: {}", peak_rss().map_or("unknown".into(), |kb| format!("{:.0} MiB", kb as f64 / 1024.0)));
