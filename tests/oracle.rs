@@ -713,3 +713,312 @@ fn incremental_view_equals_postgresql_under_any_interleaving() {
     eprintln!("rows compared with PostgreSQL running the same SQL: {compared:?}");
     assert!(compared.len() >= 2 && compared.values().all(|n| *n > 0), "every view of views/ was compared on some rows: {compared:?}");
 }
+
+/// Random queries from the subset the SQL engine accepts, over random
+/// change streams of the shop's sources: the engine's view after sampled
+/// batches equals PostgreSQL running the query over the same rows. A failure
+/// names the seed and the query (`CDCVIEW_QUERY_SEED=N` reruns one;
+/// `CDCVIEW_QUERY_CASES` sets how many run, default 300).
+#[test]
+#[ignore = "needs the running stack's PostgreSQL: scripts/test.sh"]
+fn random_queries_equal_postgresql() {
+    let reference = Reference::connect();
+    if let Ok(seed) = std::env::var("CDCVIEW_QUERY_SEED") {
+        run_query_case(seed.parse().expect("CDCVIEW_QUERY_SEED is a number"), &reference);
+        return;
+    }
+    let cases: u64 = std::env::var("CDCVIEW_QUERY_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(300);
+    let mut rows = 0;
+    for seed in 0..cases {
+        rows += run_query_case(seed, &reference);
+    }
+    assert!(rows > cases as usize, "the random queries compared {rows} rows in all: too few to mean anything");
+}
+
+/// Runs one seed's query; returns how many rows were compared.
+fn run_query_case(seed: u64, reference: &Reference) -> usize {
+    reference.clear();
+    let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let query = random_query(&mut rng);
+    let size = scale(seed, &mut rng);
+    let logs = history(&mut rng, size);
+    let (_, mut catalog) = shop_views_in_postgres();
+    catalog
+        .load(&format!("CREATE MATERIALIZED VIEW random_query AS {query};"))
+        .unwrap_or_else(|e| panic!("seed {seed}: the generated query was refused: {e}\n{query}"));
+    let mut flow = Dataflow::with_views(&catalog, Some(&["random_query".to_string()]));
+    let sources = ShopSources::of(&flow).expect("the shop's sources");
+    let mut tables = Tables::default();
+    let mut cursor = [0usize; STREAMS];
+    let mut compared = 0;
+    let mut offset = 0;
+    while (0..STREAMS).any(|s| cursor[s] < logs[s].len()) {
+        let mut changes = Vec::new();
+        for _ in 0..rng.random_range(1..20) {
+            let s = rng.random_range(0..STREAMS);
+            if cursor[s] >= logs[s].len() {
+                continue;
+            }
+            let data = logs[s][cursor[s]].clone();
+            cursor[s] += 1;
+            tables.apply(&data);
+            offset += 1;
+            sources.changes(Change { pos: Some(SourcePos { stream: s as u32, offset }), data }, &mut changes);
+        }
+        flow.apply(changes);
+        let last = (0..STREAMS).all(|s| cursor[s] >= logs[s].len());
+        if last || rng.random_bool(0.05) {
+            reference.view(&tables);
+            let mut ours: Vec<String> = flow.views()[0].rows().map(record_text).collect();
+            ours.sort();
+            let theirs = reference
+                .rt
+                .block_on(reference.client.query(&format!("SELECT v::text FROM ({query}) v"), &[]))
+                .unwrap_or_else(|e| panic!("seed {seed}: PostgreSQL refused the generated query: {e:?}\n{query}"));
+            let mut theirs: Vec<String> = theirs.iter().map(|r| r.get(0)).collect();
+            theirs.sort();
+            if ours != theirs {
+                let only_ours: Vec<&String> = ours.iter().filter(|r| !theirs.contains(r)).take(3).collect();
+                let only_theirs: Vec<&String> = theirs.iter().filter(|r| !ours.contains(r)).take(3).collect();
+                panic!(
+                    "seed {seed}: the SQL engine ({} rows) differs from PostgreSQL ({} rows) on\n{query}\nonly in the engine: {only_ours:?}\nonly in PostgreSQL: {only_theirs:?}\n(rerun with CDCVIEW_QUERY_SEED={seed})",
+                    ours.len(),
+                    theirs.len()
+                );
+            }
+            compared += ours.len();
+        }
+    }
+    compared
+}
+
+/// A column of the shop's sources a random query may read.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Int,
+    Money,
+    Text,
+    Time,
+}
+
+/// The columns in scope for the FROM clause picked: `alias.column`, kind,
+/// and whether it is that table's primary key.
+fn scope_columns(aliases: &[&str]) -> Vec<(String, Kind, bool)> {
+    let table: &[(&str, &[(&str, Kind, bool)])] = &[
+        (
+            "o",
+            &[
+                ("order_id", Kind::Int, true),
+                ("user_id", Kind::Int, false),
+                ("total", Kind::Money, false),
+                ("order_date", Kind::Time, false),
+                ("order_status", Kind::Text, false),
+                ("updated_date", Kind::Time, false),
+            ],
+        ),
+        ("u", &[("user_id", Kind::Int, true), ("name", Kind::Text, false), ("email", Kind::Text, false), ("phone", Kind::Text, false)]),
+        (
+            "i",
+            &[
+                ("id", Kind::Int, true),
+                ("order_id", Kind::Int, false),
+                ("name", Kind::Text, false),
+                ("quantity", Kind::Int, false),
+                ("price", Kind::Money, false),
+            ],
+        ),
+        (
+            "a",
+            &[
+                ("address_id", Kind::Int, true),
+                ("user_id", Kind::Int, false),
+                ("street", Kind::Text, false),
+                ("city", Kind::Text, false),
+                ("state", Kind::Text, false),
+                ("postal_code", Kind::Text, false),
+                ("country", Kind::Text, false),
+            ],
+        ),
+    ];
+    let mut out = Vec::new();
+    for (alias, columns) in table {
+        if aliases.contains(alias) {
+            out.extend(columns.iter().map(|(c, k, pk)| (format!("{alias}.{c}"), *k, *pk)));
+        }
+    }
+    out
+}
+
+fn pick<'a, T>(rng: &mut StdRng, items: &'a [T]) -> &'a T {
+    &items[rng.random_range(0..items.len())]
+}
+
+fn column_of(rng: &mut StdRng, cols: &[(String, Kind, bool)], kind: Kind) -> Option<String> {
+    let found: Vec<&String> = cols.iter().filter(|c| c.1 == kind).map(|c| &c.0).collect();
+    (!found.is_empty()).then(|| pick(rng, &found).to_string())
+}
+
+/// An expression of one of `kinds`.
+fn expr_any(rng: &mut StdRng, cols: &[(String, Kind, bool)], kinds: &[Kind], depth: u32) -> String {
+    let k = *pick(rng, kinds);
+    expr(rng, cols, k, depth)
+}
+
+/// An expression of `kind` over `cols`, `depth` levels deep at most.
+fn expr(rng: &mut StdRng, cols: &[(String, Kind, bool)], kind: Kind, depth: u32) -> String {
+    let col = |rng: &mut StdRng| column_of(rng, cols, kind).unwrap_or_else(|| "NULL".into());
+    if depth == 0 || rng.random_bool(0.4) {
+        return col(rng);
+    }
+    let sub = |rng: &mut StdRng, k| expr(rng, cols, k, depth - 1);
+    match kind {
+        Kind::Int => match rng.random_range(0..5) {
+            0 => format!("({} + {})", sub(rng, Kind::Int), rng.random_range(-3..4)),
+            1 => format!("({} * 2)", sub(rng, Kind::Int)),
+            2 => format!("LENGTH({})", sub(rng, Kind::Text)),
+            3 => format!("COALESCE({}, 0)", sub(rng, Kind::Int)),
+            _ => format!("CASE WHEN {} THEN {} ELSE 7 END", boolean(rng, cols, depth - 1), sub(rng, Kind::Int)),
+        },
+        Kind::Money => match rng.random_range(0..5) {
+            0 => format!("({} * {})", column_of(rng, cols, Kind::Money).unwrap_or_else(|| "0.00".into()), sub(rng, Kind::Int)),
+            1 => format!("({} + {})", sub(rng, Kind::Money), sub(rng, Kind::Money)),
+            2 => format!("COALESCE({}, 0.00)", sub(rng, Kind::Money)),
+            // A product of two money columns and an integer can need more
+            // than the 28 significant digits the engine's exact numerics
+            // hold (a known gap, see README): multiply by a small literal.
+            3 => format!("({} * 3)", sub(rng, Kind::Money)),
+            _ => format!("({} - 1.5)", sub(rng, Kind::Money)),
+        },
+        Kind::Text => match rng.random_range(0..8) {
+            0 => format!("UPPER({})", sub(rng, Kind::Text)),
+            1 => format!("LOWER({})", sub(rng, Kind::Text)),
+            2 => format!("CONCAT({}, '-', {}, {})", sub(rng, Kind::Text), sub(rng, Kind::Int), sub(rng, Kind::Money)),
+            3 => format!("({} || '!')", sub(rng, Kind::Text)),
+            4 => format!("CONCAT_WS('/', {}, {})", sub(rng, Kind::Text), sub(rng, Kind::Text)),
+            5 => format!("NULLIF({}, '')", sub(rng, Kind::Text)),
+            6 => format!("TRIM({})", sub(rng, Kind::Text)),
+            _ => format!("CAST({} AS TEXT)", sub(rng, Kind::Int)),
+        },
+        Kind::Time => col(rng),
+    }
+}
+
+fn boolean(rng: &mut StdRng, cols: &[(String, Kind, bool)], depth: u32) -> String {
+    let leaf = |rng: &mut StdRng| match rng.random_range(0..6) {
+        0 => format!("{} > {}", expr(rng, cols, Kind::Int, 1), rng.random_range(0..10)),
+        1 => format!("{} <= {}", expr(rng, cols, Kind::Money, 1), pick(rng, &["0", "10.5", "-3", "250.00"])),
+        2 => format!("{} LIKE '{}%'", expr(rng, cols, Kind::Text, 1), pick(rng, &["U", "A", "", "日", "x"])),
+        3 => {
+            let k = *pick(rng, &[Kind::Text, Kind::Int, Kind::Money]);
+            format!("{} IS {}NULL", column_of(rng, cols, k).unwrap(), pick(rng, &["", "NOT "]))
+        }
+        4 => format!("{} IN (1, 2, 3)", expr(rng, cols, Kind::Int, 1)),
+        _ => format!("{} <> {}", expr(rng, cols, Kind::Text, 1), expr(rng, cols, Kind::Text, 1)),
+    };
+    if depth == 0 || rng.random_bool(0.5) {
+        return leaf(rng);
+    }
+    match rng.random_range(0..3) {
+        0 => format!("({} AND {})", boolean(rng, cols, depth - 1), boolean(rng, cols, depth - 1)),
+        1 => format!("({} OR {})", boolean(rng, cols, depth - 1), boolean(rng, cols, depth - 1)),
+        _ => format!("NOT ({})", boolean(rng, cols, depth - 1)),
+    }
+}
+
+/// A random query of one of the accepted shapes: a projection, a GROUP BY
+/// with aggregates and HAVING, a DISTINCT ON, a SELECT DISTINCT, or a
+/// ROW_NUMBER() column; over orders joined with users, items and
+/// addresses (inner or left).
+fn random_query(rng: &mut StdRng) -> String {
+    let mut aliases = vec!["o"];
+    let mut from = "orders o".to_string();
+    if rng.random_bool(0.7) {
+        from.push_str(&format!(" {}JOIN users u ON u.user_id = o.user_id", pick(rng, &["", "LEFT "])));
+        aliases.push("u");
+    }
+    if rng.random_bool(0.5) {
+        from.push_str(&format!(" {}JOIN order_items i ON i.order_id = o.order_id", pick(rng, &["LEFT ", "LEFT ", ""])));
+        aliases.push("i");
+    }
+    if rng.random_bool(0.3) {
+        from.push_str(&format!(" {}JOIN addresses a ON a.user_id = o.user_id", pick(rng, &["LEFT ", ""])));
+        aliases.push("a");
+    }
+    let cols = scope_columns(&aliases);
+    let keys: Vec<String> = cols.iter().filter(|c| c.2).map(|c| c.0.clone()).collect();
+    let filter = if rng.random_bool(0.6) { format!(" WHERE {}", boolean(rng, &cols, 2)) } else { String::new() };
+    let any_kind = |rng: &mut StdRng| *pick(rng, &[Kind::Int, Kind::Money, Kind::Text, Kind::Text, Kind::Time]);
+    match rng.random_range(0..5) {
+        0 => {
+            let items: Vec<String> = (0..rng.random_range(1..5))
+                .map(|n| {
+                    let k = any_kind(rng);
+                    format!("{} AS c{n}", expr(rng, &cols, k, 2))
+                })
+                .collect();
+            format!("SELECT {} FROM {from}{filter}", items.join(", "))
+        }
+        1 => {
+            let group: Vec<String> = (0..rng.random_range(1..3))
+                .map(|_| {
+                    let k = *pick(rng, &[Kind::Int, Kind::Text]);
+                    expr(rng, &cols, k, 1)
+                })
+                .collect();
+            let mut items: Vec<String> = group.iter().enumerate().map(|(n, g)| format!("{g} AS g{n}")).collect();
+            for n in 0..rng.random_range(1..5) {
+                let agg = match rng.random_range(0..9) {
+                    0 => "COUNT(*)".to_string(),
+                    1 => format!("COUNT({})", expr(rng, &cols, Kind::Text, 1)),
+                    2 => format!("COUNT(DISTINCT {})", expr(rng, &cols, Kind::Int, 1)),
+                    3 => format!("SUM({})", expr(rng, &cols, Kind::Money, 1)),
+                    4 => format!("SUM({})", expr(rng, &cols, Kind::Int, 1)),
+                    5 => format!("MIN({})", expr(rng, &cols, Kind::Text, 1)),
+                    6 => format!("MAX({})", expr_any(rng, &cols, &[Kind::Money, Kind::Time, Kind::Int], 1)),
+                    7 => format!("AVG({})", expr_any(rng, &cols, &[Kind::Money, Kind::Int], 1)),
+                    _ => {
+                        let text = expr(rng, &cols, Kind::Text, 1);
+                        format!("STRING_AGG({text}, ', ' ORDER BY {text} {})", pick(rng, &["", "DESC"]))
+                    }
+                };
+                items.push(format!("{agg} AS a{n}"));
+            }
+            let having = if rng.random_bool(0.3) { " HAVING COUNT(*) > 1" } else { "" };
+            format!("SELECT {} FROM {from}{filter} GROUP BY {}{having}", items.join(", "), group.join(", "))
+        }
+        2 => {
+            let on = expr_any(rng, &cols, &[Kind::Int, Kind::Text], 1);
+            let by_kind = any_kind(rng);
+            let by = expr(rng, &cols, by_kind, 1);
+            let items: Vec<String> = (0..rng.random_range(1..4))
+                .map(|n| {
+                    let k = any_kind(rng);
+                    format!("{} AS c{n}", expr(rng, &cols, k, 1))
+                })
+                .collect();
+            // The keys of every joined table last: one first row per partition.
+            let desc = *pick(rng, &["", " DESC"]);
+            format!("SELECT DISTINCT ON ({on}) {on} AS d, {} FROM {from}{filter} ORDER BY {on}, {by}{desc}, {}", items.join(", "), keys.join(", "))
+        }
+        3 => {
+            let items: Vec<String> = (0..rng.random_range(1..3))
+                .map(|n| {
+                    let k = *pick(rng, &[Kind::Int, Kind::Text]);
+                    format!("{} AS c{n}", expr(rng, &cols, k, 1))
+                })
+                .collect();
+            format!("SELECT DISTINCT {} FROM {from}{filter}", items.join(", "))
+        }
+        _ => {
+            let partition = expr_any(rng, &cols, &[Kind::Int, Kind::Text], 1);
+            let by_kind = any_kind(rng);
+            let by = expr(rng, &cols, by_kind, 1);
+            let desc = *pick(rng, &["", " DESC"]);
+            format!(
+                "SELECT {}, ROW_NUMBER() OVER (PARTITION BY {partition} ORDER BY {by}{desc}, {}) AS rn FROM {from}{filter}",
+                keys.iter().enumerate().map(|(n, k)| format!("{k} AS k{n}")).collect::<Vec<_>>().join(", "),
+                keys.join(", ")
+            )
+        }
+    }
+}

@@ -35,9 +35,11 @@ struct SourceState {
 pub struct ViewRows {
     pub name: String,
     node: usize,
-    /// Key columns; `None`: the whole row is its own key.
+    /// Key columns; `None`: the whole row is its own key, and equal rows
+    /// are counted.
     pub key: Option<Vec<usize>>,
     rows: AHashMap<Row, Row>,
+    counts: AHashMap<Row, isize>,
 }
 
 impl ViewRows {
@@ -45,16 +47,19 @@ impl ViewRows {
         self.rows.get(key)
     }
 
+    /// Every row, a row without a key as many times as it occurs.
     pub fn rows(&self) -> impl Iterator<Item = &Row> {
-        self.rows.values()
+        let keyed = self.rows.values();
+        let counted = self.counts.iter().flat_map(|(row, n)| std::iter::repeat_n(row, (*n).max(0) as usize));
+        keyed.chain(counted)
     }
 
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.rows.len() + self.counts.values().map(|n| (*n).max(0) as usize).sum::<usize>()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.len() == 0
     }
 
     fn key_of(&self, row: &Row) -> Row {
@@ -67,6 +72,9 @@ impl ViewRows {
     /// Applies the view's changes of one batch; returns one change per key
     /// that changed: `(key, before, after)`.
     fn apply(&mut self, delta: Delta) -> Vec<RowChange> {
+        if self.key.is_none() {
+            return self.apply_counted(delta);
+        }
         let mut by_key: AHashMap<Row, (Option<Row>, Option<Row>)> = AHashMap::new();
         for (row, d) in delta {
             let key = self.key_of(&row);
@@ -86,6 +94,25 @@ impl ViewRows {
             if before != after {
                 changes.push(RowChange { key, before, after });
             }
+        }
+        changes.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        changes
+    }
+}
+
+impl ViewRows {
+    /// A view without a key: each change of a row's count is one change per
+    /// copy (the row is its own key).
+    fn apply_counted(&mut self, delta: Delta) -> Vec<RowChange> {
+        let mut changes = Vec::new();
+        for (row, d) in delta {
+            let n = self.counts.entry(row.clone()).or_default();
+            *n += d;
+            if *n == 0 {
+                self.counts.remove(&row);
+            }
+            let (before, after) = if d > 0 { (None, Some(row.clone())) } else { (Some(row.clone()), None) };
+            changes.extend(std::iter::repeat_n(RowChange { key: row, before, after }, d.unsigned_abs()));
         }
         changes.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         changes
@@ -144,7 +171,13 @@ impl Dataflow {
             let wanted = only.is_none_or(|names| names.contains(&relation.name));
             if relation.is_materialized() && wanted {
                 let node = flow.compile_view(catalog, &relation.name);
-                flow.views.push(ViewRows { name: relation.name.clone(), node, key: relation.key.clone(), rows: AHashMap::new() });
+                flow.views.push(ViewRows {
+                    name: relation.name.clone(),
+                    node,
+                    key: relation.key.clone(),
+                    rows: AHashMap::new(),
+                    counts: AHashMap::new(),
+                });
             }
         }
         flow

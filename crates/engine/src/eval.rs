@@ -175,7 +175,7 @@ fn arithmetic(op: BinaryOp, x: Value, y: Value) -> Value {
 /// `a / b` as PostgreSQL's numeric division writes it; `None` for a zero divisor.
 pub(crate) fn decimal_div(a: Decimal, b: Decimal) -> Option<Decimal> {
     let scale = division_scale(a, b);
-    a.checked_div(b).map(|r| sql_exact(r.round_dp(scale), scale))
+    a.checked_div(b).map(|r| sql_exact(r.round_dp_with_strategy(scale, rust_decimal::RoundingStrategy::MidpointAwayFromZero), scale))
 }
 
 /// The scale PostgreSQL gives `a / b` (its `select_div_scale`): at least 16
@@ -250,8 +250,9 @@ fn call(func: Func, args: &[Expr], row: &[Value]) -> Value {
             }
             Value::text(&out)
         }
-        Func::Lower => text_fn(arg(0), |s| s.to_lowercase()),
-        Func::Upper => text_fn(arg(0), |s| s.to_uppercase()),
+        // Character by character, as PostgreSQL does (`upper('ß')` is `ß`).
+        Func::Lower => text_fn(arg(0), |s| s.chars().map(|c| single(c.to_lowercase(), c)).collect()),
+        Func::Upper => text_fn(arg(0), |s| s.chars().map(|c| single(c.to_uppercase(), c)).collect()),
         Func::Trim => text_fn(arg(0), |s| s.trim_matches(' ').to_string()),
         Func::Length => match arg(0) {
             Value::Text(s) => Value::Int(s.chars().count() as i64),
@@ -261,6 +262,14 @@ fn call(func: Func, args: &[Expr], row: &[Value]) -> Value {
             Some(secs) if secs.is_finite() => Value::Timestamp((secs * 1_000_000.0).round() as i64),
             _ => Value::Null,
         },
+    }
+}
+
+/// The case mapping of `c` when it is one character, else `c` itself.
+fn single(mut mapped: impl Iterator<Item = char>, c: char) -> char {
+    match (mapped.next(), mapped.next()) {
+        (Some(m), None) => m,
+        _ => c,
     }
 }
 
@@ -402,5 +411,16 @@ mod tests {
         assert_eq!(render(arithmetic(BinaryOp::Div, Value::Int(10), d("4.0"))), "2.5000000000000000");
         assert_eq!(render(arithmetic(BinaryOp::Div, Value::Int(100000), d("3.0"))), "33333.333333333333");
         assert_eq!(render(arithmetic(BinaryOp::Div, d("0.001"), Value::Int(7))), "0.00014285714285714286");
+        // PostgreSQL: SELECT 99999999.99 / 2147483647, -99999999.99 / 2147483647, 0.00/5, 500.00/3, 99999999.99/7, 123.45/-4
+        for (a, b, want) in [
+            ("99999999.99", 2147483647, "0.04656612874780135637"),
+            ("-99999999.99", 2147483647, "-0.04656612874780135637"),
+            ("0.00", 5, "0.00000000000000000000"),
+            ("500.00", 3, "166.6666666666666667"),
+            ("99999999.99", 7, "14285714.284285714286"),
+            ("123.45", -4, "-30.8625000000000000"),
+        ] {
+            assert_eq!(render(arithmetic(BinaryOp::Div, d(a), Value::Int(b))), want, "{a} / {b}");
+        }
     }
 }

@@ -297,7 +297,9 @@ fn double(v: &Value) -> f64 {
 
 /// A value in an ORDER BY: ascending puts NULLs last, descending first (as
 /// PostgreSQL does by default).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Values equal to SQL (`1.0` and `1.00`) tie, so that the next ORDER BY
+/// column decides, as in SQL.
+#[derive(Clone, Debug)]
 pub struct SortKey {
     value: Value,
     desc: bool,
@@ -310,7 +312,7 @@ impl Ord for SortKey {
             (true, true) => Equal,
             (true, false) => Greater,
             (false, true) => Less,
-            _ => sql_cmp(&self.value, &other.value).unwrap_or(Equal).then_with(|| self.value.cmp(&other.value)),
+            _ => sql_cmp(&self.value, &other.value).unwrap_or(Equal),
         };
         if self.desc {
             o.reverse()
@@ -319,6 +321,14 @@ impl Ord for SortKey {
         }
     }
 }
+
+impl PartialEq for SortKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for SortKey {}
 
 impl PartialOrd for SortKey {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {

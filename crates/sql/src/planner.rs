@@ -471,6 +471,11 @@ fn infer_opt(e: &Expr, inputs: &[Column]) -> std::result::Result<Option<SqlType>
                     Some(Bool)
                 }
                 BinaryOp::Concat => Some(Text),
+                BinaryOp::Div if matches!(ta, Some(Decimal { .. })) || matches!(tb, Some(Decimal { .. })) => {
+                    return Err("a division of exact numerics: not supported yet (PostgreSQL's quotient can need more significant digits than the \
+                                engine holds exactly, 28); divide integers, or cast to double precision"
+                        .into());
+                }
                 BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div => match (ta, tb) {
                     (Some(x), Some(y)) => {
                         let c = match op {
