@@ -801,10 +801,13 @@ enum Kind {
     Time,
 }
 
+/// A column of a table: name, kind, primary key or not.
+type Col = (&'static str, Kind, bool);
+
 /// The columns in scope for the FROM clause picked: `alias.column`, kind,
 /// and whether it is that table's primary key.
 fn scope_columns(aliases: &[&str]) -> Vec<(String, Kind, bool)> {
-    let table: &[(&str, &[(&str, Kind, bool)])] = &[
+    let table: &[(&str, &[Col])] = &[
         (
             "o",
             &[
