@@ -175,7 +175,59 @@ part_recovery() {
     "$BIN" bench engine --users 500000 --orders 1000000 --items 2500000 --events 1000000 --changes 0 \
         --snapshot-dir "$OUT/snapshot-1m" --keep-snapshot | grep -E "snapshot|rows" | tee -a "$OUT/recovery.txt"
     serve_on_1m_snapshot | tee -a "$OUT/recovery.txt"
+    serve_1m_with_sink_and_backlog | tee -a "$OUT/recovery.txt"
     rm -rf "$OUT/snapshot-1m"
+}
+
+# Times a restart of `cdcview serve` holding 1M orders with the sink on and a
+# backlog after its snapshot. On the 1M-order snapshot, with topics and a
+# PostgreSQL database of its own (cdcview_bench1m), a first start writes the
+# 1M rows into the table and is stopped gracefully once the sink has caught
+# up; then CDCVIEW_BENCH_BACKLOG (10,000) status events for those orders go to
+# its status topic; then the restart is timed to /readyz 200 and until the
+# backlog is applied and written to PostgreSQL (lag 0, nothing pending).
+serve_1m_with_sink_and_backlog() {
+    local prefix=recovery1ms port=$((CDCVIEW_HTTP_PORT + 18)) db=cdcview_bench1m backlog=${CDCVIEW_BENCH_BACKLOG:-10000} t pid t0 t1 t2
+    for t in users addresses orders order_items order_updates transaction; do
+        tansu topic create "$prefix.$t" --broker "tcp://127.0.0.1:$CDCVIEW_KAFKA_PORT" --partitions 1 >/dev/null 2>&1 || true
+    done
+    psql -X -q -h 127.0.0.1 -p "$CDCVIEW_PG_PORT" -U postgres -d postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db OWNER cdcview" >/dev/null
+    "$ROOT/start.sh" stop-part cdcview >/dev/null
+    serve_1m() {
+        env CDCVIEW_PG_URL="postgres://cdcview:cdcview@127.0.0.1:$CDCVIEW_PG_PORT/$db" CDCVIEW_LISTEN="127.0.0.1:$port" CDCVIEW_STATE_DIR="$OUT/snapshot-1m" \
+            CDCVIEW_TOPIC_PREFIX="$prefix" CDCVIEW_STATUS_TOPIC="$prefix.order_updates" CDCVIEW_TRANSACTION_TOPIC="$prefix.transaction" \
+            "$BIN" serve >>"$OUT/serve-1m-sink.log" 2>&1 &
+        pid=$!
+    }
+    # Caught up: ready, every partition read to its end, the sink holding nothing.
+    caught_up() {
+        curl -sf "http://127.0.0.1:$port/status" | python3 -c "
+import json, sys
+d = json.load(sys.stdin)
+ok = d['ready'] and all(p['lag'] == 0 for p in d['source']['partitions']) and d['sink']['pending_rows'] == 0 and d['sink']['state'] == 'ok'
+sys.exit(0 if ok else 1)" 2>/dev/null
+    }
+    wait_until() {
+        until "$@"; do
+            kill -0 "$pid" 2>/dev/null || die_with_log "cdcview on the 1M snapshot, sink on" "$OUT/serve-1m-sink.log"
+            sleep 0.05
+        done
+    }
+    serve_1m
+    wait_until caught_up
+    kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+    "$BIN" push-events 1 1000001 --rate 1000000 --count "$backlog" --seed 7 --topic "$prefix.order_updates" >/dev/null
+    t0=$(date +%s.%N)
+    serve_1m
+    wait_until curl -sf "http://127.0.0.1:$port/readyz" -o /dev/null
+    t1=$(date +%s.%N)
+    wait_until caught_up
+    t2=$(date +%s.%N)
+    python3 -c "print(f'recovery (cdcview serve, 1M orders, sink on, $backlog status events after the snapshot): start -> /readyz 200 in {$t1 - $t0:.2f} s, -> backlog applied and written to PostgreSQL in {$t2 - $t0:.2f} s')"
+    curl -sf "http://127.0.0.1:$port/status" | python3 -c "import json, sys; d = json.load(sys.stdin); print('    sink after the restart:', d['sink'])"
+    kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+    psql -X -q -h 127.0.0.1 -p "$CDCVIEW_PG_PORT" -U postgres -d postgres -c "DROP DATABASE IF EXISTS $db" >/dev/null
+    "$ROOT/start.sh" start-part cdcview >/dev/null
 }
 
 # Times `cdcview serve` from start to /readyz 200 on the 1M-order snapshot
