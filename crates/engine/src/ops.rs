@@ -67,15 +67,29 @@ fn padded(l: &[Value], width: usize) -> Row {
     row
 }
 
-fn add(index: &mut AHashMap<Row, AHashMap<Row, isize>>, key: Row, row: &Row, d: isize) {
-    let rows = index.entry(key.clone()).or_default();
+/// Adds `d` to the count of `row`, which goes when it reaches zero.
+fn count_in(rows: &mut AHashMap<Row, isize>, row: &Row, d: isize) {
     let n = rows.entry(row.clone()).or_default();
     *n += d;
     if *n == 0 {
         rows.remove(row);
-        if rows.is_empty() {
-            index.remove(&key);
-        }
+    }
+}
+
+/// [`count_in`] for an ordered multiset.
+fn count_in_order<K: Ord + Clone>(rows: &mut BTreeMap<K, isize>, row: &K, d: isize) {
+    let n = rows.entry(row.clone()).or_default();
+    *n += d;
+    if *n == 0 {
+        rows.remove(row);
+    }
+}
+
+fn add(index: &mut AHashMap<Row, AHashMap<Row, isize>>, key: Row, row: &Row, d: isize) {
+    let rows = index.entry(key.clone()).or_default();
+    count_in(rows, row, d);
+    if rows.is_empty() {
+        index.remove(&key);
     }
 }
 
@@ -164,12 +178,7 @@ impl Reduce {
         for (row, d) in input {
             let key: Row = row[..self.n_keys].to_vec();
             let rest: Row = row[self.n_keys..].to_vec();
-            let group = self.groups.entry(key.clone()).or_default();
-            let n = group.rows.entry(rest.clone()).or_default();
-            *n += d;
-            if *n == 0 {
-                group.rows.remove(&rest);
-            }
+            count_in(&mut self.groups.entry(key.clone()).or_default().rows, &rest, *d);
             dirty.insert(key);
         }
         let mut out = Vec::new();
@@ -362,13 +371,7 @@ impl Ranked {
         for (row, d) in input {
             let key: Row = self.partition_by.iter().map(|&c| row[c].clone()).collect();
             let sort: Vec<SortKey> = self.order_by.iter().map(|&(c, desc)| SortKey { value: row[c].clone(), desc }).collect();
-            let partition = self.partitions.entry(key.clone()).or_default();
-            let entry = (sort, row.clone());
-            let n = partition.rows.entry(entry.clone()).or_default();
-            *n += d;
-            if *n == 0 {
-                partition.rows.remove(&entry);
-            }
+            count_in_order(&mut self.partitions.entry(key.clone()).or_default().rows, &(sort, row.clone()), *d);
             dirty.insert(key);
         }
         let mut out = Vec::new();
