@@ -728,10 +728,13 @@ impl Planner<'_> {
                 JoinOperator::Join(c) | JoinOperator::Inner(c) => (JoinKind::Inner, c),
                 JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinKind::Left, c),
                 other => {
-                    return Err(SqlError::unsupported(
-                        join.relation.span(),
-                        format!("this join ({other:?})").split('(').take(2).collect::<Vec<_>>().join("("),
-                    ))
+                    let name = match other {
+                        JoinOperator::Right(_) | JoinOperator::RightOuter(_) => "RIGHT JOIN",
+                        JoinOperator::FullOuter(_) => "FULL JOIN",
+                        JoinOperator::CrossJoin(_) => "CROSS JOIN",
+                        _ => "this kind of join",
+                    };
+                    return Err(SqlError::unsupported(join.relation.span(), format!("this join: {name} (JOIN and LEFT JOIN are)")));
                 }
             };
             let JoinConstraint::On(on) = constraint else {
