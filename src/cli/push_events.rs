@@ -106,7 +106,7 @@ pub async fn run(args: PushArgs) -> anyhow::Result<()> {
             println!("{}", String::from_utf8_lossy(&payload));
         }
         bar.inc(1);
-        if sent % 1000 == 0 {
+        if sent.is_multiple_of(1000) {
             bar.set_message(format!("{} delivered", deliveries.delivered));
         }
         let due = started + interval.mul_f64(sent as f64);
