@@ -540,7 +540,7 @@ struct SqlSide {
 impl SqlSide {
     fn new() -> Self {
         let (_, catalog) = shop_views_in_postgres();
-        let flow = Dataflow::new(&catalog);
+        let flow = Dataflow::new(&catalog.specs());
         let sources = ShopSources::of(&flow).expect("views/shop.sql declares the shop's sources");
         SqlSide { flow, sources, dedup: Deduplicator::default() }
     }
@@ -746,7 +746,7 @@ fn run_query_case(seed: u64, reference: &Reference) -> usize {
     catalog
         .load(&format!("CREATE MATERIALIZED VIEW random_query AS {query};"))
         .unwrap_or_else(|e| panic!("seed {seed}: the generated query was refused: {e}\n{query}"));
-    let mut flow = Dataflow::with_views(&catalog, Some(&["random_query".to_string()]));
+    let mut flow = Dataflow::with_views(&catalog.specs(), Some(&["random_query".to_string()]));
     let sources = ShopSources::of(&flow).expect("the shop's sources");
     let mut tables = Tables::default();
     let mut cursor = [0usize; STREAMS];

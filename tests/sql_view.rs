@@ -12,7 +12,7 @@ fn shop_dataflow() -> Dataflow {
     let mut catalog = cdcview_sql::Catalog::new();
     let sql = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/views/shop.sql")).unwrap();
     catalog.load(&sql).unwrap_or_else(|e| panic!("views/shop.sql: {e}"));
-    Dataflow::new(&catalog)
+    Dataflow::new(&catalog.specs())
 }
 
 fn sorted(mut rows: Vec<Row>) -> Vec<Row> {

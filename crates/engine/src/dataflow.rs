@@ -2,15 +2,26 @@
 //! source changes pushed through it.
 
 use ahash::AHashMap;
-use cdcview_sql::{Catalog, Kind, Plan};
 
+use crate::expr::Expr;
 use crate::ops::{self, consolidate, Delta, Distinct, Join, Ranked, Reduce};
+use crate::plan::Plan;
 use crate::value::Row;
+
+/// A source or view to run, as the SQL front end declared it.
+#[derive(Debug, Clone)]
+pub struct RelationSpec {
+    pub name: String,
+    pub key: Option<Vec<usize>>,
+    /// `None` for a source.
+    pub plan: Option<Plan>,
+    pub materialized: bool,
+}
 
 enum Op {
     Source,
-    Filter(cdcview_sql::expr::Expr),
-    Map(Vec<cdcview_sql::expr::Expr>),
+    Filter(Expr),
+    Map(Vec<Expr>),
     Join(Join),
     Reduce(Reduce),
     Ranked(Ranked),
@@ -145,18 +156,18 @@ pub struct Dataflow {
 }
 
 impl Dataflow {
-    /// Compiles every materialized view of `catalog`; views share their
+    /// Compiles every materialized view of `relations`; views share their
     /// sources and the views they read.
-    pub fn new(catalog: &Catalog) -> Self {
-        Self::with_views(catalog, None)
+    pub fn new(relations: &[RelationSpec]) -> Self {
+        Self::with_views(relations, None)
     }
 
     /// Compiles the materialized views named in `only` (all when `None`),
     /// and what they read, nothing else.
-    pub fn with_views(catalog: &Catalog, only: Option<&[String]>) -> Self {
+    pub fn with_views(relations: &[RelationSpec], only: Option<&[String]>) -> Self {
         let mut flow = Dataflow { nodes: Vec::new(), sources: Vec::new(), views: Vec::new(), roots: AHashMap::new() };
-        for relation in catalog.relations() {
-            if let Kind::Source(_) = &relation.kind {
+        for relation in relations {
+            if relation.plan.is_none() {
                 let node = flow.push(Op::Source, Vec::new());
                 flow.sources.push(SourceState {
                     name: relation.name.clone(),
@@ -167,10 +178,10 @@ impl Dataflow {
                 flow.roots.insert(relation.name.clone(), node);
             }
         }
-        for relation in catalog.relations() {
+        for relation in relations {
             let wanted = only.is_none_or(|names| names.contains(&relation.name));
-            if relation.is_materialized() && wanted {
-                let node = flow.compile_view(catalog, &relation.name);
+            if relation.materialized && wanted {
+                let node = flow.compile_view(relations, &relation.name);
                 flow.views.push(ViewRows {
                     name: relation.name.clone(),
                     node,
@@ -184,14 +195,14 @@ impl Dataflow {
     }
 
     /// The output node of a view, compiled the first time it is read.
-    fn compile_view(&mut self, catalog: &Catalog, name: &str) -> usize {
+    fn compile_view(&mut self, relations: &[RelationSpec], name: &str) -> usize {
         if let Some(&node) = self.roots.get(name) {
             return node;
         }
-        let Some(Kind::View { plan, .. }) = catalog.get(name).map(|r| &r.kind) else {
-            unreachable!("the planner resolved {name} to a view of the catalog")
+        let Some(plan) = relations.iter().find(|r| r.name == name).and_then(|r| r.plan.as_ref()) else {
+            unreachable!("the planner resolved {name} to a declared view")
         };
-        let node = self.compile(catalog, plan);
+        let node = self.compile(relations, plan);
         self.roots.insert(name.to_string(), node);
         node
     }
@@ -201,36 +212,36 @@ impl Dataflow {
         self.nodes.len() - 1
     }
 
-    fn compile(&mut self, catalog: &Catalog, plan: &Plan) -> usize {
+    fn compile(&mut self, relations: &[RelationSpec], plan: &Plan) -> usize {
         match plan {
-            Plan::Get { relation, .. } => self.compile_view(catalog, relation),
+            Plan::Get { relation, .. } => self.compile_view(relations, relation),
             Plan::Filter { input, predicate } => {
-                let i = self.compile(catalog, input);
+                let i = self.compile(relations, input);
                 self.push(Op::Filter(predicate.clone()), vec![i])
             }
             Plan::Map { input, exprs, .. } => {
-                let i = self.compile(catalog, input);
+                let i = self.compile(relations, input);
                 self.push(Op::Map(exprs.clone()), vec![i])
             }
             Plan::Join { kind, left, right, on } => {
-                let (l, r) = (self.compile(catalog, left), self.compile(catalog, right));
+                let (l, r) = (self.compile(relations, left), self.compile(relations, right));
                 self.push(Op::Join(Join::new(*kind, on, right.columns().len())), vec![l, r])
             }
             Plan::Reduce { input, group_by, aggregates, .. } => {
-                let i = self.compile(catalog, input);
+                let i = self.compile(relations, input);
                 debug_assert!(group_by.iter().enumerate().all(|(k, &c)| k == c), "the planner puts the group columns first");
                 self.push(Op::Reduce(Reduce::new(group_by.len(), aggregates.clone())), vec![i])
             }
             Plan::RowNumber { input, partition_by, order_by, .. } => {
-                let i = self.compile(catalog, input);
+                let i = self.compile(relations, input);
                 self.push(Op::Ranked(Ranked::new(partition_by.clone(), order_by.clone(), true)), vec![i])
             }
             Plan::TopOne { input, partition_by, order_by } => {
-                let i = self.compile(catalog, input);
+                let i = self.compile(relations, input);
                 self.push(Op::Ranked(Ranked::new(partition_by.clone(), order_by.clone(), false)), vec![i])
             }
             Plan::Distinct { input } => {
-                let i = self.compile(catalog, input);
+                let i = self.compile(relations, input);
                 self.push(Op::Distinct(Distinct::default()), vec![i])
             }
         }

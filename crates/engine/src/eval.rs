@@ -3,8 +3,8 @@
 
 use std::cmp::Ordering;
 
-use cdcview_sql::expr::{BinaryOp, Expr, Func, Literal};
-use cdcview_sql::SqlType;
+use crate::expr::{BinaryOp, Expr, Func, Literal};
+use crate::types::SqlType;
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 use rust_decimal::Decimal;
 

@@ -1,5 +1,6 @@
-//! cdcview's incremental engine: the plans of `cdcview-sql`, run over
-//! batches of source changes.
+//! cdcview's incremental engine: the plans views compile to (`plan`,
+//! `expr`, `types`: what `cdcview-sql` produces), and the operators that
+//! run them over batches of source changes.
 //!
 //! ```text
 //! SourceChange (source, key, row or none) --> source state (rows by key) --> Z-set deltas
@@ -15,8 +16,11 @@
 
 pub mod dataflow;
 pub mod eval;
+pub mod expr;
 pub mod ops;
+pub mod plan;
+pub mod types;
 pub mod value;
 
-pub use dataflow::{Dataflow, RowChange, SourceChange, ViewRows};
+pub use dataflow::{Dataflow, RelationSpec, RowChange, SourceChange, ViewRows};
 pub use value::{Row, Value};

@@ -7,9 +7,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::expr::{AggFunc, Aggregate, Expr};
+use crate::plan::JoinKind;
+use crate::types::SqlType;
 use ahash::{AHashMap, AHashSet};
-use cdcview_sql::expr::{AggFunc, Aggregate, Expr};
-use cdcview_sql::{JoinKind, SqlType};
 use rust_decimal::Decimal;
 
 use crate::eval::eval;

@@ -21,10 +21,12 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Span, Token};
 
+use cdcview_engine::dataflow::RelationSpec;
+use cdcview_engine::plan::{Column, Plan, RelationInfo};
+
 use crate::error::{Result, SqlError};
-use crate::plan::{Column, Plan};
 use crate::planner::{object_name, plan_query, Relations};
-use crate::types::SqlType;
+use crate::types::sql_type;
 
 /// How a source topic's records are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +125,9 @@ impl Relations for Catalog {
     fn columns(&self, name: &str) -> Option<Vec<Column>> {
         self.get(name).map(|r| r.columns.clone())
     }
+}
 
+impl RelationInfo for Catalog {
     fn key(&self, name: &str) -> Option<Vec<usize>> {
         self.get(name).and_then(|r| r.key.clone())
     }
@@ -147,6 +151,20 @@ impl Catalog {
 
     pub fn relations(&self) -> &[Relation] {
         &self.relations
+    }
+
+    /// What the engine runs: every source and view, in declaration order.
+    pub fn specs(&self) -> Vec<RelationSpec> {
+        self.relations
+            .iter()
+            .map(|r| {
+                let (plan, materialized) = match &r.kind {
+                    Kind::Source(_) => (None, false),
+                    Kind::View { plan, materialized } => (Some(plan.clone()), *materialized),
+                };
+                RelationSpec { name: r.name.clone(), key: r.key.clone(), plan, materialized }
+            })
+            .collect()
     }
 
     /// Loads every statement of `sql`, all or nothing: on an error the
@@ -194,7 +212,7 @@ impl Catalog {
         let mut columns = Vec::new();
         let mut key = Vec::new();
         for (i, c) in t.columns.iter().enumerate() {
-            let ty = SqlType::from_ast(&c.data_type, c.name.span)?;
+            let ty = sql_type(&c.data_type, c.name.span)?;
             let mut nullable = true;
             for option in &c.options {
                 match &option.option {

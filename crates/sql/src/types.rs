@@ -1,108 +1,31 @@
-//! SQL types of columns and expressions, and the rules for the type of a result.
+//! The SQL types a declaration names, as the engine's [`SqlType`]s.
 
-use std::fmt;
-
+use cdcview_engine::types::SqlType;
 use sqlparser::ast::{DataType, ExactNumberInfo, TimezoneInfo};
 use sqlparser::tokenizer::Span;
 
 use crate::error::{Result, SqlError};
 
-/// The types the engine computes with. Exact numerics keep their scale, as
-/// SQL does: `DECIMAL(10,2) * INT` is written with two digits after the point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SqlType {
-    Bool,
-    /// Any SQL integer (SMALLINT, INT, BIGINT), held as 64 bits.
-    Int,
-    /// An exact numeric; `scale` is `None` when it depends on the value (a
-    /// quotient, or NUMERIC without a scale).
-    Decimal {
-        scale: Option<u32>,
-    },
-    Double,
-    Text,
-    /// A point in time (TIMESTAMP WITH TIME ZONE; a TIMESTAMP is taken as UTC).
-    Timestamp,
-}
-
-impl SqlType {
-    pub fn from_ast(ty: &DataType, span: Span) -> Result<Self> {
-        use DataType as D;
-        Ok(match ty {
-            D::Boolean | D::Bool => SqlType::Bool,
-            D::SmallInt(_) | D::Int(_) | D::Integer(_) | D::BigInt(_) | D::TinyInt(_) | D::Int2(_) | D::Int4(_) | D::Int8(_) => SqlType::Int,
-            D::Decimal(info) | D::Numeric(info) | D::Dec(info) => SqlType::Decimal {
-                scale: match info {
-                    ExactNumberInfo::PrecisionAndScale(_, s) => {
-                        Some(u32::try_from(*s).map_err(|_| SqlError::at(span, format!("a negative scale in {ty}")))?)
-                    }
-                    ExactNumberInfo::Precision(_) => Some(0),
-                    ExactNumberInfo::None => None,
-                },
+/// The engine's type for a declared SQL type, or why there is none.
+pub fn sql_type(ty: &DataType, span: Span) -> Result<SqlType> {
+    use DataType as D;
+    Ok(match ty {
+        D::Boolean | D::Bool => SqlType::Bool,
+        D::SmallInt(_) | D::Int(_) | D::Integer(_) | D::BigInt(_) | D::TinyInt(_) | D::Int2(_) | D::Int4(_) | D::Int8(_) => SqlType::Int,
+        D::Decimal(info) | D::Numeric(info) | D::Dec(info) => SqlType::Decimal {
+            scale: match info {
+                ExactNumberInfo::PrecisionAndScale(_, s) => {
+                    Some(u32::try_from(*s).map_err(|_| SqlError::at(span, format!("a negative scale in {ty}")))?)
+                }
+                ExactNumberInfo::Precision(_) => Some(0),
+                ExactNumberInfo::None => None,
             },
-            D::Double(_) | D::DoublePrecision | D::Float8 | D::Real | D::Float4 | D::Float(_) => SqlType::Double,
-            D::Text | D::Varchar(_) | D::CharacterVarying(_) | D::Char(_) | D::Character(_) | D::String(_) => SqlType::Text,
-            D::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithTimeZone | TimezoneInfo::Tz | TimezoneInfo::WithoutTimeZone) | D::Datetime(_) => {
-                SqlType::Timestamp
-            }
-            other => return Err(SqlError::unsupported(span, format!("the type {other}"))),
-        })
-    }
-
-    pub fn is_numeric(self) -> bool {
-        matches!(self, SqlType::Int | SqlType::Decimal { .. } | SqlType::Double)
-    }
-}
-
-impl fmt::Display for SqlType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SqlType::Bool => f.write_str("boolean"),
-            SqlType::Int => f.write_str("bigint"),
-            SqlType::Decimal { scale: Some(s) } => write!(f, "numeric(_,{s})"),
-            SqlType::Decimal { scale: None } => f.write_str("numeric"),
-            SqlType::Double => f.write_str("double precision"),
-            SqlType::Text => f.write_str("text"),
-            SqlType::Timestamp => f.write_str("timestamptz"),
+        },
+        D::Double(_) | D::DoublePrecision | D::Float8 | D::Real | D::Float4 | D::Float(_) => SqlType::Double,
+        D::Text | D::Varchar(_) | D::CharacterVarying(_) | D::Char(_) | D::Character(_) | D::String(_) => SqlType::Text,
+        D::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithTimeZone | TimezoneInfo::Tz | TimezoneInfo::WithoutTimeZone) | D::Datetime(_) => {
+            SqlType::Timestamp
         }
-    }
-}
-
-/// The type of `a op b` for `+ - * /`, by SQL's rules for exact numerics:
-/// a sum keeps the larger scale, a product adds the scales, a quotient's
-/// scale depends on the values; integers stay integers; a double wins.
-pub fn arithmetic(op: char, a: SqlType, b: SqlType) -> Option<SqlType> {
-    use SqlType::*;
-    let scale = |t: SqlType| match t {
-        Int => Some(Some(0)),
-        Decimal { scale } => Some(scale),
-        _ => None,
-    };
-    Some(match (a, b) {
-        (Int, Int) => Int,
-        (Double, x) | (x, Double) if x.is_numeric() => Double,
-        _ => {
-            let (sa, sb) = (scale(a)?, scale(b)?);
-            let scale = match op {
-                '+' | '-' => sa.zip(sb).map(|(x, y)| x.max(y)),
-                '*' => sa.zip(sb).map(|(x, y)| x + y),
-                _ => None,
-            };
-            Decimal { scale }
-        }
+        other => return Err(SqlError::unsupported(span, format!("the type {other}"))),
     })
-}
-
-/// The common type of the branches of CASE or COALESCE.
-pub fn common(a: SqlType, b: SqlType) -> Option<SqlType> {
-    use SqlType::*;
-    if a == b {
-        return Some(a);
-    }
-    match (a, b) {
-        (Decimal { scale: x }, Decimal { scale: y }) => Some(Decimal { scale: x.zip(y).map(|(x, y)| x.max(y)) }),
-        (Int, Decimal { scale }) | (Decimal { scale }, Int) => Some(Decimal { scale }),
-        (Double, x) | (x, Double) if x.is_numeric() => Some(Double),
-        _ => None,
-    }
 }

@@ -126,7 +126,7 @@ impl SqlShop {
         for name in only {
             anyhow::ensure!(catalog.get(name).is_some_and(|r| r.is_materialized()), "no materialized view {name} in the --views files");
         }
-        let flow = cdcview_engine::Dataflow::with_views(&catalog, (!only.is_empty()).then_some(only));
+        let flow = cdcview_engine::Dataflow::with_views(&catalog.specs(), (!only.is_empty()).then_some(only));
         let sources = crate::engine::shop_rows::ShopSources::of(&flow).ok_or_else(|| {
             anyhow::anyhow!("the --views files do not declare the shop's sources (users, addresses, orders, order_items, order_updates)")
         })?;

@@ -4,8 +4,15 @@
 use std::fmt;
 
 use crate::expr::{Aggregate, Expr};
-use crate::planner::Relations;
 use crate::types::SqlType;
+
+/// What key inference needs to know of the relations a plan reads.
+pub trait RelationInfo {
+    /// A source's or view's key (column positions), if it has one.
+    fn key(&self, name: &str) -> Option<Vec<usize>>;
+    /// Its columns that are a `ROW_NUMBER()`, each with its partition.
+    fn row_numbers(&self, name: &str) -> Vec<(usize, Vec<usize>)>;
+}
 
 /// A column of a plan's output.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,7 +127,7 @@ impl Plan {
     /// Column sets on which the output has at most one row each, as far as
     /// the plan shows: a source's primary key, a `GROUP BY`, a partition kept
     /// at its first row. Scalar subqueries need one to be planned as a join.
-    pub fn unique_keys(&self, relations: &dyn Relations) -> Vec<Vec<usize>> {
+    pub fn unique_keys(&self, relations: &dyn RelationInfo) -> Vec<Vec<usize>> {
         match self {
             Plan::Get { relation, .. } => relations.key(relation).into_iter().collect(),
             Plan::Filter { input, predicate } => {
@@ -163,7 +170,7 @@ impl Plan {
     }
 
     /// The output columns that are a `ROW_NUMBER()`, each with its partition.
-    pub fn row_numbers(&self, relations: &dyn Relations) -> Vec<(usize, Vec<usize>)> {
+    pub fn row_numbers(&self, relations: &dyn RelationInfo) -> Vec<(usize, Vec<usize>)> {
         match self {
             Plan::Get { relation, .. } => relations.row_numbers(relation),
             Plan::Filter { input, .. } | Plan::TopOne { input, .. } | Plan::Distinct { input } => input.row_numbers(relations),
@@ -262,7 +269,7 @@ impl fmt::Display for Plan {
 
 /// The type of `e` over `inputs` (the planner has checked that it has one).
 pub fn type_of(e: &Expr, inputs: &[Column]) -> SqlType {
-    crate::planner::infer(e, inputs).unwrap_or(SqlType::Text)
+    crate::expr::infer(e, inputs).unwrap_or(SqlType::Text)
 }
 
 /// Whether `e` can be NULL over `inputs`.

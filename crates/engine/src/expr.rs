@@ -3,7 +3,8 @@
 
 use std::fmt;
 
-use crate::types::SqlType;
+use crate::plan::Column;
+use crate::types::{self, SqlType};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Literal {
@@ -239,5 +240,127 @@ impl fmt::Display for Aggregate {
             write!(f, "{}#{c}{}", if i == 0 { " ORDER BY " } else { ", " }, if *desc { " DESC" } else { "" })?;
         }
         f.write_str(")")
+    }
+}
+
+/// The type of `e` over `inputs`, or why it has none. A NULL literal takes
+/// the type its neighbours give it.
+pub fn infer(e: &Expr, inputs: &[Column]) -> std::result::Result<SqlType, String> {
+    infer_opt(e, inputs).map(|t| t.unwrap_or(SqlType::Text))
+}
+
+fn infer_opt(e: &Expr, inputs: &[Column]) -> std::result::Result<Option<SqlType>, String> {
+    use SqlType::*;
+    let t = |x: &Expr| infer_opt(x, inputs);
+    let both = |a: Option<SqlType>, b: Option<SqlType>, what: &str| -> std::result::Result<Option<SqlType>, String> {
+        match (a, b) {
+            (Some(a), Some(b)) => types::common(a, b).map(Some).ok_or_else(|| format!("{what}: {a} and {b} do not mix")),
+            (a, b) => Ok(a.or(b)),
+        }
+    };
+    Ok(match e {
+        Expr::Column(c) => Some(inputs.get(*c).ok_or_else(|| format!("no column #{c}"))?.ty),
+        Expr::Literal(Literal::Null, _) => None,
+        Expr::Literal(_, ty) => Some(*ty),
+        Expr::Not(x) => {
+            expect(t(x)?, Bool, "NOT")?;
+            Some(Bool)
+        }
+        Expr::Neg(x) => match t(x)? {
+            Some(ty) if !ty.is_numeric() => return Err(format!("minus of {ty}")),
+            ty => ty,
+        },
+        Expr::Binary(op, a, b) => {
+            let (ta, tb) = (t(a)?, t(b)?);
+            match op {
+                BinaryOp::And | BinaryOp::Or => {
+                    expect(ta, Bool, "AND/OR")?;
+                    expect(tb, Bool, "AND/OR")?;
+                    Some(Bool)
+                }
+                BinaryOp::Concat => Some(Text),
+                BinaryOp::Div if matches!(ta, Some(Decimal { .. })) || matches!(tb, Some(Decimal { .. })) => {
+                    return Err("a division of exact numerics: not supported yet (PostgreSQL's quotient can need more significant digits than the \
+                                engine holds exactly, 28); divide integers, or cast to double precision"
+                        .into());
+                }
+                BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div => match (ta, tb) {
+                    (Some(x), Some(y)) => {
+                        let c = match op {
+                            BinaryOp::Add => '+',
+                            BinaryOp::Sub => '-',
+                            BinaryOp::Mul => '*',
+                            _ => '/',
+                        };
+                        Some(types::arithmetic(c, x, y).ok_or_else(|| format!("the operands of {c} do not mix: {x} and {y}"))?)
+                    }
+                    (x, y) => x.or(y),
+                },
+                _ => {
+                    both(ta, tb, "a comparison")?;
+                    Some(Bool)
+                }
+            }
+        }
+        Expr::IsNull { .. } => Some(Bool),
+        Expr::InList { expr, list, .. } => {
+            let mut ty = t(expr)?;
+            for x in list {
+                ty = both(ty, t(x)?, "IN")?;
+            }
+            Some(Bool)
+        }
+        Expr::Like { expr, pattern, .. } => {
+            expect(t(expr)?, Text, "LIKE")?;
+            expect(t(pattern)?, Text, "LIKE")?;
+            Some(Bool)
+        }
+        Expr::Case { whens, otherwise } => {
+            let mut ty = None;
+            for (c, r) in whens {
+                expect(t(c)?, Bool, "a WHEN condition")?;
+                ty = both(ty, t(r)?, "CASE")?;
+            }
+            if let Some(o) = otherwise {
+                ty = both(ty, t(o)?, "CASE")?;
+            }
+            ty
+        }
+        Expr::Cast(x, to) => {
+            if let Some(from) = t(x)? {
+                let ok = from == *to || *to == Text || from == Text || (from.is_numeric() && to.is_numeric()) || (from == Int && *to == Bool);
+                if !ok {
+                    return Err(format!("a cast from {from} to {to}"));
+                }
+            }
+            Some(*to)
+        }
+        Expr::Call(func, args) => {
+            let tys: Vec<Option<SqlType>> = args.iter().map(t).collect::<std::result::Result<_, _>>()?;
+            match func {
+                Func::Coalesce => tys.into_iter().try_fold(None, |acc, x| both(acc, x, "COALESCE"))?,
+                Func::Nullif => both(tys[0], tys[1], "NULLIF").map(|_| tys[0])?,
+                Func::Concat | Func::ConcatWs => Some(Text),
+                Func::Lower | Func::Upper | Func::Trim => {
+                    expect(tys[0], Text, "a text function")?;
+                    Some(Text)
+                }
+                Func::Length => {
+                    expect(tys[0], Text, "LENGTH")?;
+                    Some(Int)
+                }
+                Func::ToTimestamp => match tys[0] {
+                    Some(ty) if !ty.is_numeric() => return Err(format!("to_timestamp of {ty} (it takes seconds since the epoch)")),
+                    _ => Some(Timestamp),
+                },
+            }
+        }
+    })
+}
+
+fn expect(got: Option<SqlType>, want: SqlType, what: &str) -> std::result::Result<(), String> {
+    match got {
+        Some(g) if g != want => Err(format!("{what} needs {want}, not {g}")),
+        _ => Ok(()),
     }
 }
