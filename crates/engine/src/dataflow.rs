@@ -83,6 +83,8 @@ impl ViewRows {
     /// Applies the view's changes of one batch; returns one change per key
     /// that changed: `(key, before, after)`.
     fn apply(&mut self, delta: Delta) -> Vec<RowChange> {
+        // A row added and taken away in one batch must not count as either.
+        let delta = consolidate(delta);
         if self.key.is_none() {
             return self.apply_counted(delta);
         }

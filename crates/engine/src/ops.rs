@@ -44,14 +44,18 @@ fn key_of(row: &[Value], columns: &[usize]) -> Option<Row> {
     (!key.iter().any(Value::is_null)).then_some(key)
 }
 
+/// The rows of one join key, with their counts. Few rows share a key in
+/// most joins, so a list searched by row beats hashing every (wide) row.
+type KeyRows = Vec<(Row, isize)>;
+
 /// Both sides of a join, indexed by the join columns.
 pub struct Join {
     kind: JoinKind,
     left_on: Vec<usize>,
     right_on: Vec<usize>,
     right_width: usize,
-    left: AHashMap<Row, AHashMap<Row, isize>>,
-    right: AHashMap<Row, AHashMap<Row, isize>>,
+    left: AHashMap<Row, KeyRows>,
+    right: AHashMap<Row, KeyRows>,
 }
 
 fn joined(l: &[Value], r: &[Value]) -> Row {
@@ -86,11 +90,27 @@ fn count_in_order<K: Ord + Clone>(rows: &mut BTreeMap<K, isize>, row: &K, d: isi
     }
 }
 
-fn add(index: &mut AHashMap<Row, AHashMap<Row, isize>>, key: Row, row: &Row, d: isize) {
-    let rows = index.entry(key.clone()).or_default();
-    count_in(rows, row, d);
-    if rows.is_empty() {
-        index.remove(&key);
+fn add(index: &mut AHashMap<Row, KeyRows>, key: Row, row: &Row, d: isize) {
+    use std::collections::hash_map::Entry;
+    match index.entry(key) {
+        Entry::Occupied(mut entry) => {
+            let rows = entry.get_mut();
+            match rows.iter().position(|(r, _)| r == row) {
+                Some(at) => {
+                    rows[at].1 += d;
+                    if rows[at].1 == 0 {
+                        rows.swap_remove(at);
+                    }
+                }
+                None => rows.push((row.clone(), d)),
+            }
+            if rows.is_empty() {
+                entry.remove();
+            }
+        }
+        Entry::Vacant(entry) => {
+            entry.insert(vec![(row.clone(), d)]);
+        }
     }
 }
 
