@@ -59,6 +59,37 @@ part_engine() {
         done
         python3 "$ROOT/scripts/engine_ratio.py" "$OUT/engine-vs-differential-$mix.txt" | tee -a "$OUT/engine.txt"
     done
+    say "the SQL-defined order_details_mv (views/shop.sql) beside the hand-written engine, interleaved"
+    for mix in steady churn; do
+        : > "$OUT/engine-sql-$mix.txt"
+        for _ in $(seq "$runs"); do
+            for engine in hand sql; do
+                echo "== $engine" >> "$OUT/engine-sql-$mix.txt"
+                "$BIN" bench engine --engine "$engine" --mix "$mix" --views "$ROOT/views/shop.sql" 2>/dev/null >> "$OUT/engine-sql-$mix.txt"
+            done
+        done
+        python3 - "$OUT/engine-sql-$mix.txt" "$mix" <<'PY' | tee -a "$OUT/engine.txt"
+import re, statistics, sys
+runs, engine = {"hand": [], "sql": []}, None
+for line in open(sys.argv[1]):
+    if line.startswith("== "):
+        engine = line[3:].strip()
+    elif m := re.match(r"engine: \d+ changes in [\d.]+ s = (\d+) changes/s", line):
+        runs[engine].append({"wall": int(m.group(1))})
+    elif m := re.match(r"view deltas emitted: (\d+)", line):
+        runs[engine][-1]["deltas"] = int(m.group(1))
+    elif m := re.match(r"peak resident memory: (\d+) MiB", line):
+        runs[engine][-1]["rss"] = int(m.group(1))
+deltas = {r["deltas"] for rs in runs.values() for r in rs}
+if len(deltas) != 1:
+    sys.exit(f"the engines disagree on the number of view deltas: {sorted(deltas)}")
+for name, rs in runs.items():
+    w = [r["wall"] for r in rs]
+    print(f"{sys.argv[2]} mix, {name:>4}: changes/s min/median/max {min(w):,} / {int(statistics.median(w)):,} / {max(w):,}; peak RSS {max(r['rss'] for r in rs)} MiB")
+ratios = [h["wall"] / s["wall"] for h, s in zip(runs["hand"], runs["sql"])]
+print(f"{sys.argv[2]} mix: hand-written / SQL, run by run: min {min(ratios):.1f}x, median {statistics.median(ratios):.1f}x, max {max(ratios):.1f}x; {deltas.pop()} view deltas each")
+PY
+    done
 }
 
 part_freshness() {
