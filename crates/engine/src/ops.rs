@@ -45,8 +45,57 @@ fn key_of(row: &[Value], columns: &[usize]) -> Option<Row> {
 }
 
 /// The rows of one join key, with their counts. Few rows share a key in
-/// most joins, so a list searched by row beats hashing every (wide) row.
-type KeyRows = Vec<(Row, isize)>;
+/// most joins, so a list searched by row beats hashing every (wide) row;
+/// a key with many (a busy customer's orders) gets a hash map.
+enum KeyRows {
+    Few(Vec<(Row, isize)>),
+    Many(AHashMap<Row, isize>),
+}
+
+/// Rows a key holds in a list before they move to a hash map.
+const FEW_ROWS: usize = 16;
+
+impl KeyRows {
+    fn iter(&self) -> Box<dyn Iterator<Item = (&Row, &isize)> + '_> {
+        match self {
+            KeyRows::Few(rows) => Box::new(rows.iter().map(|(r, n)| (r, n))),
+            KeyRows::Many(rows) => Box::new(rows.iter()),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            KeyRows::Few(rows) => rows.is_empty(),
+            KeyRows::Many(rows) => rows.is_empty(),
+        }
+    }
+
+    fn add(&mut self, row: &Row, d: isize) {
+        match self {
+            KeyRows::Few(rows) => match rows.iter().position(|(r, _)| r == row) {
+                Some(at) => {
+                    rows[at].1 += d;
+                    if rows[at].1 == 0 {
+                        rows.swap_remove(at);
+                    }
+                }
+                None if rows.len() < FEW_ROWS => rows.push((row.clone(), d)),
+                None => {
+                    let mut many: AHashMap<Row, isize> = rows.drain(..).collect();
+                    many.insert(row.clone(), d);
+                    *self = KeyRows::Many(many);
+                }
+            },
+            KeyRows::Many(rows) => {
+                let n = rows.entry(row.clone()).or_default();
+                *n += d;
+                if *n == 0 {
+                    rows.remove(row);
+                }
+            }
+        }
+    }
+}
 
 /// Both sides of a join, indexed by the join columns.
 pub struct Join {
@@ -72,16 +121,7 @@ fn padded(l: &[Value], width: usize) -> Row {
     row
 }
 
-/// Adds `d` to the count of `row`, which goes when it reaches zero.
-fn count_in(rows: &mut AHashMap<Row, isize>, row: &Row, d: isize) {
-    let n = rows.entry(row.clone()).or_default();
-    *n += d;
-    if *n == 0 {
-        rows.remove(row);
-    }
-}
-
-/// [`count_in`] for an ordered multiset.
+/// Adds `d` to the count of `row` in an ordered multiset; at zero it goes.
 fn count_in_order<K: Ord + Clone>(rows: &mut BTreeMap<K, isize>, row: &K, d: isize) {
     let n = rows.entry(row.clone()).or_default();
     *n += d;
@@ -94,22 +134,13 @@ fn add(index: &mut AHashMap<Row, KeyRows>, key: Row, row: &Row, d: isize) {
     use std::collections::hash_map::Entry;
     match index.entry(key) {
         Entry::Occupied(mut entry) => {
-            let rows = entry.get_mut();
-            match rows.iter().position(|(r, _)| r == row) {
-                Some(at) => {
-                    rows[at].1 += d;
-                    if rows[at].1 == 0 {
-                        rows.swap_remove(at);
-                    }
-                }
-                None => rows.push((row.clone(), d)),
-            }
-            if rows.is_empty() {
+            entry.get_mut().add(row, d);
+            if entry.get().is_empty() {
                 entry.remove();
             }
         }
         Entry::Vacant(entry) => {
-            entry.insert(vec![(row.clone(), d)]);
+            entry.insert(KeyRows::Few(vec![(row.clone(), d)]));
         }
     }
 }
@@ -176,17 +207,147 @@ impl Join {
     }
 }
 
-/// GROUP BY: each group's rows (the aggregates' inputs) and its output row.
+/// GROUP BY: each group's aggregates, kept up to date change by change
+/// (a running count or sum, or the values in order where the aggregate
+/// needs them), and its output row.
 pub struct Reduce {
     n_keys: usize,
     aggregates: Vec<Aggregate>,
     groups: AHashMap<Row, Group>,
 }
 
-#[derive(Default)]
 struct Group {
-    rows: AHashMap<Row, isize>,
+    /// How many input rows the group has.
+    rows: isize,
+    accumulators: Vec<Accumulator>,
     output: Option<Row>,
+}
+
+/// What one aggregate keeps of a group's rows.
+enum Accumulator {
+    /// `COUNT(*)`, or `COUNT(x)` of the non-NULL values.
+    Count(i64),
+    /// Exact sums: the sum, how many values, and how many values of each
+    /// scale (SQL writes the sum with the largest scale among them).
+    Sum { sum: Decimal, values: i64, scales: BTreeMap<u32, i64> },
+    /// A double sum (or average): the sum and how many values.
+    SumDouble { sum: f64, values: i64 },
+    /// The distinct values, or the values in SQL order (MIN, MAX, DISTINCT
+    /// aggregates), each with its count.
+    Values(BTreeMap<SqlOrdered, isize>),
+    /// `STRING_AGG`: the values in the aggregate's ORDER BY.
+    Ordered(BTreeMap<(Vec<SortKey>, Value), isize>),
+}
+
+/// A value ordered as SQL compares it; equal values of different scales by scale.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SqlOrdered(Value);
+
+impl Ord for SqlOrdered {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        sql_cmp(&self.0, &other.0).unwrap_or(std::cmp::Ordering::Equal).then_with(|| self.0.cmp(&other.0))
+    }
+}
+
+impl PartialOrd for SqlOrdered {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Accumulator {
+    fn new(a: &Aggregate) -> Self {
+        match (a.func, a.distinct) {
+            (AggFunc::Count, false) => Accumulator::Count(0),
+            (AggFunc::Sum | AggFunc::Avg, false) if a.ty == SqlType::Double => Accumulator::SumDouble { sum: 0.0, values: 0 },
+            (AggFunc::Sum | AggFunc::Avg, false) => Accumulator::Sum { sum: Decimal::ZERO, values: 0, scales: BTreeMap::new() },
+            (AggFunc::StringAgg, _) => Accumulator::Ordered(BTreeMap::new()),
+            _ => Accumulator::Values(BTreeMap::new()),
+        }
+    }
+
+    /// Takes in (`d` > 0) or takes out (`d` < 0) one input row.
+    fn update(&mut self, a: &Aggregate, row: &[Value], d: isize) {
+        let arg = a.arg.map(|c| &row[c]);
+        if arg.is_some_and(Value::is_null) {
+            return; // aggregates skip NULLs
+        }
+        match self {
+            Accumulator::Count(n) => *n += d as i64,
+            Accumulator::Sum { sum, values, scales } => {
+                let v = match arg {
+                    Some(Value::Int(i)) => Decimal::from(*i),
+                    Some(Value::Decimal(x)) => *x,
+                    _ => return,
+                };
+                *sum += v * Decimal::from(d as i64);
+                *values += d as i64;
+                let n = scales.entry(v.scale()).or_default();
+                *n += d as i64;
+                if *n == 0 {
+                    scales.remove(&v.scale());
+                }
+            }
+            Accumulator::SumDouble { sum, values } => {
+                *sum += arg.map_or(0.0, double) * d as f64;
+                *values += d as i64;
+            }
+            Accumulator::Values(values) => count_in_order(values, &SqlOrdered(arg.cloned().unwrap_or(Value::Null)), d),
+            Accumulator::Ordered(values) => {
+                let keys = a.order_by.iter().map(|&(c, desc)| SortKey { value: row[c].clone(), desc }).collect();
+                count_in_order(values, &(keys, arg.cloned().unwrap_or(Value::Null)), d);
+            }
+        }
+    }
+
+    fn value(&self, a: &Aggregate) -> Value {
+        match self {
+            Accumulator::Count(n) => Value::Int(*n),
+            Accumulator::Sum { values: 0, .. } | Accumulator::SumDouble { values: 0, .. } => Value::Null,
+            Accumulator::Sum { sum, values, scales } => {
+                let sum = sql_exact(*sum, scales.keys().next_back().copied().unwrap_or(0));
+                if a.func == AggFunc::Avg {
+                    // PostgreSQL's AVG of numeric is its numeric division of the sum by the count.
+                    crate::eval::decimal_div(sum, Decimal::from(*values)).map_or(Value::Null, Value::Decimal)
+                } else {
+                    Value::Decimal(sum)
+                }
+            }
+            Accumulator::SumDouble { sum, values } => Value::Double(if a.func == AggFunc::Avg { sum / *values as f64 } else { *sum }),
+            Accumulator::Values(values) => match a.func {
+                AggFunc::Count => Value::Int(values.len() as i64),
+                AggFunc::Min => values.keys().next().map_or(Value::Null, |v| v.0.clone()),
+                AggFunc::Max => values.keys().next_back().map_or(Value::Null, |v| v.0.clone()),
+                // SUM or AVG of the distinct values.
+                _ => {
+                    let mut each = Accumulator::new(&Aggregate { distinct: false, ..a.clone() });
+                    let one = Aggregate { arg: Some(0), ..a.clone() };
+                    for v in values.keys() {
+                        each.update(&one, std::slice::from_ref(&v.0), 1);
+                    }
+                    each.value(a)
+                }
+            },
+            Accumulator::Ordered(values) => {
+                if values.is_empty() {
+                    return Value::Null;
+                }
+                let separator = a.separator.as_deref().unwrap_or("");
+                let mut out = String::new();
+                let mut first = true;
+                for ((_, v), n) in values {
+                    for _ in 0..*n {
+                        if !first {
+                            out.push_str(separator);
+                        }
+                        first = false;
+                        crate::value::write_text(v, &mut out);
+                    }
+                }
+                Value::text(&out)
+            }
+        }
+    }
 }
 
 impl Reduce {
@@ -198,16 +359,24 @@ impl Reduce {
         let mut dirty: AHashSet<Row> = AHashSet::new();
         for (row, d) in input {
             let key: Row = row[..self.n_keys].to_vec();
-            let rest: Row = row[self.n_keys..].to_vec();
-            count_in(&mut self.groups.entry(key.clone()).or_default().rows, &rest, *d);
+            let aggregates = &self.aggregates;
+            let group = self.groups.entry(key.clone()).or_insert_with(|| Group {
+                rows: 0,
+                accumulators: aggregates.iter().map(Accumulator::new).collect(),
+                output: None,
+            });
+            group.rows += d;
+            for (acc, a) in group.accumulators.iter_mut().zip(aggregates) {
+                acc.update(a, row, *d);
+            }
             dirty.insert(key);
         }
         let mut out = Vec::new();
         for key in dirty {
             let group = self.groups.get_mut(&key).expect("a dirty group exists");
-            let new = (!group.rows.is_empty()).then(|| {
+            let new = (group.rows > 0).then(|| {
                 let mut row = key.clone();
-                row.extend(self.aggregates.iter().map(|a| aggregate(a, &group.rows, self.n_keys)));
+                row.extend(group.accumulators.iter().zip(&self.aggregates).map(|(acc, a)| acc.value(a)));
                 row
             });
             if new != group.output {
@@ -219,100 +388,11 @@ impl Reduce {
                 }
                 group.output = new;
             }
-            if group.rows.is_empty() {
+            if group.rows == 0 {
                 self.groups.remove(&key);
             }
         }
         out
-    }
-}
-
-/// One aggregate over a group's rows (columns after the `n_keys` group
-/// columns, which the group's rows do not repeat).
-fn aggregate(a: &Aggregate, rows: &AHashMap<Row, isize>, n_keys: usize) -> Value {
-    let at = |c: usize| c - n_keys;
-    let values = || rows.iter().filter_map(move |(row, n)| a.arg.map(|c| (&row[at(c)], *n)));
-    let non_null = || values().filter(|(v, _)| !v.is_null());
-    match a.func {
-        AggFunc::Count => {
-            if a.arg.is_none() {
-                Value::Int(rows.values().sum::<isize>() as i64)
-            } else if a.distinct {
-                Value::Int(non_null().map(|(v, _)| v).collect::<AHashSet<_>>().len() as i64)
-            } else {
-                Value::Int(non_null().map(|(_, n)| n).sum::<isize>() as i64)
-            }
-        }
-        AggFunc::Sum | AggFunc::Avg => {
-            let distinct: Vec<(&Value, isize)> = if a.distinct {
-                non_null().map(|(v, _)| v).collect::<AHashSet<_>>().into_iter().map(|v| (v, 1)).collect()
-            } else {
-                non_null().collect()
-            };
-            if distinct.is_empty() {
-                return Value::Null;
-            }
-            let count: isize = distinct.iter().map(|(_, n)| n).sum();
-            match a.ty {
-                SqlType::Double => {
-                    let sum: f64 = distinct.iter().map(|(v, n)| double(v) * *n as f64).sum();
-                    Value::Double(if a.func == AggFunc::Avg { sum / count as f64 } else { sum })
-                }
-                _ => {
-                    let mut sum = Decimal::ZERO;
-                    let mut scale = 0;
-                    for (v, n) in &distinct {
-                        let d = match v {
-                            Value::Int(i) => Decimal::from(*i),
-                            Value::Decimal(d) => *d,
-                            _ => continue,
-                        };
-                        scale = scale.max(d.scale());
-                        sum += d * Decimal::from(*n as i64);
-                    }
-                    if a.func == AggFunc::Avg {
-                        // PostgreSQL's AVG of numeric is its numeric division of the sum by the count.
-                        crate::eval::decimal_div(sql_exact(sum, scale), Decimal::from(count as i64)).map_or(Value::Null, Value::Decimal)
-                    } else {
-                        Value::Decimal(sql_exact(sum, scale))
-                    }
-                }
-            }
-        }
-        AggFunc::Min => non_null()
-            .map(|(v, _)| v)
-            .min_by(|x, y| sql_cmp(x, y).unwrap_or(std::cmp::Ordering::Equal).then(x.cmp(y)))
-            .cloned()
-            .unwrap_or(Value::Null),
-        AggFunc::Max => non_null()
-            .map(|(v, _)| v)
-            .max_by(|x, y| sql_cmp(x, y).unwrap_or(std::cmp::Ordering::Equal).then(x.cmp(y)))
-            .cloned()
-            .unwrap_or(Value::Null),
-        AggFunc::StringAgg => {
-            let mut items: Vec<(Vec<SortKey>, &Value, isize)> = rows
-                .iter()
-                .filter_map(|(row, n)| {
-                    let v = &row[at(a.arg?)];
-                    (!v.is_null()).then(|| (a.order_by.iter().map(|(c, desc)| SortKey { value: row[at(*c)].clone(), desc: *desc }).collect(), v, *n))
-                })
-                .collect();
-            if items.is_empty() {
-                return Value::Null;
-            }
-            items.sort_by(|x, y| x.0.cmp(&y.0).then(x.1.cmp(y.1)));
-            let separator = a.separator.as_deref().unwrap_or("");
-            let mut out = String::new();
-            for (i, (_, v, n)) in items.iter().enumerate() {
-                for k in 0..*n {
-                    if i > 0 || k > 0 {
-                        out.push_str(separator);
-                    }
-                    crate::value::write_text(v, &mut out);
-                }
-            }
-            Value::text(&out)
-        }
     }
 }
 
