@@ -22,7 +22,7 @@ fi
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 cd "$ROOT"
 # Formatting and lints first; a failure fails the run, after the tests.
-say "checking formatting (cargo fmt --check) and lints (cargo clippy --all-targets -D warnings)"
+say "checking formatting (cargo fmt --all --check) and lints (cargo clippy --workspace --all-targets -D warnings)"
 lint=0
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
