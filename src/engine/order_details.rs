@@ -142,19 +142,8 @@ pub fn item_line(item: &Item) -> (Option<String>, Option<Decimal>) {
     (write_item_line(&mut line, item, total).then_some(line), total)
 }
 
-/// `d` as SQL writes an exact numeric of `scale` digits after the point:
-/// rust_decimal drops the scale of a zero product (`0 × 1.50` is `0`, where
-/// MySQL and PostgreSQL write `0.00`) and keeps a negative zero (`-1 × 0.00`),
-/// which SQL does not have.
-pub fn sql_exact(mut d: Decimal, scale: u32) -> Decimal {
-    if d.scale() < scale {
-        d.rescale(scale);
-    }
-    if d.is_zero() {
-        d.set_sign_positive(true);
-    }
-    d
-}
+/// SQL's writing of an exact numeric: the SQL engine's rule, shared.
+pub use cdcview_engine::value::sql_exact;
 
 /// Writes `name (Qty: q, Price: p, Total: t)` into `out` (cleared first), or
 /// returns false when name or quantity is NULL and the item has no line.

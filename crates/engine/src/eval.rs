@@ -126,7 +126,7 @@ fn as_decimal(v: &Value) -> Option<Decimal> {
     }
 }
 
-fn as_double(v: &Value) -> Option<f64> {
+pub(crate) fn as_double(v: &Value) -> Option<f64> {
     match v {
         Value::Int(i) => Some(*i as f64),
         Value::Decimal(d) => d.to_f64(),

@@ -289,7 +289,7 @@ impl Accumulator {
                 }
             }
             Accumulator::SumDouble { sum, values } => {
-                *sum += arg.map_or(0.0, double) * d as f64;
+                *sum += arg.map_or(0.0, |v| crate::eval::as_double(v).unwrap_or(f64::NAN)) * d as f64;
                 *values += d as i64;
             }
             Accumulator::Values(values) => count_in_order(values, &SqlOrdered(arg.cloned().unwrap_or(Value::Null)), d),
@@ -393,15 +393,6 @@ impl Reduce {
             }
         }
         out
-    }
-}
-
-fn double(v: &Value) -> f64 {
-    match v {
-        Value::Int(i) => *i as f64,
-        Value::Decimal(d) => f64::try_from(*d).unwrap_or(f64::NAN),
-        Value::Double(f) => *f,
-        _ => f64::NAN,
     }
 }
 

@@ -566,17 +566,10 @@ impl Planner<'_> {
                 let bind = |e: &AstExpr| Binder { scope: &scope, grouping: None, subqueries: &subqueries, windows: &windows }.bind(e);
                 let mut pre: Vec<Expr> = exprs.clone();
                 let mut pre_names = names.clone();
-                let position = |e: Expr, pre: &mut Vec<Expr>, pre_names: &mut Vec<String>| {
-                    pre.iter().position(|x| *x == e).unwrap_or_else(|| {
-                        pre.push(e);
-                        pre_names.push(format!("?{}", pre_names.len()));
-                        pre.len() - 1
-                    })
-                };
-                let partition: Vec<usize> = on.iter().map(|e| Ok(position(bind(e)?, &mut pre, &mut pre_names))).collect::<Result<_>>()?;
+                let partition: Vec<usize> = on.iter().map(|e| Ok(column_for(bind(e)?, &mut pre, &mut pre_names))).collect::<Result<_>>()?;
                 let mut order = Vec::new();
                 for item in order_by {
-                    order.push((position(bind(&item.expr)?, &mut pre, &mut pre_names), descending(item)?));
+                    order.push((column_for(bind(&item.expr)?, &mut pre, &mut pre_names), descending(item)?));
                 }
                 let leading: Vec<usize> = order.iter().take(partition.len()).map(|(c, _)| *c).collect();
                 if !order.is_empty() && !partition.iter().all(|p| leading.contains(p)) {
@@ -826,31 +819,22 @@ impl Planner<'_> {
                 // Partition and order columns are added to the row first.
                 let mut exprs: Vec<Expr> = (0..scope.columns.len()).map(Expr::Column).collect();
                 let mut names: Vec<String> = scope.columns.iter().map(|c| c.name.clone()).collect();
-                let add = |e: Expr, exprs: &mut Vec<Expr>, names: &mut Vec<String>| {
-                    exprs.iter().position(|x| *x == e).unwrap_or_else(|| {
-                        exprs.push(e);
-                        names.push(format!("?{}", names.len()));
-                        exprs.len() - 1
-                    })
-                };
                 let bind = |e: &AstExpr, scope: &Scope| Binder { scope, grouping: None, subqueries: &[], windows: &[] }.bind(e);
                 let mut partition_by = Vec::new();
                 for p in &spec.partition_by {
                     let bound = bind(p, scope)?;
-                    partition_by.push(add(bound, &mut exprs, &mut names));
+                    partition_by.push(column_for(bound, &mut exprs, &mut names));
                 }
                 let mut order_by = Vec::new();
                 for o in &spec.order_by {
                     let bound = bind(&o.expr, scope)?;
-                    order_by.push((add(bound, &mut exprs, &mut names), descending(o)?));
+                    order_by.push((column_for(bound, &mut exprs, &mut names), descending(o)?));
                 }
-                let added = exprs.len() - scope.columns.len();
                 let input = Plan::Map { input: Box::new(take(plan)), exprs, names };
                 let input_columns = input.columns();
                 for c in &input_columns[scope.columns.len()..] {
                     scope.push_hidden(c.clone());
                 }
-                debug_assert_eq!(added, input_columns.len() - (scope.columns.len() - added));
                 *plan = Plan::RowNumber { input: Box::new(input), partition_by, order_by, name: "row_number".into() };
                 let column = scope.push_hidden(Column { name: "row_number".into(), ty: SqlType::Int, nullable: false });
                 windows.push((f.to_string(), column));
@@ -988,6 +972,16 @@ fn conjuncts(e: &AstExpr) -> Vec<&AstExpr> {
         AstExpr::Nested(inner) => conjuncts(inner),
         other => vec![other],
     }
+}
+
+/// The position of `e` among `exprs`, added (with a made-up name) when it
+/// is not there yet: the columns a map computes for a later operator.
+fn column_for(e: Expr, exprs: &mut Vec<Expr>, names: &mut Vec<String>) -> usize {
+    exprs.iter().position(|x| *x == e).unwrap_or_else(|| {
+        exprs.push(e);
+        names.push(format!("?{}", names.len()));
+        exprs.len() - 1
+    })
 }
 
 /// The plan out of `plan`, leaving a placeholder to be overwritten.
