@@ -20,6 +20,9 @@ export CDCVIEW_PG_URL=${CDCVIEW_PG_URL:-postgres://cdcview:cdcview@127.0.0.1:$CD
 export CDCVIEW_LISTEN=${CDCVIEW_LISTEN:-127.0.0.1:$CDCVIEW_HTTP_PORT}
 export CDCVIEW_API=${CDCVIEW_API:-http://127.0.0.1:$CDCVIEW_HTTP_PORT}
 export CDCVIEW_STATE_DIR=${CDCVIEW_STATE_DIR:-$CDCVIEW_STATE/cdcview}
+# The views cdcview serves under /views: the shop's by default; add folders
+# or files, comma-separated (views/examples holds revenue_by_city).
+export CDCVIEW_VIEWS=${CDCVIEW_VIEWS:-$ROOT/views}
 
 RUN_DIR=$CDCVIEW_STATE/run
 LOG_DIR=$CDCVIEW_STATE/logs

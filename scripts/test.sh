@@ -10,6 +10,8 @@ export CDCVIEW_PROFILE=${CDCVIEW_PROFILE:-debug}
 # Frequent state snapshots, so the crash test's kills land between snapshots
 # and a restart exercises both halves: the snapshot and the topics after it.
 export CDCVIEW_SNAPSHOT_EVERY_SECS=${CDCVIEW_SNAPSHOT_EVERY_SECS:-1}
+# The end-to-end tests also check a view the SQL engine maintains.
+export CDCVIEW_VIEWS=${CDCVIEW_VIEWS:-$ROOT/views,$ROOT/views/examples}
 . "$ROOT/scripts/lib.sh"
 
 was_running=no

@@ -71,7 +71,15 @@ pub struct ServeConfig {
     /// client that reconnects with `Last-Event-ID` receives what it missed.
     #[arg(long, env = "CDCVIEW_CHANGE_LOG_EVENTS", default_value_t = crate::pipeline::CHANGE_LOG_EVENTS)]
     pub change_log_events: usize,
+    /// View declarations: `.sql` files, or folders whose `.sql` files load in
+    /// name order (comma-separated). Every materialized view is served under
+    /// /views. The default folder may be absent (then only order_details_mv
+    /// is served); a folder or file given explicitly must exist.
+    #[arg(long, env = "CDCVIEW_VIEWS", default_value = DEFAULT_VIEWS, value_delimiter = ',')]
+    pub views: Vec<std::path::PathBuf>,
 }
+
+pub const DEFAULT_VIEWS: &str = "views";
 
 impl ServeConfig {
     /// Every topic read and the input it feeds; the transaction topic last.
@@ -87,6 +95,15 @@ impl ServeConfig {
             topics.push((self.transaction_topic.clone(), Input::Transactions));
         }
         topics
+    }
+
+    /// The view declarations to load; none when only the default folder was
+    /// asked for and it does not exist.
+    pub fn view_paths(&self) -> &[std::path::PathBuf] {
+        match self.views.as_slice() {
+            [only] if only.as_os_str() == DEFAULT_VIEWS && !only.exists() => &[],
+            paths => paths,
+        }
     }
 
     pub fn shutdown_timeout(&self) -> Duration {

@@ -26,4 +26,5 @@ pub mod memory;
 pub mod pipeline;
 pub mod sink;
 pub mod source;
+pub mod views;
 pub mod workload;

@@ -180,7 +180,7 @@ fn a_registry_outage_holds_the_partition_and_loses_nothing() {
     let stop = Arc::new(AtomicBool::new(false));
     let pipeline = {
         let (shared, stop) = (Arc::clone(&shared), Arc::clone(&stop));
-        std::thread::spawn(move || cdcview::pipeline::run(cfg, shared, None, stop))
+        std::thread::spawn(move || cdcview::pipeline::run(cfg, shared, None, stop, None))
     };
     let retrying = || shared.status().partitions.first().is_some_and(|p| p.retrying.is_some());
     let limit = std::time::Duration::from_secs(30);

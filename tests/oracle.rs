@@ -339,14 +339,19 @@ CREATE TEMPORARY VIEW order_items AS SELECT id, order_id, name, quantity, price 
 CREATE TEMPORARY VIEW order_updates AS SELECT id, order_id, status, updated_at / 1e6::float8 AS updated_at FROM o_events;
 ";
 
-/// The views of `views/*.sql` (the shop's `order_details_mv` and the
-/// others), as PostgreSQL runs them (a materialized view as a plain one)
-/// over the same rows: the same SQL, evaluated by another system.
+/// The views of `views/*.sql` and `views/examples/*.sql` (the shop's
+/// `order_details_mv` and the others), as PostgreSQL runs them (a
+/// materialized view as a plain one) over the same rows: the same SQL,
+/// evaluated by another system.
 fn shop_views_in_postgres() -> (String, cdcview_sql::Catalog) {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/views");
-    let mut files: Vec<_> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "sql")).collect();
-    files.sort();
+    let mut files = Vec::new();
+    for dir in ["views", "views/examples"] {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        let mut found: Vec<_> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|x| x == "sql")).collect();
+        found.sort();
+        files.extend(found);
+    }
     let mut catalog = cdcview_sql::Catalog::new();
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();

@@ -8,6 +8,7 @@ mod mysql;
 mod ops;
 mod params;
 mod view;
+mod views;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use mysql::{pool as mysql_pool, ORDER_DETAILS_SQL, SESSION_INIT};
 
 use crate::pipeline::Shared;
+use crate::views::ViewStore;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -29,12 +31,18 @@ pub struct AppState {
     pub shared: Arc<Shared>,
     /// The shop database, for the raw and naive endpoints; absent when not configured.
     pub mysql: Option<mysql_async::Pool>,
+    /// The views declared in SQL, served under `/views`.
+    pub views: Arc<ViewStore>,
     http: Arc<metrics::HttpMetrics>,
 }
 
 impl AppState {
     pub fn new(shared: Arc<Shared>, mysql: Option<mysql_async::Pool>) -> Self {
-        AppState { shared, mysql, http: Arc::default() }
+        AppState { shared, mysql, views: Arc::default(), http: Arc::default() }
+    }
+
+    pub fn with_views(self, views: Arc<ViewStore>) -> Self {
+        AppState { views, ..self }
     }
 }
 
@@ -43,6 +51,7 @@ impl AppState {
     info(title = "cdcview", description = "A CDC-driven materialized view of order details, kept exact as MySQL changes."),
     tags(
         (name = "view", description = "order_details_mv, served from memory"),
+        (name = "views", description = "every materialized view declared in SQL (views/*.sql), served from memory"),
         (name = "naive", description = "the same view computed in MySQL at read time"),
         (name = "raw", description = "the source tables, read from MySQL"),
         (name = "ops", description = "health, readiness, status, metrics"),
@@ -55,6 +64,9 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(view::list))
         .routes(routes!(view::changes))
         .routes(routes!(view::one))
+        .routes(routes!(views::list))
+        .routes(routes!(views::rows))
+        .routes(routes!(views::one))
         .routes(routes!(mysql::order_details))
         .routes(routes!(mysql::users))
         .routes(routes!(mysql::addresses))
@@ -126,7 +138,10 @@ mod tests {
                 "/orders",
                 "/readyz",
                 "/status",
-                "/users"
+                "/users",
+                "/views",
+                "/views/{name}",
+                "/views/{name}/{key}"
             ]
         );
         let params: Vec<&str> =

@@ -1,10 +1,12 @@
 //! `cdcview explain`: loads view declarations as `serve` will and prints
 //! what each compiles to, or where and why a file is refused.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
-use cdcview_sql::{Catalog, SqlError};
+use cdcview_sql::Catalog;
+
+use crate::views::{located, sql_files};
 
 #[derive(clap::Args, Debug)]
 pub struct ExplainArgs {
@@ -35,36 +37,6 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `.sql` files of `paths`, folders expanded in name order.
-pub fn sql_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
-                .with_context(|| format!("reading the folder {}", path.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "sql"))
-                .collect();
-            found.sort();
-            anyhow::ensure!(!found.is_empty(), "no .sql files in {}", path.display());
-            files.extend(found);
-        } else {
-            anyhow::ensure!(path.exists(), "{} does not exist (give a .sql file or a folder of them)", path.display());
-            files.push(path.clone());
-        }
-    }
-    Ok(files)
-}
-
 fn paths_text(paths: &[PathBuf]) -> String {
     paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-}
-
-/// `FILE:LINE:COLUMN: message`, then the line with a caret under the column.
-pub fn located(file: &Path, text: &str, e: &SqlError) -> String {
-    let mut out = format!("{}:{}:{}: {}", file.display(), e.line, e.column, e.message);
-    if let Some(line) = text.lines().nth((e.line as usize).saturating_sub(1)).filter(|_| e.line > 0) {
-        out.push_str(&format!("\n    {line}\n    {}^", " ".repeat((e.column as usize).saturating_sub(1))));
-    }
-    out
 }

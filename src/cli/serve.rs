@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use crate::api::{self, AppState};
 use crate::config::ServeConfig;
 use crate::pipeline::{self, Shared};
+use crate::views::{Declared, SqlViews, ViewStore};
 
 /// How long a graceful stop waits for open HTTP requests to finish.
 const HTTP_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
@@ -18,6 +19,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}: is another cdcview running? choose another with --listen or CDCVIEW_LISTEN", cfg.listen))?;
     let mysql = cfg.mysql_url.as_deref().map(api::mysql_pool).transpose().context("CDCVIEW_MYSQL_URL is not a valid mysql:// URL")?;
+    let (store, views) = load_views(&cfg)?;
     let shared = Shared::new();
     shared.set_change_log_capacity(cfg.change_log_events);
     let stop = Arc::new(AtomicBool::new(false));
@@ -36,11 +38,11 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     let pipeline = {
         let (shared, stop, cfg) = (Arc::clone(&shared), Arc::clone(&stop), cfg.pipeline());
-        std::thread::Builder::new().name("pipeline".into()).spawn(move || pipeline::run(cfg, shared, sink_tx, stop))?
+        std::thread::Builder::new().name("pipeline".into()).spawn(move || pipeline::run(cfg, shared, sink_tx, stop, views))?
     };
 
     tracing::info!(listen = %cfg.listen, brokers = %cfg.brokers, "serving order_details_mv");
-    let router = api::router(AppState::new(shared, mysql));
+    let router = api::router(AppState::new(shared, mysql).with_views(store));
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut http = tokio::spawn(api::serve(listener, router, async {
         let _ = http_stopped.await;
@@ -68,6 +70,23 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         wait_for_sink(task, cfg.shutdown_timeout()).await;
     }
     Ok(())
+}
+
+/// The declared views (`--views`), and the SQL-maintained ones' dataflow.
+fn load_views(cfg: &ServeConfig) -> anyhow::Result<(Arc<ViewStore>, Option<SqlViews>)> {
+    let paths = cfg.view_paths();
+    if paths.is_empty() {
+        tracing::info!(folder = crate::config::DEFAULT_VIEWS, "no view declarations folder; serving order_details_mv only");
+        return Ok((Arc::default(), None));
+    }
+    let shown = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+    let declared = Declared::load(paths).with_context(|| format!("loading the view declarations in {shown} (CDCVIEW_VIEWS)"))?;
+    let store = Arc::new(ViewStore::new(&declared.served));
+    let views = SqlViews::new(&declared, &cfg.topics(), Arc::clone(&store)).with_context(|| format!("binding the views of {shown} to the topics"))?;
+    for v in &declared.served {
+        tracing::info!(view = %v.name, engine = if v.built_in { "built-in" } else { "sql" }, columns = v.columns.len(), "serving view");
+    }
+    Ok((store, views))
 }
 
 /// Waits, up to `limit`, for the sink to write what it still holds with its

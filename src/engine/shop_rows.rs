@@ -4,10 +4,13 @@
 //! (tests and `cdcview bench engine --engine sql`) until the decoders emit
 //! rows by column name.
 
+use cdcview_engine::types::SqlType;
 use cdcview_engine::{Dataflow, Row, SourceChange, Value};
+use cdcview_sql::{Catalog, Kind};
 
 use super::OrderDetails;
 use crate::change::{Change, RowChange, TableChange, Text, Timestamp};
+use crate::decode::Input;
 
 fn text(t: &Text) -> Value {
     Value::Text(t.clone())
@@ -21,31 +24,143 @@ fn time(t: Option<Timestamp>) -> Value {
     t.map_or(Value::Null, |t| Value::Timestamp(t.0))
 }
 
-/// The positions of the shop's sources in a dataflow compiled from
-/// `views/shop.sql`.
+/// The columns each shop table's decoder provides, in the order
+/// [`ShopSources`] builds rows: name, type, and whether it may be NULL.
+pub fn table_columns(input: Input) -> &'static [(&'static str, SqlType, bool)] {
+    const MONEY: SqlType = SqlType::Decimal { scale: Some(2) };
+    match input {
+        Input::Users => {
+            &[("user_id", SqlType::Int, false), ("name", SqlType::Text, false), ("email", SqlType::Text, false), ("phone", SqlType::Text, true)]
+        }
+        Input::Addresses => &[
+            ("address_id", SqlType::Int, false),
+            ("user_id", SqlType::Int, false),
+            ("street", SqlType::Text, false),
+            ("city", SqlType::Text, false),
+            ("state", SqlType::Text, true),
+            ("postal_code", SqlType::Text, true),
+            ("country", SqlType::Text, false),
+        ],
+        Input::Orders => &[
+            ("order_id", SqlType::Int, false),
+            ("user_id", SqlType::Int, false),
+            ("total", MONEY, false),
+            ("order_date", SqlType::Timestamp, true),
+            ("order_status", SqlType::Text, true),
+            ("updated_date", SqlType::Timestamp, true),
+        ],
+        Input::OrderItems => &[
+            ("id", SqlType::Int, false),
+            ("order_id", SqlType::Int, true),
+            ("name", SqlType::Text, true),
+            ("quantity", SqlType::Int, true),
+            ("price", MONEY, false),
+        ],
+        Input::OrderUpdates => &[
+            ("id", SqlType::Int, false),
+            ("order_id", SqlType::Int, false),
+            ("status", SqlType::Text, false),
+            ("updated_at", SqlType::Double, false),
+        ],
+        Input::Transactions => &[],
+    }
+}
+
+/// Where one shop table's rows go in a dataflow.
+#[derive(Clone, Debug)]
+struct Binding {
+    source: usize,
+    /// For each declared column, the table's column it is; `None`: all of
+    /// them, in the table's order.
+    columns: Option<Vec<usize>>,
+    /// Events only: the declared key's columns (of the declared row); `None`:
+    /// every event is a row of its own.
+    event_key: Option<Vec<usize>>,
+}
+
+impl Binding {
+    fn row(&self, row: Row) -> Row {
+        match &self.columns {
+            None => row,
+            Some(columns) => columns.iter().map(|&c| row[c].clone()).collect(),
+        }
+    }
+}
+
+/// The shop's typed changes as rows of the sources a dataflow reads.
 pub struct ShopSources {
-    users: usize,
-    addresses: usize,
-    orders: usize,
-    items: usize,
-    updates: usize,
+    /// By [`Input::ALL`]'s order; `None` for a table no view reads.
+    bindings: [Option<Binding>; 5],
     unplaced_events: std::cell::Cell<i64>,
 }
 
+fn slot(input: Input) -> Option<usize> {
+    Input::ALL.iter().position(|&i| i == input)
+}
+
 impl ShopSources {
+    /// The sources of `views/shop.sql`, by name, with the tables' columns in
+    /// their order; `None` when one is missing.
     pub fn of(flow: &Dataflow) -> Option<Self> {
+        let bind = |name: &str| Some(Binding { source: flow.source(name)?, columns: None, event_key: None });
         Some(ShopSources {
-            users: flow.source("users")?,
-            addresses: flow.source("addresses")?,
-            orders: flow.source("orders")?,
-            items: flow.source("order_items")?,
-            updates: flow.source("order_updates")?,
+            bindings: [bind("users")?, bind("addresses")?, bind("orders")?, bind("order_items")?, bind("order_updates")?].map(Some),
             unplaced_events: std::cell::Cell::new(0),
         })
     }
 
-    /// One typed change as source changes: the row with `before`'s key goes
-    /// unless `after` replaces it, then `after` is the row of its key.
+    /// Binds every source the dataflow reads to the shop table whose topic it
+    /// declares, column by column by name. `topics` are the topics this
+    /// service reads and what each carries. The error says which source and
+    /// column cannot be bound, and why.
+    pub fn bind(flow: &Dataflow, catalog: &Catalog, topics: &[(String, Input)]) -> Result<Self, String> {
+        let mut bindings: [Option<Binding>; 5] = Default::default();
+        for (source, name) in flow.read_sources() {
+            let relation = catalog.get(name).ok_or_else(|| format!("source {name} is not declared"))?;
+            let Kind::Source(declared) = &relation.kind else { return Err(format!("{name} is not a source")) };
+            let served: Vec<&str> = topics.iter().filter(|(_, i)| slot(*i).is_some()).map(|(t, _)| t.as_str()).collect();
+            let input = topics.iter().find(|(t, _)| *t == declared.topic).map(|(_, i)| *i).filter(|i| slot(*i).is_some()).ok_or_else(|| {
+                format!("source {name} reads topic {}, which this service does not consume (it reads {})", declared.topic, served.join(", "))
+            })?;
+            let table = table_columns(input);
+            let mut columns = Vec::with_capacity(relation.columns.len());
+            for column in &relation.columns {
+                let at = table.iter().position(|(n, ..)| *n == column.name).ok_or_else(|| {
+                    let known: Vec<&str> = table.iter().map(|(n, ..)| *n).collect();
+                    format!("source {name}: topic {} has no column {} (it has {})", declared.topic, column.name, known.join(", "))
+                })?;
+                let (_, ty, nullable) = table[at];
+                if column.ty != ty {
+                    return Err(format!("source {name}: column {} is {} in topic {}, not {}", column.name, ty, declared.topic, column.ty));
+                }
+                if nullable && !column.nullable {
+                    return Err(format!(
+                        "source {name}: column {} may be NULL in topic {}; declare it without NOT NULL",
+                        column.name, declared.topic
+                    ));
+                }
+                columns.push(at);
+            }
+            let key_names: Option<Vec<&str>> = relation.key.as_ref().map(|k| k.iter().map(|&c| relation.columns[c].name.as_str()).collect());
+            let event_key = if input == Input::OrderUpdates {
+                relation.key.clone()
+            } else {
+                let primary = table[0].0;
+                if key_names.as_deref() != Some(&[primary][..]) {
+                    return Err(format!("source {name}: topic {} is keyed by {primary}; declare {primary} as its PRIMARY KEY", declared.topic));
+                }
+                None
+            };
+            let identity = columns.iter().copied().eq(0..table.len());
+            let slot = slot(input).expect("filtered above");
+            if bindings[slot].is_some() {
+                return Err(format!("source {name}: another source already reads topic {}", declared.topic));
+            }
+            bindings[slot] = Some(Binding { source, columns: (!identity).then_some(columns), event_key });
+        }
+        Ok(ShopSources { bindings, unplaced_events: std::cell::Cell::new(0) })
+    }
+
     /// The key of a status event: its source position, or (changes made up
     /// without one) the next number.
     fn event_key(&self, pos: Option<crate::change::SourcePos>) -> Row {
@@ -59,23 +174,34 @@ impl ShopSources {
         }
     }
 
+    /// One typed change as source changes: the row with `before`'s key goes
+    /// unless `after` replaces it, then `after` is the row of its key.
+    /// Changes of a table no view reads are left out.
     pub fn changes(&self, change: Change, out: &mut Vec<SourceChange>) {
-        fn keyed<T>(out: &mut Vec<SourceChange>, source: usize, change: RowChange<T>, key: impl Fn(&T) -> i64, row: impl Fn(&T) -> Row) {
+        fn keyed<T>(out: &mut Vec<SourceChange>, binding: &Binding, change: RowChange<T>, key: impl Fn(&T) -> i64, row: impl Fn(&T) -> Row) {
             let after_key = change.after.as_ref().map(&key);
             if let Some(before) = change.before.filter(|b| Some(key(b)) != after_key) {
-                out.push(SourceChange { source, key: vec![Value::Int(key(&before))], after: None });
+                out.push(SourceChange { source: binding.source, key: vec![Value::Int(key(&before))], after: None });
             }
             if let Some(after) = change.after {
-                out.push(SourceChange { source, key: vec![Value::Int(key(&after))], after: Some(row(&after)) });
+                out.push(SourceChange { source: binding.source, key: vec![Value::Int(key(&after))], after: Some(binding.row(row(&after))) });
             }
         }
+        let input = match &change.data {
+            TableChange::Users(_) => Input::Users,
+            TableChange::Addresses(_) => Input::Addresses,
+            TableChange::Orders(_) => Input::Orders,
+            TableChange::Items(_) => Input::OrderItems,
+            TableChange::Status(_) => Input::OrderUpdates,
+        };
+        let Some(b) = slot(input).and_then(|s| self.bindings[s].as_ref()) else { return };
         match change.data {
             TableChange::Users(c) => {
-                keyed(out, self.users, c, |u| u.user_id, |u| vec![Value::Int(u.user_id), text(&u.name), text(&u.email), opt_text(&u.phone)])
+                keyed(out, b, c, |u| u.user_id, |u| vec![Value::Int(u.user_id), text(&u.name), text(&u.email), opt_text(&u.phone)])
             }
             TableChange::Addresses(c) => keyed(
                 out,
-                self.addresses,
+                b,
                 c,
                 |a| a.address_id,
                 |a| {
@@ -92,7 +218,7 @@ impl ShopSources {
             ),
             TableChange::Orders(c) => keyed(
                 out,
-                self.orders,
+                b,
                 c,
                 |o| o.order_id,
                 |o| {
@@ -108,7 +234,7 @@ impl ShopSources {
             ),
             TableChange::Items(c) => keyed(
                 out,
-                self.items,
+                b,
                 c,
                 |i| i.id,
                 |i| {
@@ -121,12 +247,16 @@ impl ShopSources {
                     ]
                 },
             ),
-            TableChange::Status(e) => out.push(SourceChange {
-                source: self.updates,
-                // Each event is a row of its own: named by where it was read.
-                key: self.event_key(change.pos),
-                after: Some(vec![Value::Int(e.id), Value::Int(e.order_id), text(&e.status), Value::Double(e.updated_at.0 as f64 / 1_000_000.0)]),
-            }),
+            TableChange::Status(e) => {
+                let row = b.row(vec![Value::Int(e.id), Value::Int(e.order_id), text(&e.status), Value::Double(e.updated_at.0 as f64 / 1_000_000.0)]);
+                // Each event is a row of its own, named by where it was read,
+                // unless the source declares a key.
+                let key = match &b.event_key {
+                    Some(key) => key.iter().map(|&c| row[c].clone()).collect(),
+                    None => self.event_key(change.pos),
+                };
+                out.push(SourceChange { source: b.source, key, after: Some(row) });
+            }
         }
     }
 }

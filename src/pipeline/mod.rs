@@ -23,6 +23,7 @@ use crate::engine::{IncrementalView, OrderDetailsView};
 use crate::error::DecodeError;
 use crate::sink::SinkBatch;
 use crate::source::{KafkaSource, Record};
+use crate::views::{SqlViews, ViewsState};
 
 /// What the pipeline reads and how.
 #[derive(Clone, Debug)]
@@ -73,7 +74,15 @@ impl Intake {
 }
 
 /// Runs the pipeline on the calling thread until `stop` is set.
-pub fn run(cfg: PipelineConfig, shared: Arc<Shared>, sink: Option<mpsc::UnboundedSender<SinkBatch>>, stop: Arc<AtomicBool>) {
+/// `views` are the SQL-defined views, maintained batch by batch with the
+/// built-in view and saved in the same snapshots.
+pub fn run(
+    cfg: PipelineConfig,
+    shared: Arc<Shared>,
+    sink: Option<mpsc::UnboundedSender<SinkBatch>>,
+    stop: Arc<AtomicBool>,
+    mut views: Option<SqlViews>,
+) {
     let topic_names: Vec<String> = cfg.topics.iter().map(|(t, _)| t.clone()).collect();
     let mut intake = Intake::new(&cfg);
     let snapshots = cfg.state_dir.clone().and_then(|dir| {
@@ -83,7 +92,10 @@ pub fn run(cfg: PipelineConfig, shared: Arc<Shared>, sink: Option<mpsc::Unbounde
     });
     // A restore frees its buffers once: hand their pages back.
     crate::memory::hand_back_freed();
-    let Some((mut engine, mut source, released)) = start(&cfg, &topic_names, snapshots.as_ref(), &shared, sink.as_ref(), &stop) else { return };
+    let Some((mut engine, mut source, released)) = start(&cfg, &topic_names, snapshots.as_ref(), &shared, sink.as_ref(), &stop, views.as_mut())
+    else {
+        return;
+    };
     intake.transactions.remember_released(released.into_iter().map(TxId::from));
     // From here on the view replaces rows all the time: reuse their pages.
     crate::memory::keep_freed();
@@ -110,7 +122,7 @@ pub fn run(cfg: PipelineConfig, shared: Arc<Shared>, sink: Option<mpsc::Unbounde
         };
         if !batch.is_empty() || intake.waiting() {
             unsaved |= !batch.is_empty();
-            let transient = apply_batch(&mut engine, &mut intake, batch, &source, &shared, sink.as_ref());
+            let transient = apply_batch(&mut engine, views.as_mut(), &mut intake, batch, &source, &shared, sink.as_ref());
             retries.hold(&mut source, transient);
         }
         retries.resume_due(&mut source);
@@ -126,13 +138,13 @@ pub fn run(cfg: PipelineConfig, shared: Arc<Shared>, sink: Option<mpsc::Unbounde
         }
         if let Some(snapshots) = &snapshots {
             if unsaved && last_snapshot.elapsed() >= cfg.snapshot_every {
-                save_snapshot(snapshots, &source, &intake.transactions, &engine, &shared);
+                save_snapshot(snapshots, &source, &intake.transactions, &engine, views.as_ref(), &shared);
                 (unsaved, last_snapshot) = (false, Instant::now());
             }
         }
     }
     if let (Some(snapshots), true) = (&snapshots, unsaved) {
-        save_snapshot(snapshots, &source, &intake.transactions, &engine, &shared);
+        save_snapshot(snapshots, &source, &intake.transactions, &engine, views.as_ref(), &shared);
     }
 }
 
@@ -216,8 +228,10 @@ fn start(
     shared: &Shared,
     sink: Option<&mpsc::UnboundedSender<SinkBatch>>,
     stop: &AtomicBool,
+    views: Option<&mut SqlViews>,
 ) -> Option<(OrderDetailsView, KafkaSource, Vec<String>)> {
-    if let Some((Covered { positions, released_transactions }, engine, deltas)) = snapshots.and_then(load_snapshot) {
+    let loaded = snapshots.and_then(load_snapshot).filter(|(_, _, _, views_state)| fits_views(views_state, views.as_deref()));
+    if let Some((Covered { positions, released_transactions }, engine, deltas, views_state)) = loaded {
         let resume: HashMap<(String, i32), i64> = positions.iter().map(|p| ((p.topic.clone(), p.partition), p.next_offset)).collect();
         // A transaction topic the snapshot does not cover (it was written
         // before transactions were tracked) is read from its end: its ENDs
@@ -231,6 +245,9 @@ fn start(
             .collect();
         let source = connect_with_retry(cfg, topics, &resume, &tail, shared, stop)?;
         if covers(&positions, source.progress()) {
+            if let (Some(views), Some(state)) = (views, views_state) {
+                restore_views(views, state);
+            }
             shared.update_snapshot(|s| s.restored_from = Some(positions.clone()));
             shared.publish(&deltas, 0, 0, None);
             if let Some(sink) = sink {
@@ -252,15 +269,40 @@ fn start(
     Some((OrderDetailsView::new(), source, Vec::new()))
 }
 
+/// Whether a snapshot's rows for the SQL views fit the views declared now:
+/// when views are declared, the snapshot must hold the rows of exactly the
+/// sources they read, declared as they are now (logged when not, and the
+/// topics are replayed instead).
+fn fits_views(state: &Option<ViewsState>, views: Option<&SqlViews>) -> bool {
+    let Some(views) = views else { return true };
+    let fits = state.as_ref().is_some_and(|s| views.fits(s));
+    if !fits {
+        tracing::warn!(
+            "the snapshot does not hold the rows the SQL views read as they are declared now (views were added or changed); replaying the topics"
+        );
+    }
+    fits
+}
+
+fn restore_views(views: &mut SqlViews, state: ViewsState) {
+    let started = Instant::now();
+    match views.restore(state) {
+        Ok(rows) => tracing::info!(source_rows = rows, elapsed_ms = started.elapsed().as_millis() as u64, "rebuilt the SQL views from the snapshot"),
+        Err(e) => unreachable!("fits_views checked the snapshot: {e}"),
+    }
+}
+
+type Restored = (Covered, OrderDetailsView, Vec<crate::engine::ViewDelta<crate::engine::OrderDetails>>, Option<ViewsState>);
+
 /// Loads the snapshot and rebuilds the view from it; `None` (logged) when
 /// there is none or it cannot be read, so the topics are replayed instead.
-fn load_snapshot(snapshots: &Snapshots) -> Option<(Covered, OrderDetailsView, Vec<crate::engine::ViewDelta<crate::engine::OrderDetails>>)> {
+fn load_snapshot(snapshots: &Snapshots) -> Option<Restored> {
     let started = Instant::now();
     match snapshots.load() {
-        Ok(Some((covered, state))) => {
+        Ok(Some((covered, state, views))) => {
             let (engine, deltas) = OrderDetailsView::restore(state);
             tracing::info!(rows = engine.len(), elapsed_ms = started.elapsed().as_millis() as u64, path = %snapshots.path().display(), "restored the state snapshot; resuming the topics where it ends");
-            Some((covered, engine, deltas))
+            Some((covered, engine, deltas, views))
         }
         Ok(None) => {
             tracing::info!(path = %snapshots.path().display(), "no state snapshot yet; replaying the topics");
@@ -297,14 +339,21 @@ fn resume_positions(source: &KafkaSource, transactions: &TxAssembler, unread: &[
         .collect()
 }
 
-fn save_snapshot(snapshots: &Snapshots, source: &KafkaSource, transactions: &TxAssembler, engine: &OrderDetailsView, shared: &Shared) {
+fn save_snapshot(
+    snapshots: &Snapshots,
+    source: &KafkaSource,
+    transactions: &TxAssembler,
+    engine: &OrderDetailsView,
+    views: Option<&SqlViews>,
+    shared: &Shared,
+) {
     let version = shared.view.read().version;
     let started = Instant::now();
     let covered = Covered {
         positions: resume_positions(source, transactions, &[]),
         released_transactions: transactions.released_ids().map(|id| id.to_string()).collect(),
     };
-    match snapshots.save(&covered, engine) {
+    match snapshots.save(&covered, engine, views) {
         Ok(bytes) => {
             tracing::info!(rows = engine.len(), bytes, elapsed_ms = started.elapsed().as_millis() as u64, "saved a state snapshot");
             shared.update_snapshot(|s| (s.saved_version, s.saved_ms) = (Some(version), Some(now_ms())));
@@ -346,6 +395,7 @@ fn connect_with_retry(
 /// those partitions to read them again.
 fn apply_batch(
     engine: &mut OrderDetailsView,
+    views: Option<&mut SqlViews>,
     intake: &mut Intake,
     batch: Vec<(u32, Record)>,
     source: &KafkaSource,
@@ -387,6 +437,9 @@ fn apply_batch(
         return transient; // only a timeout check, and nothing timed out
     }
     let applied = changes.len();
+    if let Some(views) = views {
+        views.apply(&changes);
+    }
     let deltas = engine.apply_batch(changes);
     shared.publish(&deltas, applied, dead_letters.len(), newest_ms);
     if let Some(sink) = sink {

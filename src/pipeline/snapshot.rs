@@ -16,12 +16,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{EngineState, OrderDetailsView};
 use crate::error::SnapshotError;
+use crate::views::{SqlViews, ViewsState};
 
 /// Bumped whenever the encoded state changes shape or meaning. Format 1 had
 /// no released transactions, and its item lines were rendered before line
 /// totals kept their scale (`Total: 0` for `0.00`): it is not loaded, so
-/// the topics are replayed instead and every line is rendered anew.
-const FORMAT: u32 = 2;
+/// the topics are replayed instead and every line is rendered anew. Format
+/// 2 had no rows for the SQL-defined views.
+const FORMAT: u32 = 3;
 const FILE: &str = "engine.snapshot";
 
 /// Where reading resumes: the next offset of one topic partition.
@@ -57,13 +59,15 @@ impl Snapshots {
         self.dir.join(FILE)
     }
 
-    /// Writes the engine's state and what it covers; returns the size in bytes.
-    pub fn save(&self, covered: &Covered, engine: &OrderDetailsView) -> Result<u64, SnapshotError> {
+    /// Writes the engine's state, the rows the SQL views read, and what they
+    /// cover; returns the size in bytes.
+    pub fn save(&self, covered: &Covered, engine: &OrderDetailsView, views: Option<&SqlViews>) -> Result<u64, SnapshotError> {
         let tmp = self.dir.join(format!("{FILE}.tmp"));
         let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
         out = postcard::to_io(&FORMAT, out)?;
         out = postcard::to_io(covered, out)?;
         out = postcard::to_io(&engine.state(), out)?;
+        out = postcard::to_io(&views.map(SqlViews::state), out)?;
         out.flush()?;
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
@@ -75,7 +79,7 @@ impl Snapshots {
     }
 
     /// The saved state and what it covers, or `None` when there is no snapshot.
-    pub fn load(&self) -> Result<Option<(Covered, EngineState)>, SnapshotError> {
+    pub fn load(&self) -> Result<Option<(Covered, EngineState, Option<ViewsState>)>, SnapshotError> {
         let bytes = match fs::read(self.path()) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
@@ -86,7 +90,8 @@ impl Snapshots {
             return Err(SnapshotError::Format { found: format, expected: FORMAT });
         }
         let (covered, rest) = postcard::take_from_bytes(rest)?;
-        Ok(Some((covered, postcard::from_bytes(rest)?)))
+        let (state, rest) = postcard::take_from_bytes(rest)?;
+        Ok(Some((covered, state, postcard::from_bytes(rest)?)))
     }
 
     /// Removes the snapshot, so the next start replays the topics.
@@ -116,9 +121,10 @@ mod tests {
         live.apply_batch((0..500).map(|_| workload.next_change()).collect());
         let positions = vec![Position { topic: "mysql.shop.orders".into(), partition: 0, next_offset: 42 }];
         let covered = Covered { positions, released_transactions: vec!["file=mysql-bin.000003,pos=1234".into()] };
-        snapshots.save(&covered, &live).unwrap();
+        snapshots.save(&covered, &live, None).unwrap();
 
-        let (loaded, state) = snapshots.load().unwrap().unwrap();
+        let (loaded, state, views) = snapshots.load().unwrap().unwrap();
+        assert!(views.is_none());
         assert_eq!(loaded, covered);
         let (mut restored, deltas) = OrderDetailsView::restore(state);
         assert_eq!(deltas.len(), live.len(), "restoring inserts every row once");
@@ -158,7 +164,7 @@ mod tests {
         bytes.extend(postcard::to_stdvec(&positions).unwrap());
         bytes.extend(postcard::to_stdvec(&live.state()).unwrap());
         fs::write(snapshots.path(), bytes).unwrap();
-        assert!(matches!(snapshots.load(), Err(SnapshotError::Format { found: 1, expected: 2 })));
+        assert!(matches!(snapshots.load(), Err(SnapshotError::Format { found: 1, expected: 3 })));
         let _ = fs::remove_dir_all(dir);
     }
 }

@@ -39,6 +39,9 @@ struct SourceState {
     name: String,
     key: Vec<usize>,
     node: usize,
+    /// Whether a compiled view reads it: the rows of a source no view reads
+    /// are not kept.
+    read: bool,
     rows: AHashMap<Row, Row>,
 }
 
@@ -175,6 +178,7 @@ impl Dataflow {
                     name: relation.name.clone(),
                     key: relation.key.clone().unwrap_or_default(),
                     node,
+                    read: false,
                     rows: AHashMap::new(),
                 });
                 flow.roots.insert(relation.name.clone(), node);
@@ -192,6 +196,9 @@ impl Dataflow {
                     counts: AHashMap::new(),
                 });
             }
+        }
+        for source in &mut flow.sources {
+            source.read = flow.nodes.iter().any(|n| n.inputs.contains(&source.node));
         }
         flow
     }
@@ -259,6 +266,16 @@ impl Dataflow {
         &self.sources[source].key
     }
 
+    /// The names of the sources a compiled view reads, by position.
+    pub fn read_sources(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.sources.iter().enumerate().filter(|(_, s)| s.read).map(|(i, s)| (i, s.name.as_str()))
+    }
+
+    /// A source's rows by key, as the last changes left them.
+    pub fn source_rows(&self, source: usize) -> impl Iterator<Item = (&Row, &Row)> {
+        self.sources[source].rows.iter()
+    }
+
     pub fn views(&self) -> &[ViewRows] {
         &self.views
     }
@@ -269,6 +286,9 @@ impl Dataflow {
         let mut outputs: Vec<Delta> = (0..self.nodes.len()).map(|_| Vec::new()).collect();
         for change in changes {
             let source = &mut self.sources[change.source];
+            if !source.read {
+                continue;
+            }
             let delta = &mut outputs[source.node];
             let before = match &change.after {
                 Some(row) => source.rows.insert(change.key, row.clone()),

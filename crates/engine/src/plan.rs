@@ -169,6 +169,30 @@ impl Plan {
         }
     }
 
+    /// The sources and views this plan reads directly, each once.
+    pub fn reads(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        self.collect_reads(&mut out);
+        out
+    }
+
+    fn collect_reads<'a>(&'a self, out: &mut Vec<&'a str>) {
+        match self {
+            Plan::Get { relation, .. } if !out.contains(&relation.as_str()) => out.push(relation),
+            Plan::Get { .. } => {}
+            Plan::Filter { input, .. }
+            | Plan::Map { input, .. }
+            | Plan::Reduce { input, .. }
+            | Plan::RowNumber { input, .. }
+            | Plan::TopOne { input, .. }
+            | Plan::Distinct { input } => input.collect_reads(out),
+            Plan::Join { left, right, .. } => {
+                left.collect_reads(out);
+                right.collect_reads(out);
+            }
+        }
+    }
+
     /// The output columns that are a `ROW_NUMBER()`, each with its partition.
     pub fn row_numbers(&self, relations: &dyn RelationInfo) -> Vec<(usize, Vec<usize>)> {
         match self {

@@ -9,7 +9,7 @@ use smol_str::SmolStr;
 /// One SQL value. Equality is exact representation (an exact numeric's
 /// scale counts: `1.0` and `1.00` are written differently, so they are
 /// different rows); SQL comparison is [`sql_cmp`].
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Value {
     Null,
     Bool(bool),

@@ -119,9 +119,9 @@ impl SqlShop {
     fn load(paths: &[std::path::PathBuf], only: &[String]) -> anyhow::Result<Self> {
         use anyhow::Context;
         let mut catalog = cdcview_sql::Catalog::new();
-        for path in super::explain::sql_files(paths)? {
+        for path in crate::views::sql_files(paths)? {
             let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-            catalog.load(&text).map_err(|e| anyhow::anyhow!("{}", super::explain::located(&path, &text, &e)))?;
+            catalog.load(&text).map_err(|e| anyhow::anyhow!("{}", crate::views::located(&path, &text, &e)))?;
         }
         for name in only {
             anyhow::ensure!(catalog.get(name).is_some_and(|r| r.is_materialized()), "no materialized view {name} in the --views files");
@@ -261,10 +261,10 @@ fn time_snapshot(dir: &std::path::Path, engine: &OrderDetailsView, keep: bool) -
     use crate::pipeline::Snapshots;
     let snapshots = Snapshots::new(dir.to_path_buf())?;
     let t = Instant::now();
-    let bytes = snapshots.save(&Default::default(), engine)?;
+    let bytes = snapshots.save(&Default::default(), engine, None)?;
     let saved = t.elapsed();
     let t = Instant::now();
-    let (_, state) = snapshots.load()?.ok_or_else(|| anyhow::anyhow!("the snapshot just saved is missing"))?;
+    let (_, state, _) = snapshots.load()?.ok_or_else(|| anyhow::anyhow!("the snapshot just saved is missing"))?;
     let loaded = t.elapsed();
     let (restored, _) = OrderDetailsView::restore(state);
     let restored_in = t.elapsed();

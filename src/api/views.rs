@@ -1,0 +1,277 @@
+//! `/views`: every materialized view declared in SQL, served the same way:
+//! rows by ascending key, a cursor, equality filters, one row by key.
+
+use std::collections::HashMap;
+use std::ops::Bound;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::Json;
+use cdcview_engine::{Row, Value};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+
+use super::error::ErrorBody;
+use super::params::{Params, MAX_LIMIT};
+use super::{ApiError, AppState};
+use crate::engine::shop_rows::view_row;
+use crate::views::{key_text, parse_key, value_json, value_text, PublishedView};
+
+/// A column of a view.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ColumnInfo {
+    pub name: String,
+    /// The SQL type: `bigint`, `numeric`, `text`, `timestamptz`, ...
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub nullable: bool,
+}
+
+/// A served view: its columns, key and size.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ViewInfo {
+    pub name: String,
+    pub columns: Vec<ColumnInfo>,
+    /// The key columns: one row per key, rows in ascending key order.
+    pub key: Vec<String>,
+    pub rows: usize,
+    /// `built-in` (order_details_mv as shipped) or `sql`.
+    pub engine: &'static str,
+}
+
+fn info(state: &AppState, view: &PublishedView) -> ViewInfo {
+    let v = &view.info;
+    let rows = if v.built_in { state.shared.view.read().rows.len() } else { view.rows.read().by_key.len() };
+    ViewInfo {
+        name: v.name.clone(),
+        columns: v.columns.iter().map(|c| ColumnInfo { name: c.name.clone(), ty: c.ty.to_string(), nullable: c.nullable }).collect(),
+        key: v.key.iter().map(|&k| v.columns[k].name.clone()).collect(),
+        rows,
+        engine: if v.built_in { "built-in" } else { "sql" },
+    }
+}
+
+/// Every materialized view served, in declaration order.
+#[utoipa::path(get, path = "/views", tag = "views", responses((status = 200, description = "the views", body = [ViewInfo])))]
+pub async fn list(State(state): State<AppState>) -> Json<Vec<ViewInfo>> {
+    Json(state.views.views.iter().map(|v| info(&state, v)).collect())
+}
+
+fn view<'a>(state: &'a AppState, name: &str) -> Result<&'a PublishedView, ApiError> {
+    state.views.get(name).ok_or_else(|| ApiError::NotFound(format!("no view named {name}; GET /views lists them")))
+}
+
+/// A row as a JSON object, its columns in the view's order.
+struct RowJson<'a> {
+    view: &'a PublishedView,
+    row: Row,
+}
+
+impl Serialize for RowJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.row.len()))?;
+        for (column, value) in self.view.info.columns.iter().zip(&self.row) {
+            map.serialize_entry(&column.name, &value_json(value))?;
+        }
+        map.end()
+    }
+}
+
+/// Rows are maps of names to JSON values: writing them cannot fail.
+fn json(rows: &impl Serialize) -> serde_json::Value {
+    serde_json::to_value(rows).unwrap_or_default()
+}
+
+fn key_of(view: &PublishedView, text: &str, name: &str) -> Result<Row, ApiError> {
+    let types: Vec<_> = view.info.key.iter().map(|&k| view.info.columns[k].ty).collect();
+    parse_key(text, &types).map_err(|e| ApiError::bad(name, e))
+}
+
+/// The rows from `after` on, in key order, that `keep` accepts, at most
+/// `limit`; and the version they were read at.
+fn page(state: &AppState, view: &PublishedView, after: Option<Row>, limit: usize, keep: impl Fn(&Row) -> bool) -> (Vec<Row>, u64) {
+    if view.info.built_in {
+        let shared = state.shared.view.read();
+        let from = match after.as_deref() {
+            Some([Value::Int(id)]) => Bound::Excluded(*id),
+            _ => Bound::Unbounded,
+        };
+        let rows = shared.rows.range((from, Bound::Unbounded)).map(|(_, r)| view_row(r)).filter(|r| keep(r)).take(limit).collect();
+        return (rows, shared.version);
+    }
+    let rows = view.rows.read();
+    let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+    let page = rows.by_key.range((from, Bound::Unbounded)).map(|(_, r)| r).filter(|r| keep(r)).take(limit).cloned().collect();
+    (page, rows.version)
+}
+
+fn version_header(version: u64) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("x-view-version", version.into());
+    h
+}
+
+/// Rows of a view by ascending key, from one view version. Besides `after`
+/// and `limit`, every parameter names a column and keeps the rows whose
+/// value is written exactly so (as in the row's JSON, without quotes).
+#[utoipa::path(get, path = "/views/{name}", tag = "views",
+    params(
+        ("name" = String, Path, description = "the view's name"),
+        ("after" = Option<String>, Query, description = "cursor: only keys after this one (the last row's key, its parts comma-separated; a part with a comma or a quote in double quotes)"),
+        ("limit" = Option<i64>, Query, description = "page size, 1 to 1000", minimum = 1, maximum = 1000, example = 100),
+    ),
+    responses(
+        (status = 200, description = "a page of rows, each an object of the view's columns", body = [Object],
+            headers(("x-view-version" = u64, description = "the view version the page was read from"))),
+        (status = 400, description = "a bad cursor, limit or column", body = ErrorBody),
+        (status = 404, description = "no such view", body = ErrorBody),
+    ))]
+pub async fn rows(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let view = view(&state, &name)?;
+    let columns: Vec<&str> = view.info.columns.iter().map(|c| c.name.as_str()).collect();
+    let mut allowed = vec!["after", "limit"];
+    allowed.extend(columns.iter().copied().filter(|c| !matches!(*c, "after" | "limit")));
+    let filters: Vec<(usize, String)> = raw
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "after" | "limit"))
+        .filter_map(|(k, v)| Some((columns.iter().position(|c| c == k)?, v.clone())))
+        .collect();
+    let p = Params::new(raw, &allowed)?;
+    let limit = p.limit()? as usize;
+    debug_assert!(limit <= MAX_LIMIT as usize);
+    let after = p.text("after", 4096)?.map(|t| key_of(view, t, "after")).transpose()?;
+    let keep = |row: &Row| filters.iter().all(|(c, want)| value_text(&row[*c]).as_deref() == Some(want.as_str()));
+    let (rows, version) = page(&state, view, after, limit, keep);
+    let body: Vec<RowJson> = rows.into_iter().map(|row| RowJson { view, row }).collect();
+    Ok((version_header(version), Json(json(&body))))
+}
+
+/// One row of a view, by its key (parts comma-separated, as in `after`).
+#[utoipa::path(get, path = "/views/{name}/{key}", tag = "views",
+    params(("name" = String, Path, description = "the view's name"), ("key" = String, Path, description = "the row's key, URL-encoded")),
+    responses(
+        (status = 200, description = "the row", body = Object),
+        (status = 400, description = "not a key of this view", body = ErrorBody),
+        (status = 404, description = "no such view, or no row with this key", body = ErrorBody),
+    ))]
+pub async fn one(State(state): State<AppState>, Path((name, key)): Path<(String, String)>) -> Result<impl IntoResponse, ApiError> {
+    let view = view(&state, &name)?;
+    let wanted = key_of(view, &key, "key")?;
+    let (rows, version): (Vec<Row>, u64) = if view.info.built_in {
+        let shared = state.shared.view.read();
+        let id = match wanted.as_slice() {
+            [Value::Int(id)] => Some(*id),
+            _ => None,
+        };
+        (id.and_then(|id| shared.rows.get(&id)).map(|r| view_row(r)).into_iter().collect(), shared.version)
+    } else {
+        let rows = view.rows.read();
+        (rows.by_key.get(&wanted).cloned().into_iter().collect(), rows.version)
+    };
+    let row = rows.into_iter().next().ok_or_else(|| ApiError::NotFound(format!("no row with key {} in {name}", key_text(&wanted))))?;
+    Ok((version_header(version), Json(json(&RowJson { view, row }))))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::{to_bytes, Body};
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::pipeline::Shared;
+
+    async fn get(router: &axum::Router, uri: &str) -> (StatusCode, serde_json::Value) {
+        let response = router.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+        let status = response.status();
+        let body = to_bytes(response.into_body(), 1 << 22).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    fn revenue_router() -> (axum::Router, Vec<serde_json::Value>) {
+        let (_, _, store) = crate::views::tests::revenue_views(2000);
+        let view = store.get("revenue_by_city").unwrap();
+        let all: Vec<serde_json::Value> = view.rows.read().by_key.values().map(|r| json(&RowJson { view, row: r.clone() })).collect();
+        (super::super::router(AppState::new(Shared::new(), None).with_views(store)), all)
+    }
+
+    #[tokio::test]
+    async fn views_are_listed_with_their_columns_key_and_size() {
+        let (router, all) = revenue_router();
+        let (status, body) = get(&router, "/views").await;
+        assert_eq!(status, StatusCode::OK);
+        let names: Vec<&str> = body.as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["order_details_mv", "revenue_by_city"]);
+        let revenue = &body[1];
+        assert_eq!(revenue["key"], serde_json::json!(["country", "city"]));
+        assert_eq!(revenue["engine"], "sql");
+        assert_eq!(revenue["rows"], all.len());
+        assert_eq!(revenue["columns"][5], serde_json::json!({"name": "revenue", "type": "numeric(_,2)", "nullable": false}));
+        assert_eq!(body[0]["engine"], "built-in");
+    }
+
+    #[tokio::test]
+    async fn pages_by_key_cursor_filters_and_one_row_by_key() {
+        let (router, all) = revenue_router();
+        assert!(all.len() >= 4, "the workload spreads buyers over cities");
+        // Pages of 3 by the cursor give back every row, in key order.
+        let mut paged = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let uri = match &after {
+                None => "/views/revenue_by_city?limit=3".to_string(),
+                Some(a) => format!("/views/revenue_by_city?limit=3&after={}", urlencoding(a)),
+            };
+            let (status, page) = get(&router, &uri).await;
+            assert_eq!(status, StatusCode::OK, "{uri}: {page}");
+            let rows = page.as_array().unwrap().clone();
+            let Some(last) = rows.last() else { break };
+            after = Some(key_text(&[Value::text(last["country"].as_str().unwrap()), Value::text(last["city"].as_str().unwrap())]));
+            paged.extend(rows);
+        }
+        assert_eq!(paged, all);
+        // An equality filter on a column.
+        let country = all[0]["country"].as_str().unwrap();
+        let (_, filtered) = get(&router, &format!("/views/revenue_by_city?country={}&limit=1000", urlencoding(country))).await;
+        let expected: Vec<_> = all.iter().filter(|r| r["country"] == country).cloned().collect();
+        assert_eq!(filtered.as_array().unwrap(), &expected);
+        // One row by its key.
+        let row = &all[all.len() / 2];
+        let key = key_text(&[Value::text(row["country"].as_str().unwrap()), Value::text(row["city"].as_str().unwrap())]);
+        let (status, one) = get(&router, &format!("/views/revenue_by_city/{}", urlencoding(&key))).await;
+        assert_eq!((status, &one), (StatusCode::OK, row));
+    }
+
+    #[tokio::test]
+    async fn unknown_views_keys_and_parameters_are_clear_errors() {
+        let (router, _) = revenue_router();
+        let (status, body) = get(&router, "/views/nope").await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+        let (status, body) = get(&router, "/views/revenue_by_city/Atlantis,Nowhere").await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+        let (status, body) = get(&router, "/views/revenue_by_city?after=onlyone").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body["error"]["message"].as_str().unwrap().contains("expected 2 comma-separated key parts"), "{body}");
+        let (status, body) = get(&router, "/views/revenue_by_city?town=Paris").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body["error"]["message"].as_str().unwrap().contains("accepted: after, limit, country, city"), "{body}");
+        let (status, _) = get(&router, "/views/order_details_mv/abc").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _) = get(&router, "/views/order_details_mv/12").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    fn urlencoding(text: &str) -> String {
+        text.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+}
