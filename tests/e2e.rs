@@ -406,12 +406,46 @@ async fn assert_revenue_matches_mysql(limit: Duration) {
     }
 }
 
+/// Waits up to `limit` for PostgreSQL's `revenue_by_city` table (written by
+/// the sink, in the same transactions as the offsets) to equal the API's view.
+async fn assert_postgres_revenue_matches_view(limit: Duration) {
+    let pg = postgres().await;
+    let start = Instant::now();
+    loop {
+        let served = all_view_rows("revenue_by_city", &["country", "city"]).await;
+        let rows = pg
+            .query(
+                "SELECT country, city, orders, buyers, items, revenue::text, (extract(epoch FROM last_order) * 1000000)::int8
+                   FROM revenue_by_city ORDER BY convert_to(country, 'UTF8'), convert_to(city, 'UTF8')",
+                &[],
+            )
+            .await
+            .expect("the sink created revenue_by_city");
+        let table: Vec<Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "country": r.get::<_, String>(0), "city": r.get::<_, String>(1), "orders": r.get::<_, i64>(2),
+                    "buyers": r.get::<_, i64>(3), "items": r.get::<_, i64>(4), "revenue": r.get::<_, String>(5),
+                    "last_order": r.get::<_, Option<i64>>(6).map(|us| cdcview::change::Timestamp(us).to_rfc3339()),
+                })
+            })
+            .collect();
+        if table == served {
+            return;
+        }
+        assert!(start.elapsed() < limit, "PostgreSQL's revenue_by_city differs from the view ({} vs {} rows)", table.len(), served.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 #[ignore = "needs the running stack: scripts/test.sh"]
 async fn a_sql_defined_view_equals_mysql_after_random_dml() {
     assert_revenue_matches_mysql(Duration::from_secs(15)).await;
     random_dml(150).await;
     assert_revenue_matches_mysql(Duration::from_secs(15)).await;
+    assert_postgres_revenue_matches_view(Duration::from_secs(15)).await;
 }
 
 /// Waits up to `limit` for PostgreSQL's `order_details_mv` to equal the
@@ -822,6 +856,7 @@ async fn restart_after_kill_9_during_dml_converges_to_mysql() {
         assert_view_matches_mysql(Duration::from_secs(30)).await;
         // The SQL engine's view, rebuilt from the snapshot's source rows.
         assert_revenue_matches_mysql(Duration::from_secs(30)).await;
+        assert_postgres_revenue_matches_view(Duration::from_secs(30)).await;
         let applied = assert_resumed_from_the_snapshot().await;
         report_fault("cdcview killed with SIGKILL under DML", back.elapsed(), applied);
     }

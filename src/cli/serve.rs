@@ -27,7 +27,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let (sink_tx, sink_task) = match cfg.pg_url.clone() {
         Some(url) => {
             let (tx, rx) = mpsc::unbounded_channel();
-            let task = tokio::spawn(crate::sink::run(url, rx, Arc::clone(&shared), shared.watch_ready()));
+            let task = tokio::spawn(crate::sink::run(url, rx, Arc::clone(&shared), shared.watch_ready(), Arc::clone(&store)));
             (Some(tx), Some(task))
         }
         None => (None, None),

@@ -1,8 +1,8 @@
-//! The shop's typed changes as rows of the sources `views/shop.sql`
-//! declares, and `order_details_mv` rows as the SQL engine's rows: the glue
-//! that runs the hand-written engine and the SQL-defined view side by side
-//! (tests and `cdcview bench engine --engine sql`) until the decoders emit
-//! rows by column name.
+//! The shop's typed changes as rows of the SQL sources declared over the
+//! shop's topics (bound by topic and column name), and `order_details_mv`
+//! rows as the SQL engine's rows: the glue between the typed decoders and
+//! the SQL engine (the service's SQL views, tests, `cdcview bench engine
+//! --engine sql`) until the decoders emit rows by column name.
 
 use cdcview_engine::types::SqlType;
 use cdcview_engine::{Dataflow, Row, SourceChange, Value};

@@ -245,9 +245,13 @@ fn start(
             .collect();
         let source = connect_with_retry(cfg, topics, &resume, &tail, shared, stop)?;
         if covers(&positions, source.progress()) {
-            if let (Some(views), Some(state)) = (views, views_state) {
-                restore_views(views, state);
-            }
+            let view_rows = match (views, views_state) {
+                (Some(views), Some(state)) => {
+                    restore_views(views, state);
+                    views.all_rows()
+                }
+                _ => Vec::new(),
+            };
             shared.update_snapshot(|s| s.restored_from = Some(positions.clone()));
             shared.publish(&deltas, 0, 0, None);
             if let Some(sink) = sink {
@@ -256,7 +260,7 @@ fn start(
                     .iter()
                     .map(|p| Position { topic: p.topic.clone(), partition: p.partition, next_offset: p.end_offset })
                     .collect();
-                let _ = sink.send(SinkBatch { deltas, offsets: positions, dead_letters: Vec::new(), restored: Some(log_ends) });
+                let _ = sink.send(SinkBatch { deltas, views: view_rows, offsets: positions, dead_letters: Vec::new(), restored: Some(log_ends) });
             }
             return Some((engine, source, released_transactions));
         }
@@ -437,16 +441,14 @@ fn apply_batch(
         return transient; // only a timeout check, and nothing timed out
     }
     let applied = changes.len();
-    if let Some(views) = views {
-        views.apply(&changes);
-    }
+    let view_changes = views.map(|v| v.apply(&changes)).unwrap_or_default();
     let deltas = engine.apply_batch(changes);
     shared.publish(&deltas, applied, dead_letters.len(), newest_ms);
     if let Some(sink) = sink {
         let held: Vec<(u32, i64)> = transient.iter().map(|(stream, e)| (*stream, e.offset)).collect();
         let offsets = resume_positions(source, &intake.transactions, &held);
         // A closed sink only means it was not configured or has shut down.
-        let _ = sink.send(SinkBatch { deltas, offsets, dead_letters, restored: None });
+        let _ = sink.send(SinkBatch { deltas, views: view_changes, offsets, dead_letters, restored: None });
     }
     transient
 }

@@ -1,4 +1,5 @@
-//! The sink stage: writes `order_details_mv` into PostgreSQL for psql users.
+//! The sink stage: writes `order_details_mv`, and each SQL-maintained view
+//! as its own table (`tables`), into PostgreSQL for psql users.
 //!
 //! Deltas are coalesced by key while a write is in flight, then written as one
 //! transaction per flush: deletes, a multi-row upsert, the Kafka offsets the
@@ -14,6 +15,8 @@
 //! PostgreSQL is away the sink keeps coalescing (memory stays bounded by the
 //! view's size) and retries with backoff; the API is not affected.
 
+mod tables;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,10 +27,13 @@ use tokio_postgres::{Client, NoTls};
 use crate::engine::{OrderDetails, ViewDelta};
 use crate::error::{DecodeError, SinkError};
 use crate::pipeline::{now_ms, Position, Shared};
+use crate::views::{ServedView, ViewStore};
 
 /// What one engine batch hands the sink.
 pub struct SinkBatch {
     pub deltas: Vec<ViewDelta<OrderDetails>>,
+    /// The SQL views' changed rows, by the view's place in the store.
+    pub views: Vec<(usize, Vec<cdcview_engine::RowChange>)>,
     /// Where each partition stands once the batch is written.
     pub offsets: Vec<Position>,
     pub dead_letters: Vec<DecodeError>,
@@ -63,9 +69,13 @@ fn take(batch: SinkBatch, pending: &mut Pending, skip_until: &mut Option<Offsets
 /// Decides what to do with the restored view: `Some(table offsets)` when the
 /// table is already at or past it (skip until beyond them), `None` to
 /// replace the table.
-async fn resume_point(url: &str, client: &mut Option<Client>, batch: &SinkBatch, log_ends: &[Position]) -> Option<Offsets> {
-    let table = match tokio::time::timeout(Duration::from_secs(5), table_offsets(url, client)).await {
-        Ok(Ok(offsets)) => offsets,
+async fn resume_point(url: &str, client: &mut Option<Client>, tables: &Tables, batch: &SinkBatch, log_ends: &[Position]) -> Option<Offsets> {
+    let table = match tokio::time::timeout(Duration::from_secs(5), table_offsets(url, client, tables)).await {
+        Ok(Ok((_, false))) => {
+            tracing::info!("a view's PostgreSQL table was just created; every table will be rewritten from the views");
+            return None;
+        }
+        Ok(Ok((offsets, true))) => offsets,
         Ok(Err(e)) => {
             tracing::info!(error = %e, "cannot read the table's offsets; it will be rewritten from the view");
             return None;
@@ -82,14 +92,20 @@ async fn resume_point(url: &str, client: &mut Option<Client>, batch: &SinkBatch,
     }
 }
 
-/// The offsets the table reflects, on the sink's connection (made if needed).
-async fn table_offsets(url: &str, client: &mut Option<Client>) -> Result<Offsets, SinkError> {
+/// The offsets the tables reflect, on the sink's connection (made if
+/// needed), and whether every view's table was already there as defined.
+async fn table_offsets(url: &str, client: &mut Option<Client>, tables: &Tables) -> Result<(Offsets, bool), SinkError> {
+    let mut all_there = true;
     if client.is_none() {
-        *client = Some(connect(url).await?);
+        let (connected, there) = connect(url, tables).await?;
+        (*client, all_there) = (Some(connected), there);
     }
     let rows = client.as_ref().expect("connected above").query("SELECT topic, partition, next_offset FROM cdcview_offsets", &[]).await?;
-    Ok(rows.iter().map(|r| ((r.get::<_, String>(0), r.get::<_, i32>(1)), r.get::<_, i64>(2))).collect())
+    Ok((rows.iter().map(|r| ((r.get::<_, String>(0), r.get::<_, i32>(1)), r.get::<_, i64>(2))).collect(), all_there))
 }
+
+/// The SQL-maintained views, each with its place in the store.
+type Tables = Vec<(usize, ServedView)>;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS order_details_mv (
@@ -150,6 +166,8 @@ const CHUNK: usize = 5_000;
 #[derive(Default)]
 struct Pending {
     rows: BTreeMap<i64, Option<Arc<OrderDetails>>>,
+    /// The SQL views' changed rows, by the view's place in the store.
+    views: BTreeMap<usize, tables::PendingRows>,
     offsets: HashMap<(String, i32), i64>,
     dead_letters: Vec<DecodeError>,
 }
@@ -159,6 +177,12 @@ impl Pending {
         for d in batch.deltas {
             self.rows.insert(d.key, d.after);
         }
+        for (slot, changes) in batch.views {
+            let rows = self.views.entry(slot).or_default();
+            for change in changes {
+                rows.insert(change.key, change.after);
+            }
+        }
         for Position { topic, partition, next_offset } in batch.offsets {
             let slot = self.offsets.entry((topic, partition)).or_insert(next_offset);
             *slot = (*slot).max(next_offset);
@@ -167,14 +191,26 @@ impl Pending {
     }
 
     fn is_empty(&self) -> bool {
-        self.rows.is_empty() && self.offsets.is_empty() && self.dead_letters.is_empty()
+        self.rows.is_empty() && self.views.is_empty() && self.offsets.is_empty() && self.dead_letters.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.rows.len() + self.views.values().map(BTreeMap::len).sum::<usize>()
     }
 }
 
 /// Runs the sink until the batch channel closes. Nothing is written before the
 /// view is `ready`, so the table never shows a half-replayed view.
-pub async fn run(url: String, mut batches: mpsc::UnboundedReceiver<SinkBatch>, shared: Arc<Shared>, mut ready: watch::Receiver<bool>) {
+/// `views` lists the SQL views, each written to its own table.
+pub async fn run(
+    url: String,
+    mut batches: mpsc::UnboundedReceiver<SinkBatch>,
+    shared: Arc<Shared>,
+    mut ready: watch::Receiver<bool>,
+    views: Arc<ViewStore>,
+) {
     shared.update_sink(|s| s.state = "starting");
+    let tables: Tables = views.views.iter().enumerate().filter(|(_, v)| !v.info.built_in).map(|(i, v)| (i, v.info.clone())).collect();
     let mut pending = Pending::default();
     let mut client: Option<Client> = None;
     let mut replace_all = true;
@@ -193,7 +229,7 @@ pub async fn run(url: String, mut batches: mpsc::UnboundedReceiver<SinkBatch>, s
                 batch = batches.recv() => match batch {
                     Some(b) => {
                         if let Some(log_ends) = &b.restored {
-                            skip_until = resume_point(&url, &mut client, &b, log_ends).await;
+                            skip_until = resume_point(&url, &mut client, &tables, &b, log_ends).await;
                             replace_all = skip_until.is_none();
                             if !replace_all {
                                 shared.update_sink(|s| s.state = "ok");
@@ -212,11 +248,11 @@ pub async fn run(url: String, mut batches: mpsc::UnboundedReceiver<SinkBatch>, s
         while let Ok(b) = batches.try_recv() {
             take(b, &mut pending, &mut skip_until);
         }
-        shared.update_sink(|s| s.pending_rows = pending.rows.len());
+        shared.update_sink(|s| s.pending_rows = pending.len());
         if !*ready.borrow() || pending.is_empty() {
             continue;
         }
-        match flush(&url, &mut client, &mut pending, replace_all).await {
+        match flush(&url, &mut client, &tables, &mut pending, replace_all).await {
             Ok(written) => {
                 let rewrote = std::mem::take(&mut replace_all);
                 backoff = Duration::from_millis(100);
@@ -243,7 +279,9 @@ pub async fn run(url: String, mut batches: mpsc::UnboundedReceiver<SinkBatch>, s
     }
 }
 
-async fn connect(url: &str) -> Result<Client, SinkError> {
+/// A connection with every table in place; also whether each view's table
+/// was already there as defined.
+async fn connect(url: &str, tables: &Tables) -> Result<(Client, bool), SinkError> {
     let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
@@ -251,19 +289,35 @@ async fn connect(url: &str) -> Result<Client, SinkError> {
         }
     });
     client.batch_execute(SCHEMA).await?;
-    Ok(client)
+    let views: Vec<&ServedView> = tables.iter().map(|(_, v)| v).collect();
+    let all_there = tables::ensure(&client, &views).await?;
+    Ok((client, all_there))
 }
 
 /// Writes everything pending in one transaction; on success `pending` is
 /// emptied, on failure it is left whole for the retry.
-async fn flush(url: &str, client: &mut Option<Client>, pending: &mut Pending, replace_all: bool) -> Result<usize, SinkError> {
+async fn flush(url: &str, client: &mut Option<Client>, tables: &Tables, pending: &mut Pending, replace_all: bool) -> Result<usize, SinkError> {
     if client.is_none() {
-        *client = Some(connect(url).await?);
+        let (connected, all_there) = connect(url, tables).await?;
+        if !all_there && !replace_all {
+            tracing::warn!(
+                "a view's PostgreSQL table was missing or changed while running; it holds only what changed since, until the next full rewrite"
+            );
+        }
+        *client = Some(connected);
     }
     let client = client.as_mut().expect("connected above");
     let tx = client.transaction().await?;
     if replace_all {
         tx.execute("TRUNCATE order_details_mv", &[]).await?;
+        for (_, view) in tables {
+            tables::truncate(&tx, view).await?;
+        }
+    }
+    for (slot, rows) in &pending.views {
+        if let Some((_, view)) = tables.iter().find(|(s, _)| s == slot) {
+            tables::write(&tx, view, rows).await?;
+        }
     }
     let (upserts, deletes): (Vec<_>, Vec<_>) = pending.rows.iter().partition(|(_, row)| row.is_some());
     let deleted: Vec<i64> = deletes.iter().map(|(k, _)| **k).collect();
@@ -291,7 +345,7 @@ async fn flush(url: &str, client: &mut Option<Client>, pending: &mut Pending, re
         .await?;
     }
     tx.commit().await?;
-    let written = pending.rows.len();
+    let written = pending.len();
     *pending = Pending::default();
     Ok(written)
 }
@@ -323,7 +377,7 @@ mod tests {
 
     fn batch(offsets: &[(&str, i64)]) -> SinkBatch {
         let offsets = offsets.iter().map(|(t, o)| position(t, *o)).collect();
-        SinkBatch { deltas: Vec::new(), offsets, dead_letters: Vec::new(), restored: None }
+        SinkBatch { deltas: Vec::new(), views: Vec::new(), offsets, dead_letters: Vec::new(), restored: None }
     }
 
     fn position(topic: &str, next_offset: i64) -> Position {

@@ -21,7 +21,7 @@ mod store;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use cdcview_engine::{Dataflow, Row, SourceChange};
+use cdcview_engine::{Dataflow, Row, RowChange, SourceChange};
 use serde::{Deserialize, Serialize};
 
 pub use declared::{located, sql_files, Declared, ServedView, ViewsError};
@@ -76,24 +76,42 @@ impl SqlViews {
         Ok(Some(SqlViews { flow, sources, dedup: Deduplicator::default(), store, slots, fingerprint }))
     }
 
-    /// Applies one batch of the pipeline's changes to every view.
-    pub fn apply(&mut self, changes: &[Change]) {
+    /// Applies one batch of the pipeline's changes to every view; returns
+    /// each changed view's row changes, by its place in the store.
+    pub fn apply(&mut self, changes: &[Change]) -> Vec<(usize, Vec<RowChange>)> {
         let mut source_changes = Vec::with_capacity(changes.len());
         for change in changes.iter().filter(|c| self.dedup.accept(c.pos)) {
             self.sources.changes(change.clone(), &mut source_changes);
         }
-        if !source_changes.is_empty() {
-            self.apply_source_changes(source_changes);
+        if source_changes.is_empty() {
+            return Vec::new();
         }
+        self.apply_source_changes(source_changes)
     }
 
-    fn apply_source_changes(&mut self, changes: Vec<SourceChange>) {
+    fn apply_source_changes(&mut self, changes: Vec<SourceChange>) -> Vec<(usize, Vec<RowChange>)> {
         let outputs = self.flow.apply(changes);
+        let mut changed_views = Vec::new();
         for (slot, changed) in self.slots.iter().zip(outputs) {
             if !changed.is_empty() {
-                self.store.views[*slot].apply(changed);
+                self.store.views[*slot].apply(changed.clone());
+                changed_views.push((*slot, changed));
             }
         }
+        changed_views
+    }
+
+    /// Every row of every view, as insertions (for a sink that rewrites
+    /// its tables after a restore).
+    pub fn all_rows(&self) -> Vec<(usize, Vec<RowChange>)> {
+        self.slots
+            .iter()
+            .map(|&slot| {
+                let rows = self.store.views[slot].rows.read();
+                let inserts = rows.by_key.iter().map(|(key, row)| RowChange { key: key.clone(), before: None, after: Some(row.clone()) }).collect();
+                (slot, inserts)
+            })
+            .collect()
     }
 
     /// The state a snapshot keeps: every row of the sources the views read.
