@@ -57,9 +57,9 @@ pub struct ServeConfig {
     #[arg(long, env = "CDCVIEW_STATE_DIR")]
     pub state_dir: Option<std::path::PathBuf>,
     /// Seconds between snapshots (taken between batches, when something
-    /// changed; and on shutdown). Writing one pauses the pipeline for about
-    /// 1 s per million orders; after a crash, the changes since the last
-    /// snapshot are replayed from Kafka.
+    /// changed; and on shutdown). A child process writes each one while the
+    /// pipeline goes on (it pauses only to fork, milliseconds); after a
+    /// crash, the changes since the last snapshot are replayed from Kafka.
     #[arg(long, env = "CDCVIEW_SNAPSHOT_EVERY_SECS", default_value_t = 120)]
     pub snapshot_every_secs: u64,
     /// On shutdown, how long to wait for the PostgreSQL sink to write what it

@@ -104,6 +104,7 @@ pub fn run(
     let mut last_refresh = Instant::now();
     let mut last_snapshot = Instant::now();
     let mut unsaved = false;
+    let mut writing: Option<BackgroundSnapshot> = None;
     let mut stalled = std::collections::HashSet::new();
     let mut retries = Retries::default();
     shared.set_partitions(source.progress());
@@ -136,12 +137,20 @@ pub fn run(
             tracing::info!(rows = engine.len(), "view caught up with the topics; ready");
             shared.set_ready();
         }
+        if let Some(done) = writing.as_ref().and_then(|w| w.finished(false)) {
+            unsaved |= !done;
+            writing = None;
+        }
         if let Some(snapshots) = &snapshots {
-            if unsaved && last_snapshot.elapsed() >= cfg.snapshot_every {
-                save_snapshot(snapshots, &source, &intake.transactions, &engine, views.as_ref(), &shared);
+            if unsaved && writing.is_none() && last_snapshot.elapsed() >= cfg.snapshot_every {
+                writing = start_snapshot(snapshots, &source, &intake.transactions, &engine, views.as_ref(), &shared);
                 (unsaved, last_snapshot) = (false, Instant::now());
             }
         }
+    }
+    // The last snapshot is written here, once the one in the background is done.
+    if let Some(w) = writing.take() {
+        unsaved |= !w.finished(true).unwrap_or(false);
     }
     if let (Some(snapshots), true) = (&snapshots, unsaved) {
         save_snapshot(snapshots, &source, &intake.transactions, &engine, views.as_ref(), &shared);
@@ -341,6 +350,65 @@ fn resume_positions(source: &KafkaSource, transactions: &TxAssembler, unread: &[
             Position { topic: p.topic.clone(), partition: p.partition, next_offset }
         })
         .collect()
+}
+
+/// A snapshot a child process is writing, and what it will hold.
+struct BackgroundSnapshot {
+    writer: snapshot::Writer,
+    version: u64,
+    rows: usize,
+    shared: Arc<Shared>,
+}
+
+impl BackgroundSnapshot {
+    /// Whether the snapshot was saved (logged, and in `/status`), once the
+    /// writer has finished; `None` while it writes (never with `wait`).
+    fn finished(&self, wait: bool) -> Option<bool> {
+        let result = self.writer.finished(wait)?;
+        let elapsed_ms = self.writer.started.elapsed().as_millis() as u64;
+        Some(match result {
+            Ok(bytes) => {
+                tracing::info!(rows = self.rows, bytes, elapsed_ms, "saved a state snapshot (written in the background)");
+                self.shared.update_snapshot(|s| (s.saved_version, s.saved_ms) = (Some(self.version), Some(now_ms())));
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "saving the state snapshot failed; the next start replays more of the topics");
+                false
+            }
+        })
+    }
+}
+
+/// Starts a snapshot in the background; saves it in process (pausing the
+/// pipeline) when no child process can be started.
+fn start_snapshot(
+    snapshots: &Snapshots,
+    source: &KafkaSource,
+    transactions: &TxAssembler,
+    engine: &OrderDetailsView,
+    views: Option<&SqlViews>,
+    shared: &Arc<Shared>,
+) -> Option<BackgroundSnapshot> {
+    let version = shared.view.read().version;
+    let covered = Covered {
+        positions: resume_positions(source, transactions, &[]),
+        released_transactions: transactions.released_ids().map(|id| id.to_string()).collect(),
+    };
+    let started = Instant::now();
+    match snapshots.save_in_background(&covered, engine, views) {
+        Some(writer) => {
+            let paused_us = started.elapsed().as_micros() as u64;
+            tracing::debug!(paused_us, "a child process writes the state snapshot");
+            shared.snapshot_pause(paused_us);
+            Some(BackgroundSnapshot { writer, version, rows: engine.len(), shared: Arc::clone(shared) })
+        }
+        None => {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "cannot start a process to write the snapshot; writing it here");
+            save_snapshot(snapshots, source, transactions, engine, views, shared);
+            None
+        }
+    }
 }
 
 fn save_snapshot(

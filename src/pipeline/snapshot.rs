@@ -44,6 +44,37 @@ pub struct Covered {
     pub released_transactions: Vec<String>,
 }
 
+/// A snapshot being written by a child process.
+pub struct Writer {
+    pid: libc::pid_t,
+    /// Where the child leaves its error, if it fails.
+    failure: PathBuf,
+    path: PathBuf,
+    pub started: std::time::Instant,
+}
+
+impl Writer {
+    /// The size written once the child has finished, its error if it
+    /// failed; `None` while it is still writing (or with `wait`, never).
+    pub fn finished(&self, wait: bool) -> Option<Result<u64, String>> {
+        let mut status = 0;
+        // SAFETY: waits for this writer's own child only, by its pid.
+        let reaped = unsafe { libc::waitpid(self.pid, &mut status, if wait { 0 } else { libc::WNOHANG }) };
+        if reaped == 0 {
+            return None;
+        }
+        if reaped < 0 {
+            return Some(Err(format!("cannot wait for the snapshot writer: {}", std::io::Error::last_os_error())));
+        }
+        if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+            return Some(Ok(fs::metadata(&self.path).map_or(0, |m| m.len())));
+        }
+        let reason = fs::read_to_string(&self.failure).unwrap_or_else(|_| format!("the snapshot writer ended with status {status}"));
+        let _ = fs::remove_file(&self.failure);
+        Some(Err(reason))
+    }
+}
+
 /// The snapshot file in one folder.
 pub struct Snapshots {
     dir: PathBuf,
@@ -52,6 +83,15 @@ pub struct Snapshots {
 impl Snapshots {
     pub fn new(dir: PathBuf) -> Result<Self, SnapshotError> {
         fs::create_dir_all(&dir)?;
+        // Files a killed writer left behind (a writer still running loses
+        // only its own unfinished file: its rename fails).
+        for entry in fs::read_dir(&dir)?.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(FILE) && (name.ends_with(".tmp") || name.ends_with(".error")) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
         Ok(Snapshots { dir })
     }
 
@@ -62,8 +102,50 @@ impl Snapshots {
     /// Writes the engine's state, the rows the SQL views read, and what they
     /// cover; returns the size in bytes.
     pub fn save(&self, covered: &Covered, engine: &OrderDetailsView, views: Option<&SqlViews>) -> Result<u64, SnapshotError> {
-        let tmp = self.dir.join(format!("{FILE}.tmp"));
-        let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+        self.write(&self.dir.join(format!("{FILE}.tmp")), covered, engine, views)
+    }
+
+    /// Starts writing a snapshot of the state as it is now in a child
+    /// process, and returns at once: the pipeline goes on applying while the
+    /// child writes. As Redis's `BGSAVE` does: `fork` gives the child a
+    /// copy-on-write image of this process, frozen at this instant, so the
+    /// pause is the time to copy the page tables (milliseconds), not the
+    /// time to encode and sync the state (about a second per million
+    /// orders). `None` when the child could not be started (the caller
+    /// saves in process instead).
+    pub fn save_in_background(&self, covered: &Covered, engine: &OrderDetailsView, views: Option<&SqlViews>) -> Option<Writer> {
+        // Everything the child needs is made here, so that the child itself
+        // only encodes, writes and exits.
+        let tmp = self.dir.join(format!("{FILE}.{}.tmp", std::process::id()));
+        let failure = self.dir.join(format!("{FILE}.{}.error", std::process::id()));
+        let _ = fs::remove_file(&failure);
+        // SAFETY: the child runs only the code below on this thread's
+        // state, which nothing else changes (the other threads do not exist
+        // in the child): it encodes the engine's state to a file with plain
+        // system calls and the allocator (this thread's own heap), takes no
+        // lock that another thread could have held at the fork (no logging,
+        // no stdio), and leaves with `_exit`, running no destructor or exit
+        // handler of the parent's resources.
+        match unsafe { libc::fork() } {
+            0 => {
+                let code = match self.write(&tmp, covered, engine, views) {
+                    Ok(_) => 0,
+                    Err(e) => {
+                        let _ = fs::write(&failure, e.to_string());
+                        let _ = fs::remove_file(&tmp);
+                        1
+                    }
+                };
+                // SAFETY: ends the child without unwinding into the parent's code.
+                unsafe { libc::_exit(code) }
+            }
+            pid if pid > 0 => Some(Writer { pid, failure, path: self.path(), started: std::time::Instant::now() }),
+            _ => None,
+        }
+    }
+
+    fn write(&self, tmp: &std::path::Path, covered: &Covered, engine: &OrderDetailsView, views: Option<&SqlViews>) -> Result<u64, SnapshotError> {
+        let mut out = BufWriter::with_capacity(1 << 20, File::create(tmp)?);
         out = postcard::to_io(&FORMAT, out)?;
         out = postcard::to_io(covered, out)?;
         out = postcard::to_io(&engine.state(), out)?;
@@ -72,7 +154,7 @@ impl Snapshots {
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         let size = file.metadata()?.len();
-        fs::rename(&tmp, self.path())?;
+        fs::rename(tmp, self.path())?;
         // Make the rename itself durable.
         File::open(&self.dir)?.sync_all()?;
         Ok(size)
@@ -147,6 +229,35 @@ mod tests {
 
         snapshots.discard().unwrap();
         assert!(snapshots.load().unwrap().is_none());
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_background_snapshot_holds_the_state_of_its_start_while_the_view_goes_on() {
+        let dir = std::env::temp_dir().join(format!("cdcview-snapshot-bg-test-{}", std::process::id()));
+        let snapshots = Snapshots::new(dir.clone()).unwrap();
+        let mut workload = Workload::new(Sizes { users: 200, orders: 2_000, items: 5_000, events: 1_000 }, 5);
+        let mut live = OrderDetailsView::new();
+        live.apply_batch(workload.initial());
+        let rows = |v: &OrderDetailsView| {
+            let mut rows: Vec<_> = v.rows().map(|r| (**r).clone()).collect();
+            rows.sort_by_key(|r| r.order_id);
+            rows
+        };
+        let at_start = rows(&live);
+        let writer = snapshots.save_in_background(&Covered::default(), &live, None).expect("fork");
+        // The pipeline goes on while the child writes.
+        for _ in 0..20 {
+            live.apply_batch((0..500).map(|_| workload.next_change()).collect());
+        }
+        assert_ne!(rows(&live), at_start);
+        let bytes = writer.finished(true).expect("waited").expect("written");
+        assert!(bytes > 0);
+        let (_, state, _) = snapshots.load().unwrap().unwrap();
+        let (restored, _) = OrderDetailsView::restore(state);
+        assert_eq!(rows(&restored), at_start, "the snapshot is the state at the fork, not after");
+        let leftovers: Vec<_> = fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).filter(|n| n != FILE).collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
         let _ = fs::remove_dir_all(dir);
     }
 

@@ -137,6 +137,10 @@ pub struct SnapshotState {
     /// was saved (unix ms).
     pub saved_version: Option<u64>,
     pub saved_ms: Option<i64>,
+    /// How long the pipeline stopped to start the last snapshot (a child
+    /// process writes it), and the longest such stop of this run, in µs.
+    pub last_pause_us: Option<u64>,
+    pub max_pause_us: Option<u64>,
 }
 
 /// Pipeline health, as reported by `/status` and `/metrics`.
@@ -264,6 +268,11 @@ impl Shared {
 
     pub fn update_snapshot(&self, f: impl FnOnce(&mut SnapshotState)) {
         f(&mut self.status.lock().snapshot);
+    }
+
+    /// Records how long starting a snapshot stopped the pipeline.
+    pub fn snapshot_pause(&self, us: u64) {
+        self.update_snapshot(|s| (s.last_pause_us, s.max_pause_us) = (Some(us), Some(s.max_pause_us.unwrap_or(0).max(us))));
     }
 
     pub fn update_sink(&self, f: impl FnOnce(&mut SinkState)) {
