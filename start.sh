@@ -110,6 +110,8 @@ cdcview_ready() { curl -fsS "$CDCVIEW_API/readyz"; }
 start_cdcview() {
     if pid_alive cdcview; then info "cdcview already running on $CDCVIEW_API"; return; fi
     say "starting cdcview serve on $CDCVIEW_API"
+    # Views may be posted while running (POST /views) on this demo stack.
+    export CDCVIEW_RUNTIME_VIEWS=${CDCVIEW_RUNTIME_VIEWS:-true}
     start_bg cdcview "$(cdcview_bin)" serve
     wait_for cdcview "$LOG_DIR/cdcview.log" cdcview_ready
 }

@@ -77,6 +77,23 @@ pub struct ServeConfig {
     /// is served); a folder or file given explicitly must exist.
     #[arg(long, env = "CDCVIEW_VIEWS", default_value = DEFAULT_VIEWS, value_delimiter = ',')]
     pub views: Vec<std::path::PathBuf>,
+    /// Allow views to be added (`POST /views`) and dropped (`DELETE
+    /// /views/{name}`) while running. It keeps a copy of every declared
+    /// source's rows (in memory and in the snapshot), which a new view is
+    /// filled from.
+    #[arg(long, env = "CDCVIEW_RUNTIME_VIEWS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub runtime_views: bool,
+    /// Token that `POST /views` and `DELETE /views/{name}` must carry as
+    /// `Authorization: Bearer TOKEN`. Without it, they are accepted only
+    /// from loopback clients.
+    #[arg(long, env = "CDCVIEW_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// The most views that may be posted at run time.
+    #[arg(long, env = "CDCVIEW_MAX_POSTED_VIEWS", default_value_t = 16)]
+    pub max_posted_views: usize,
+    /// The most rows a view posted at run time may hold.
+    #[arg(long, env = "CDCVIEW_MAX_VIEW_ROWS", default_value_t = 1_000_000)]
+    pub max_view_rows: usize,
 }
 
 pub const DEFAULT_VIEWS: &str = "views";

@@ -14,6 +14,20 @@ pub enum ApiError {
     NotReady(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// A view statement refused: the message says where and why.
+    #[error("{0}")]
+    BadSql(String),
+    /// A bound on views posted at run time.
+    #[error("{0}")]
+    Limit(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
 }
 
 impl ApiError {
@@ -27,6 +41,12 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::BadSql(_) => (StatusCode::BAD_REQUEST, "bad_sql"),
+            ApiError::Limit(_) => (StatusCode::UNPROCESSABLE_ENTITY, "limit_exceeded"),
+            ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
         }
     }
 }
@@ -39,7 +59,9 @@ pub struct ErrorBody {
 
 #[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// Stable: `bad_parameter`, `not_found`, `not_ready` or `upstream_unavailable`.
+    /// Stable: `bad_parameter`, `bad_sql`, `not_found`, `conflict`,
+    /// `unauthorized`, `forbidden`, `limit_exceeded`,
+    /// `unsupported_media_type`, `not_ready` or `upstream_unavailable`.
     pub code: String,
     /// For people; may change between versions.
     pub message: String,

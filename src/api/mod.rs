@@ -21,6 +21,7 @@ use utoipa_axum::routes;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use mysql::{pool as mysql_pool, ORDER_DETAILS_SQL, SESSION_INIT};
+pub use views::Admin;
 
 use crate::pipeline::Shared;
 use crate::views::ViewStore;
@@ -33,12 +34,18 @@ pub struct AppState {
     pub mysql: Option<mysql_async::Pool>,
     /// The views declared in SQL, served under `/views`.
     pub views: Arc<ViewStore>,
+    /// Adding and dropping views while running; `None` when that is off.
+    pub admin: Option<Admin>,
     http: Arc<metrics::HttpMetrics>,
 }
 
 impl AppState {
     pub fn new(shared: Arc<Shared>, mysql: Option<mysql_async::Pool>) -> Self {
-        AppState { shared, mysql, views: Arc::default(), http: Arc::default() }
+        AppState { shared, mysql, views: Arc::default(), admin: None, http: Arc::default() }
+    }
+
+    pub fn with_admin(self, admin: Option<Admin>) -> Self {
+        AppState { admin, ..self }
     }
 
     pub fn with_views(self, views: Arc<ViewStore>) -> Self {
@@ -64,8 +71,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(view::list))
         .routes(routes!(view::changes))
         .routes(routes!(view::one))
-        .routes(routes!(views::list))
-        .routes(routes!(views::rows))
+        .routes(routes!(views::list, views::add))
+        .routes(routes!(views::rows, views::remove))
         .routes(routes!(views::one))
         .routes(routes!(mysql::order_details))
         .routes(routes!(mysql::users))
@@ -93,7 +100,8 @@ async fn openapi_json(Extension(api): Extension<Arc<utoipa::openapi::OpenApi>>) 
 
 /// Serves `router` on `listener` until `shutdown` completes.
 pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    // The peer's address decides who may change the views without a token.
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown).await
 }
 
 #[cfg(test)]

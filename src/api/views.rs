@@ -3,9 +3,13 @@
 
 use std::collections::HashMap;
 use std::ops::Bound;
+use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use std::net::SocketAddr;
+
+use axum::extract::rejection::ExtensionRejection;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use cdcview_engine::{Row, Value};
@@ -16,7 +20,9 @@ use super::error::ErrorBody;
 use super::params::{Params, MAX_LIMIT};
 use super::{ApiError, AppState};
 use crate::engine::shop_rows::view_row;
-use crate::views::{key_text, parse_key, value_json, value_text, PublishedView};
+use tokio::sync::oneshot;
+
+use crate::views::{key_text, parse_key, value_json, value_text, ChangeError, PublishedView, ViewCommand};
 
 /// A column of a view.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -55,11 +61,131 @@ fn info(state: &AppState, view: &PublishedView) -> ViewInfo {
 /// Every materialized view served, in declaration order.
 #[utoipa::path(get, path = "/views", tag = "views", responses((status = 200, description = "the views", body = [ViewInfo])))]
 pub async fn list(State(state): State<AppState>) -> Json<Vec<ViewInfo>> {
-    Json(state.views.views.iter().map(|v| info(&state, v)).collect())
+    Json(state.views.all().iter().map(|v| info(&state, v)).collect())
 }
 
-fn view<'a>(state: &'a AppState, name: &str) -> Result<&'a PublishedView, ApiError> {
+fn view(state: &AppState, name: &str) -> Result<Arc<PublishedView>, ApiError> {
     state.views.get(name).ok_or_else(|| ApiError::NotFound(format!("no view named {name}; GET /views lists them")))
+}
+
+/// Who may add and drop views, and where the pipeline takes the requests.
+#[derive(Clone)]
+pub struct Admin {
+    token: Option<Arc<str>>,
+    commands: std::sync::mpsc::Sender<ViewCommand>,
+}
+
+impl Admin {
+    pub fn new(token: Option<String>, commands: std::sync::mpsc::Sender<ViewCommand>) -> Self {
+        Admin { token: token.filter(|t| !t.is_empty()).map(Arc::from), commands }
+    }
+
+    /// With a token, the request must carry it; without one, it must come
+    /// from this machine.
+    fn authorize(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Result<(), ApiError> {
+        match &self.token {
+            Some(token) => {
+                let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+                match given {
+                    None => Err(ApiError::Unauthorized("this needs Authorization: Bearer <CDCVIEW_ADMIN_TOKEN>".into())),
+                    Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
+                    Some(_) => Err(ApiError::Forbidden("the token is not the admin token".into())),
+                }
+            }
+            None if peer.is_some_and(|p| p.ip().is_loopback()) => Ok(()),
+            None => Err(ApiError::Forbidden("views are changed from this machine only; set CDCVIEW_ADMIN_TOKEN to allow others with a token".into())),
+        }
+    }
+
+    /// Sends a request to the pipeline and waits for its answer.
+    async fn ask<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> ViewCommand) -> Result<T, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(command(reply)).map_err(|_| ApiError::NotReady("the pipeline has stopped".into()))?;
+        match tokio::time::timeout(std::time::Duration::from_secs(300), answer).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(_)) => Err(ApiError::NotReady("the pipeline has stopped".into())),
+            Err(_) => Err(ApiError::NotReady("the pipeline did not answer within 300 s; the view may still be added".into())),
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn admin(state: &AppState, headers: &HeaderMap, peer: Result<ConnectInfo<SocketAddr>, ExtensionRejection>) -> Result<Admin, ApiError> {
+    let admin = state
+        .admin
+        .clone()
+        .ok_or_else(|| ApiError::Forbidden("views cannot change while running: start with --runtime-views (CDCVIEW_RUNTIME_VIEWS=true)".into()))?;
+    admin.authorize(headers, peer.ok().map(|ConnectInfo(p)| p))?;
+    Ok(admin)
+}
+
+impl From<ChangeError> for ApiError {
+    fn from(e: ChangeError) -> Self {
+        match e {
+            ChangeError::Invalid(m) => ApiError::BadSql(m),
+            ChangeError::Conflict(m) => ApiError::Conflict(m),
+            ChangeError::NotFound(m) => ApiError::NotFound(m),
+            ChangeError::TooLarge(m) => ApiError::Limit(m),
+            ChangeError::Off(m) => ApiError::Forbidden(m),
+        }
+    }
+}
+
+/// Adds a materialized view while running: the body is one `CREATE
+/// MATERIALIZED VIEW` statement. The view is filled from the sources'
+/// current rows (no replay), then maintained, served, written to its own
+/// PostgreSQL table, and kept across restarts.
+#[utoipa::path(post, path = "/views", tag = "views",
+    request_body(content = String, content_type = "application/sql", description = "CREATE MATERIALIZED VIEW name AS SELECT ..."),
+    responses(
+        (status = 201, description = "the view, filled", body = ViewInfo),
+        (status = 400, description = "SQL refused: the message names the construct, line and column", body = ErrorBody),
+        (status = 401, description = "no token, and one is required", body = ErrorBody),
+        (status = 403, description = "a wrong token, a client not on this machine, or runtime views off", body = ErrorBody),
+        (status = 409, description = "the name is taken", body = ErrorBody),
+        (status = 415, description = "not application/sql or text/plain", body = ErrorBody),
+        (status = 422, description = "a bound exceeded (views posted, rows, statement size)", body = ErrorBody),
+    ))]
+pub async fn add(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Result<ConnectInfo<SocketAddr>, ExtensionRejection>,
+    body: String,
+) -> Result<impl IntoResponse, ApiError> {
+    let admin = admin(&state, &headers, peer)?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !matches!(essence, "application/sql" | "text/plain") {
+        return Err(ApiError::UnsupportedMediaType(format!("send the statement as application/sql, not {content_type:?}")));
+    }
+    let served = admin.ask(|reply| ViewCommand::Add { sql: body, reply }).await??;
+    let view = state.views.get(&served.name).ok_or_else(|| ApiError::NotFound(format!("{} was dropped meanwhile", served.name)))?;
+    let location = format!("/views/{}", served.name);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(info(&state, &view))))
+}
+
+/// Drops a view posted at run time, and its PostgreSQL table.
+#[utoipa::path(delete, path = "/views/{name}", tag = "views",
+    params(("name" = String, Path, description = "the view's name")),
+    responses(
+        (status = 204, description = "dropped"),
+        (status = 401, description = "no token, and one is required", body = ErrorBody),
+        (status = 403, description = "a wrong token, a client not on this machine, or runtime views off", body = ErrorBody),
+        (status = 404, description = "no such view", body = ErrorBody),
+        (status = 409, description = "declared in the view files, or read by another view", body = ErrorBody),
+    ))]
+pub async fn remove(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    peer: Result<ConnectInfo<SocketAddr>, ExtensionRejection>,
+) -> Result<StatusCode, ApiError> {
+    let admin = admin(&state, &headers, peer)?;
+    admin.ask(|reply| ViewCommand::Drop { name, reply }).await??;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A row as a JSON object, its columns in the view's order.
@@ -132,7 +258,7 @@ pub async fn rows(
     Path(name): Path<String>,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let view = view(&state, &name)?;
+    let view = &*view(&state, &name)?;
     let columns: Vec<&str> = view.info.columns.iter().map(|c| c.name.as_str()).collect();
     let mut allowed = vec!["after", "limit"];
     allowed.extend(columns.iter().copied().filter(|c| !matches!(*c, "after" | "limit")));
@@ -160,7 +286,7 @@ pub async fn rows(
         (status = 404, description = "no such view, or no row with this key", body = ErrorBody),
     ))]
 pub async fn one(State(state): State<AppState>, Path((name, key)): Path<(String, String)>) -> Result<impl IntoResponse, ApiError> {
-    let view = view(&state, &name)?;
+    let view = &*view(&state, &name)?;
     let wanted = key_of(view, &key, "key")?;
     let (rows, version): (Vec<Row>, u64) = if view.info.built_in {
         let shared = state.shared.view.read();
@@ -196,7 +322,7 @@ mod tests {
     fn revenue_router() -> (axum::Router, Vec<serde_json::Value>) {
         let (_, _, store) = crate::views::tests::revenue_views(2000);
         let view = store.get("revenue_by_city").unwrap();
-        let all: Vec<serde_json::Value> = view.rows.read().by_key.values().map(|r| json(&RowJson { view, row: r.clone() })).collect();
+        let all: Vec<serde_json::Value> = view.rows.read().by_key.values().map(|r| json(&RowJson { view: &view, row: r.clone() })).collect();
         (super::super::router(AppState::new(Shared::new(), None).with_views(store)), all)
     }
 
@@ -264,6 +390,67 @@ mod tests {
         assert_eq!(status, StatusCode::BAD_REQUEST);
         let (status, _) = get(&router, "/views/order_details_mv/12").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    fn post(uri: &str, body: &str, headers: &[(&str, &str)]) -> Request<Body> {
+        let mut request = Request::post(uri);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        request.body(Body::from(body.to_string())).unwrap()
+    }
+
+    async fn send(router: &axum::Router, request: Request<Body>) -> (StatusCode, serde_json::Value) {
+        let response = router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// A router whose pipeline end adds every posted view as an empty one.
+    fn admin_router(token: Option<&str>) -> axum::Router {
+        let (_, _, store) = crate::views::tests::revenue_views(0);
+        let (tx, rx) = std::sync::mpsc::channel::<ViewCommand>();
+        let pipeline_store = Arc::clone(&store);
+        std::thread::spawn(move || {
+            for command in rx {
+                if let ViewCommand::Add { sql, reply } = command {
+                    let name = sql.split_whitespace().nth(3).unwrap().to_string();
+                    let mut info = pipeline_store.get("revenue_by_city").unwrap().info.clone();
+                    info.name = name;
+                    pipeline_store.add(Arc::new(PublishedView { info: info.clone(), rows: Default::default() }));
+                    let _ = reply.send(Ok(info));
+                }
+            }
+        });
+        let state = AppState::new(Shared::new(), None).with_views(store).with_admin(Some(Admin::new(token.map(str::to_string), tx)));
+        super::super::router(state)
+    }
+
+    #[tokio::test]
+    async fn changing_views_needs_the_token_or_a_loopback_client() {
+        let sql = "CREATE MATERIALIZED VIEW posted AS SELECT 1";
+        let sql_type = ("content-type", "application/sql");
+        // Runtime views off.
+        let (router, _) = revenue_router();
+        let (status, body) = send(&router, post("/views", sql, &[sql_type])).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
+        // With a token: none, a wrong one, then the right one.
+        let router = admin_router(Some("s3cret"));
+        assert_eq!(send(&router, post("/views", sql, &[sql_type])).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(send(&router, post("/views", sql, &[sql_type, ("authorization", "Bearer nope")])).await.0, StatusCode::FORBIDDEN);
+        let (status, body) = send(&router, post("/views", sql, &[("content-type", "application/json"), ("authorization", "Bearer s3cret")])).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::UNSUPPORTED_MEDIA_TYPE, Some("unsupported_media_type")));
+        let (status, body) = send(&router, post("/views", sql, &[sql_type, ("authorization", "Bearer s3cret")])).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["name"], "posted");
+        // Without a token: loopback clients only.
+        let router = admin_router(None);
+        assert_eq!(send(&router, post("/views", sql, &[sql_type])).await.0, StatusCode::FORBIDDEN, "no peer address: not known to be local");
+        let local = router.clone().layer(axum::extract::connect_info::MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 5555))));
+        assert_eq!(send(&local, post("/views", sql, &[sql_type])).await.0, StatusCode::CREATED);
+        let remote = router.layer(axum::extract::connect_info::MockConnectInfo(SocketAddr::from(([10, 0, 0, 7], 5555))));
+        assert_eq!(send(&remote, post("/views", sql, &[sql_type])).await.0, StatusCode::FORBIDDEN);
     }
 
     fn urlencoding(text: &str) -> String {

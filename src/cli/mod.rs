@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Consume the topics, maintain order_details_mv, serve it over HTTP and write it to PostgreSQL.
-    Serve(crate::config::ServeConfig),
+    Serve(Box<crate::config::ServeConfig>),
     /// Insert realistic fake users, addresses, orders and items into MySQL.
     Seed(seed::SeedArgs),
     /// Produce order status events to Kafka, like the reference push_events.js.
@@ -32,7 +32,7 @@ pub enum Command {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(cfg) => serve::run(cfg).await,
+        Command::Serve(cfg) => serve::run(*cfg).await,
         Command::Seed(args) => seed::run(args).await,
         Command::PushEvents(args) => push_events::run(args).await,
         Command::Bench(cmd) => bench::run(cmd).await,

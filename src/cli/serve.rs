@@ -6,10 +6,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::sync::mpsc;
 
+use crate::api::Admin;
 use crate::api::{self, AppState};
 use crate::config::ServeConfig;
 use crate::pipeline::{self, Shared};
-use crate::views::{Declared, SqlViews, ViewStore};
+use crate::views::{Declared, Limits, PostedViews, RuntimeViews, SqlViews, ViewStore};
 
 /// How long a graceful stop waits for open HTTP requests to finish.
 const HTTP_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
@@ -19,7 +20,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}: is another cdcview running? choose another with --listen or CDCVIEW_LISTEN", cfg.listen))?;
     let mysql = cfg.mysql_url.as_deref().map(api::mysql_pool).transpose().context("CDCVIEW_MYSQL_URL is not a valid mysql:// URL")?;
-    let (store, views) = load_views(&cfg)?;
+    let (store, views, admin) = load_views(&cfg)?;
     let shared = Shared::new();
     shared.set_change_log_capacity(cfg.change_log_events);
     let stop = Arc::new(AtomicBool::new(false));
@@ -42,7 +43,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     };
 
     tracing::info!(listen = %cfg.listen, brokers = %cfg.brokers, "serving order_details_mv");
-    let router = api::router(AppState::new(shared, mysql).with_views(store));
+    let router = api::router(AppState::new(shared, mysql).with_views(store).with_admin(admin));
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut http = tokio::spawn(api::serve(listener, router, async {
         let _ = http_stopped.await;
@@ -72,21 +73,37 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The declared views (`--views`), and the SQL-maintained ones' dataflow.
-fn load_views(cfg: &ServeConfig) -> anyhow::Result<(Arc<ViewStore>, Option<SqlViews>)> {
+/// The declared views (`--views`) and those posted in earlier runs, the
+/// SQL-maintained ones' dataflow, and where the API sends view changes
+/// (with `--runtime-views`).
+fn load_views(cfg: &ServeConfig) -> anyhow::Result<(Arc<ViewStore>, Option<SqlViews>, Option<Admin>)> {
     let paths = cfg.view_paths();
-    if paths.is_empty() {
+    if paths.is_empty() && !cfg.runtime_views {
         tracing::info!(folder = crate::config::DEFAULT_VIEWS, "no view declarations folder; serving order_details_mv only");
-        return Ok((Arc::default(), None));
+        return Ok((Arc::default(), None, None));
     }
     let shown = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
-    let declared = Declared::load(paths).with_context(|| format!("loading the view declarations in {shown} (CDCVIEW_VIEWS)"))?;
+    let posted = if cfg.runtime_views {
+        PostedViews::load(cfg.state_dir.clone()).context("reading the views posted in earlier runs")?
+    } else {
+        PostedViews::default()
+    };
+    let declared =
+        Declared::load_with_posted(paths, posted.views()).with_context(|| format!("loading the view declarations in {shown} (CDCVIEW_VIEWS)"))?;
     let store = Arc::new(ViewStore::new(&declared.served));
-    let views = SqlViews::new(&declared, &cfg.topics(), Arc::clone(&store)).with_context(|| format!("binding the views of {shown} to the topics"))?;
+    let (runtime, admin) = if cfg.runtime_views {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let limits = Limits { views: cfg.max_posted_views, rows: cfg.max_view_rows, statement_bytes: 64 * 1024 };
+        (Some(RuntimeViews { posted, limits, commands: rx }), Some(Admin::new(cfg.admin_token.clone(), tx)))
+    } else {
+        (None, None)
+    };
+    let views = SqlViews::new(&declared, &cfg.topics(), Arc::clone(&store), runtime)
+        .with_context(|| format!("binding the views of {shown} to the topics"))?;
     for v in &declared.served {
-        tracing::info!(view = %v.name, engine = if v.built_in { "built-in" } else { "sql" }, columns = v.columns.len(), "serving view");
+        tracing::info!(view = %v.name, engine = if v.built_in { "built-in" } else { "sql" }, posted = v.posted, columns = v.columns.len(), "serving view");
     }
-    Ok((store, views))
+    Ok((store, views, admin))
 }
 
 /// Waits, up to `limit`, for the sink to write what it still holds with its

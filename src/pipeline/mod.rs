@@ -23,7 +23,7 @@ use crate::engine::{IncrementalView, OrderDetailsView};
 use crate::error::DecodeError;
 use crate::sink::SinkBatch;
 use crate::source::{KafkaSource, Record};
-use crate::views::{SqlViews, ViewsState};
+use crate::views::{SqlViews, ViewCommand, ViewsState};
 
 /// What the pipeline reads and how.
 #[derive(Clone, Debug)]
@@ -125,6 +125,9 @@ pub fn run(
             unsaved |= !batch.is_empty();
             let transient = apply_batch(&mut engine, views.as_mut(), &mut intake, batch, &source, &shared, sink.as_ref());
             retries.hold(&mut source, transient);
+        }
+        if let Some(views) = views.as_mut() {
+            serve_view_commands(views, &source, &intake.transactions, sink.as_ref());
         }
         retries.resume_due(&mut source);
         if last_refresh.elapsed() > Duration::from_secs(1) {
@@ -269,7 +272,15 @@ fn start(
                     .iter()
                     .map(|p| Position { topic: p.topic.clone(), partition: p.partition, next_offset: p.end_offset })
                     .collect();
-                let _ = sink.send(SinkBatch { deltas, views: view_rows, offsets: positions, dead_letters: Vec::new(), restored: Some(log_ends) });
+                let _ = sink.send(SinkBatch {
+                    deltas,
+                    views: view_rows,
+                    added: Vec::new(),
+                    dropped: Vec::new(),
+                    offsets: positions,
+                    dead_letters: Vec::new(),
+                    restored: Some(log_ends),
+                });
             }
             return Some((engine, source, released_transactions));
         }
@@ -516,9 +527,54 @@ fn apply_batch(
         let held: Vec<(u32, i64)> = transient.iter().map(|(stream, e)| (*stream, e.offset)).collect();
         let offsets = resume_positions(source, &intake.transactions, &held);
         // A closed sink only means it was not configured or has shut down.
-        let _ = sink.send(SinkBatch { deltas, views: view_changes, offsets, dead_letters, restored: None });
+        let _ = sink.send(SinkBatch { deltas, views: view_changes, added: Vec::new(), dropped: Vec::new(), offsets, dead_letters, restored: None });
     }
     transient
+}
+
+/// Adds and drops the views the API asked for, between two batches: a view
+/// added is filled from the sources' rows as this batch left them, and its
+/// table from the same rows.
+fn serve_view_commands(views: &mut SqlViews, source: &KafkaSource, transactions: &TxAssembler, sink: Option<&mpsc::UnboundedSender<SinkBatch>>) {
+    for command in views.commands() {
+        let mut batch = SinkBatch {
+            deltas: Vec::new(),
+            views: Vec::new(),
+            added: Vec::new(),
+            dropped: Vec::new(),
+            offsets: resume_positions(source, transactions, &[]),
+            dead_letters: Vec::new(),
+            restored: None,
+        };
+        match command {
+            ViewCommand::Add { sql, reply } => {
+                let started = Instant::now();
+                let added = views.add(&sql);
+                let answer = match added {
+                    Ok((view, rows)) => {
+                        tracing::info!(view = %view.info.name, rows = rows.len(), elapsed_ms = started.elapsed().as_millis() as u64, "added a view");
+                        batch.added.push(view.info.name.clone());
+                        let info = view.info.clone();
+                        batch.views.push((view, rows));
+                        Ok(info)
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(answer);
+            }
+            ViewCommand::Drop { name, reply } => {
+                let dropped = views.drop_view(&name);
+                if dropped.is_ok() {
+                    tracing::info!(view = %name, "dropped a view");
+                    batch.dropped.push(name);
+                }
+                let _ = reply.send(dropped);
+            }
+        }
+        if let Some(sink) = sink.filter(|_| !batch.added.is_empty() || !batch.dropped.is_empty()) {
+            let _ = sink.send(batch);
+        }
+    }
 }
 
 fn report_decode_error(e: DecodeError) -> DecodeError {

@@ -27,13 +27,18 @@ use tokio_postgres::{Client, NoTls};
 use crate::engine::{OrderDetails, ViewDelta};
 use crate::error::{DecodeError, SinkError};
 use crate::pipeline::{now_ms, Position, Shared};
-use crate::views::{ServedView, ViewStore};
+use crate::views::{PublishedView, ServedView, ViewStore};
 
 /// What one engine batch hands the sink.
 pub struct SinkBatch {
     pub deltas: Vec<ViewDelta<OrderDetails>>,
-    /// The SQL views' changed rows, by the view's place in the store.
-    pub views: Vec<(usize, Vec<cdcview_engine::RowChange>)>,
+    /// The SQL views' changed rows.
+    pub views: Vec<(Arc<PublishedView>, Vec<cdcview_engine::RowChange>)>,
+    /// Views added while running: their tables are created (or emptied)
+    /// and filled from this batch, which holds all of their rows.
+    pub added: Vec<String>,
+    /// Views dropped while running: their tables go.
+    pub dropped: Vec<String>,
     /// Where each partition stands once the batch is written.
     pub offsets: Vec<Position>,
     pub dead_letters: Vec<DecodeError>,
@@ -56,12 +61,12 @@ fn table_offset(table: &Offsets, p: &Position) -> Option<i64> {
 }
 
 /// Skips what the table already holds; adds the rest to `pending`.
-fn take(batch: SinkBatch, pending: &mut Pending, skip_until: &mut Option<Offsets>) {
+fn take(batch: SinkBatch, pending: &mut Pending, tables: &mut Tables, skip_until: &mut Option<Offsets>) {
     match skip_until {
         Some(table) if covered(&batch.offsets, table) => pending.dead_letters.extend(batch.dead_letters),
         _ => {
             *skip_until = None;
-            pending.add(batch);
+            pending.add(batch, tables);
         }
     }
 }
@@ -104,8 +109,8 @@ async fn table_offsets(url: &str, client: &mut Option<Client>, tables: &Tables) 
     Ok((rows.iter().map(|r| ((r.get::<_, String>(0), r.get::<_, i32>(1)), r.get::<_, i64>(2))).collect(), all_there))
 }
 
-/// The SQL-maintained views, each with its place in the store.
-type Tables = Vec<(usize, ServedView)>;
+/// The SQL-maintained views by name: each is a table.
+type Tables = BTreeMap<String, ServedView>;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS order_details_mv (
@@ -166,19 +171,29 @@ const CHUNK: usize = 5_000;
 #[derive(Default)]
 struct Pending {
     rows: BTreeMap<i64, Option<Arc<OrderDetails>>>,
-    /// The SQL views' changed rows, by the view's place in the store.
-    views: BTreeMap<usize, tables::PendingRows>,
+    /// The SQL views' changed rows, by view.
+    views: BTreeMap<String, tables::PendingRows>,
+    added: std::collections::BTreeSet<String>,
+    dropped: std::collections::BTreeSet<String>,
     offsets: HashMap<(String, i32), i64>,
     dead_letters: Vec<DecodeError>,
 }
 
 impl Pending {
-    fn add(&mut self, batch: SinkBatch) {
+    fn add(&mut self, batch: SinkBatch, tables: &mut Tables) {
+        for name in batch.dropped {
+            tables.remove(&name);
+            self.views.remove(&name);
+            self.added.remove(&name);
+            self.dropped.insert(name);
+        }
+        self.added.extend(batch.added);
         for d in batch.deltas {
             self.rows.insert(d.key, d.after);
         }
-        for (slot, changes) in batch.views {
-            let rows = self.views.entry(slot).or_default();
+        for (view, changes) in batch.views {
+            tables.entry(view.info.name.clone()).or_insert_with(|| view.info.clone());
+            let rows = self.views.entry(view.info.name.clone()).or_default();
             for change in changes {
                 rows.insert(change.key, change.after);
             }
@@ -191,7 +206,12 @@ impl Pending {
     }
 
     fn is_empty(&self) -> bool {
-        self.rows.is_empty() && self.views.is_empty() && self.offsets.is_empty() && self.dead_letters.is_empty()
+        self.rows.is_empty()
+            && self.views.is_empty()
+            && self.added.is_empty()
+            && self.dropped.is_empty()
+            && self.offsets.is_empty()
+            && self.dead_letters.is_empty()
     }
 
     fn len(&self) -> usize {
@@ -210,7 +230,7 @@ pub async fn run(
     views: Arc<ViewStore>,
 ) {
     shared.update_sink(|s| s.state = "starting");
-    let tables: Tables = views.views.iter().enumerate().filter(|(_, v)| !v.info.built_in).map(|(i, v)| (i, v.info.clone())).collect();
+    let mut tables: Tables = views.all().iter().filter(|v| !v.info.built_in).map(|v| (v.info.name.clone(), v.info.clone())).collect();
     let mut pending = Pending::default();
     let mut client: Option<Client> = None;
     let mut replace_all = true;
@@ -235,7 +255,7 @@ pub async fn run(
                                 shared.update_sink(|s| s.state = "ok");
                             }
                         }
-                        take(b, &mut pending, &mut skip_until);
+                        take(b, &mut pending, &mut tables, &mut skip_until);
                     }
                     // Closed: the pipeline stopped. Nothing pending, or never
                     // ready (so nothing would be written): done.
@@ -246,7 +266,7 @@ pub async fn run(
             }
         }
         while let Ok(b) = batches.try_recv() {
-            take(b, &mut pending, &mut skip_until);
+            take(b, &mut pending, &mut tables, &mut skip_until);
         }
         shared.update_sink(|s| s.pending_rows = pending.len());
         if !*ready.borrow() || pending.is_empty() {
@@ -289,7 +309,7 @@ async fn connect(url: &str, tables: &Tables) -> Result<(Client, bool), SinkError
         }
     });
     client.batch_execute(SCHEMA).await?;
-    let views: Vec<&ServedView> = tables.iter().map(|(_, v)| v).collect();
+    let views: Vec<&ServedView> = tables.values().collect();
     let all_there = tables::ensure(&client, &views).await?;
     Ok((client, all_there))
 }
@@ -310,12 +330,19 @@ async fn flush(url: &str, client: &mut Option<Client>, tables: &Tables, pending:
     let tx = client.transaction().await?;
     if replace_all {
         tx.execute("TRUNCATE order_details_mv", &[]).await?;
-        for (_, view) in tables {
+        for view in tables.values() {
             tables::truncate(&tx, view).await?;
         }
     }
-    for (slot, rows) in &pending.views {
-        if let Some((_, view)) = tables.iter().find(|(s, _)| s == slot) {
+    for name in &pending.dropped {
+        tables::drop(&tx, name).await?;
+    }
+    for view in pending.added.iter().filter_map(|name| tables.get(name)) {
+        tables::ensure(&tx, &[view]).await?;
+        tables::truncate(&tx, view).await?;
+    }
+    for (name, rows) in &pending.views {
+        if let Some(view) = tables.get(name) {
             tables::write(&tx, view, rows).await?;
         }
     }
@@ -377,7 +404,7 @@ mod tests {
 
     fn batch(offsets: &[(&str, i64)]) -> SinkBatch {
         let offsets = offsets.iter().map(|(t, o)| position(t, *o)).collect();
-        SinkBatch { deltas: Vec::new(), views: Vec::new(), offsets, dead_letters: Vec::new(), restored: None }
+        SinkBatch { deltas: Vec::new(), views: Vec::new(), added: Vec::new(), dropped: Vec::new(), offsets, dead_letters: Vec::new(), restored: None }
     }
 
     fn position(topic: &str, next_offset: i64) -> Position {
@@ -389,12 +416,12 @@ mod tests {
         let table: Offsets = [(("a".to_string(), 0), 10), (("b".to_string(), 0), 5)].into();
         let mut skip = Some(table);
         let mut pending = Pending::default();
-        take(batch(&[("a", 7), ("b", 5)]), &mut pending, &mut skip);
+        take(batch(&[("a", 7), ("b", 5)]), &mut pending, &mut Tables::new(), &mut skip);
         assert!(pending.offsets.is_empty() && skip.is_some(), "covered: skipped");
-        take(batch(&[("a", 10), ("b", 6)]), &mut pending, &mut skip);
+        take(batch(&[("a", 10), ("b", 6)]), &mut pending, &mut Tables::new(), &mut skip);
         assert!(skip.is_none(), "b went beyond the table: writing resumes");
         assert_eq!(pending.offsets.get(&("b".to_string(), 0)), Some(&6));
-        take(batch(&[("a", 8)]), &mut pending, &mut skip);
+        take(batch(&[("a", 8)]), &mut pending, &mut Tables::new(), &mut skip);
         assert_eq!(pending.offsets.get(&("a".to_string(), 0)), Some(&10), "after resuming, nothing is skipped");
     }
 

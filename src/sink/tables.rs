@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use cdcview_engine::types::SqlType;
 use cdcview_engine::{Row, Value};
-use tokio_postgres::{Client, GenericClient};
+use tokio_postgres::GenericClient;
 
 use crate::error::SinkError;
 use crate::views::ServedView;
@@ -58,7 +58,7 @@ fn create_statement(view: &ServedView) -> String {
 
 /// Creates each view's table, or creates it again when its definition
 /// changed. Returns whether every table was already there as defined.
-pub async fn ensure(client: &Client, views: &[&ServedView]) -> Result<bool, SinkError> {
+pub async fn ensure(client: &impl GenericClient, views: &[&ServedView]) -> Result<bool, SinkError> {
     let mut all_there = true;
     for view in views {
         let comment: Option<String> = client
@@ -136,6 +136,11 @@ pub async fn write(tx: &impl GenericClient, view: &ServedView, rows: &PendingRow
     Ok(())
 }
 
+pub async fn drop(tx: &impl GenericClient, name: &str) -> Result<(), SinkError> {
+    tx.batch_execute(&format!("DROP TABLE IF EXISTS {}", ident(name))).await?;
+    Ok(())
+}
+
 pub async fn truncate(tx: &impl GenericClient, view: &ServedView) -> Result<(), SinkError> {
     tx.execute(&format!("TRUNCATE {}", ident(&view.name)), &[]).await?;
     Ok(())
@@ -164,6 +169,7 @@ mod tests {
             ],
             key: vec![0, 1],
             built_in: false,
+            posted: false,
         }
     }
 
@@ -179,7 +185,7 @@ mod tests {
         ]
     }
 
-    async fn table_rows(client: &Client, name: &str) -> Vec<String> {
+    async fn table_rows(client: &tokio_postgres::Client, name: &str) -> Vec<String> {
         let sql = format!(
             "SELECT concat_ws('|', country, coalesce(city, '<null>'), orders, revenue, share, active, extract(epoch FROM last_order)) FROM {} ORDER BY 1",
             ident(name)

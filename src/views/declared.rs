@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use cdcview_engine::plan::Column;
-use cdcview_sql::{Catalog, Kind, SqlError};
+use cdcview_sql::{Catalog, Kind, Relation, SqlError};
 
 /// The shop's declarations as shipped: an `order_details_mv` declared the
 /// same way is the built-in view's.
@@ -37,6 +37,20 @@ pub struct ServedView {
     pub key: Vec<usize>,
     /// Maintained by the built-in engine (`order_details_mv` as shipped).
     pub built_in: bool,
+    /// Added at run time (`POST /views`), not declared in the view files.
+    pub posted: bool,
+}
+
+/// A materialized view as served, or why it cannot be.
+pub fn served(relation: &Relation, built_in: bool, posted: bool) -> Result<ServedView, ViewsError> {
+    let key = relation.key.clone().ok_or_else(|| {
+        ViewsError::View(format!(
+            "materialized view {} has no key: serving a view needs one (GROUP BY columns, or a source's primary key the joins keep one row per), \
+             and views without one are not served yet",
+            relation.name
+        ))
+    })?;
+    Ok(ServedView { name: relation.name.clone(), columns: relation.columns.clone(), key, built_in, posted })
 }
 
 /// Every declared source and view, and the materialized views to serve.
@@ -49,25 +63,38 @@ impl Declared {
     /// Loads `paths` (files, or folders whose `.sql` files load in name
     /// order), all statements of all files into one catalog.
     pub fn load(paths: &[PathBuf]) -> Result<Self, ViewsError> {
+        Self::load_with_posted(paths, &[])
+    }
+
+    /// [`Self::load`], then the views posted in earlier runs.
+    pub fn load_with_posted(paths: &[PathBuf], posted: &[(String, String)]) -> Result<Self, ViewsError> {
         let mut catalog = Catalog::new();
         for file in sql_files(paths)? {
             let text = std::fs::read_to_string(&file).map_err(|source| ViewsError::Read { path: file.clone(), source })?;
             catalog.load(&text).map_err(|e| ViewsError::Sql(located(&file, &text, &e)))?;
         }
-        Self::from_catalog(catalog)
+        Self::with_posted(catalog, posted)
     }
 
     pub fn from_catalog(catalog: Catalog) -> Result<Self, ViewsError> {
+        Self::with_posted(catalog, &[])
+    }
+
+    /// The declarations, then the views posted in earlier runs (`posted`:
+    /// name and statement, in the order they were posted). A posted view
+    /// that no longer loads (the files changed under it) is left out, with
+    /// a warning.
+    pub fn with_posted(mut catalog: Catalog, posted_views: &[(String, String)]) -> Result<Self, ViewsError> {
+        let mut posted = Vec::new();
+        for (name, sql) in posted_views {
+            match catalog.load(sql) {
+                Ok(_) => posted.push(name.clone()),
+                Err(e) => tracing::warn!(view = %name, error = %e, "a view posted in an earlier run no longer loads; it is left out"),
+            }
+        }
         let shipped = shipped();
         let mut served = Vec::new();
         for relation in catalog.relations().iter().filter(|r| r.is_materialized()) {
-            let key = relation.key.clone().ok_or_else(|| {
-                ViewsError::View(format!(
-                    "materialized view {} has no key: serving a view needs one (GROUP BY columns, or a source's primary key the joins keep one row per), \
-                     and views without one are not served yet",
-                    relation.name
-                ))
-            })?;
             let built_in = relation.name == BUILT_IN_VIEW && same_definition(&catalog, &shipped, BUILT_IN_VIEW);
             if relation.name == BUILT_IN_VIEW && !built_in {
                 tracing::warn!(
@@ -76,7 +103,7 @@ impl Declared {
                      (SQL engine); /order_details_mv and the PostgreSQL table keep the built-in view"
                 );
             }
-            served.push(ServedView { name: relation.name.clone(), columns: relation.columns.clone(), key, built_in });
+            served.push(self::served(relation, built_in, posted.contains(&relation.name))?);
         }
         Ok(Declared { catalog, served })
     }

@@ -16,6 +16,7 @@
 //! from them without replaying the topics.
 
 mod declared;
+mod posted;
 mod store;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ use cdcview_engine::{Dataflow, Row, RowChange, SourceChange};
 use serde::{Deserialize, Serialize};
 
 pub use declared::{located, sql_files, Declared, ServedView, ViewsError};
+pub use posted::PostedViews;
 pub use store::{key_text, parse_key, value_json, value_text, PublishedView, ViewStore};
 
 use crate::change::Change;
@@ -34,17 +36,65 @@ use crate::engine::Deduplicator;
 
 /// The SQL-maintained views and the source rows they are computed from.
 pub struct SqlViews {
+    catalog: cdcview_sql::Catalog,
     flow: Dataflow,
     sources: ShopSources,
     /// Records redelivered after they were applied are skipped, as the
     /// built-in engine skips them.
     dedup: Deduplicator,
     store: Arc<ViewStore>,
-    /// For each of the dataflow's views, its place in the store.
-    slots: Vec<usize>,
-    /// What the sources the views read are: a snapshot taken under other
-    /// declarations does not fit them.
+    /// The published rows of each of the dataflow's views, in its order.
+    published: Vec<Arc<PublishedView>>,
+    /// What the sources whose rows are kept are: a snapshot taken under
+    /// other declarations does not fit them.
     fingerprint: String,
+    /// Views may be added and dropped while running (every source's rows
+    /// are kept); `None`: they may not.
+    runtime: Option<RuntimeViews>,
+}
+
+/// What views added while running need: where they are kept across
+/// restarts, the bounds on them, and where the API's requests arrive.
+pub struct RuntimeViews {
+    pub posted: PostedViews,
+    pub limits: Limits,
+    pub commands: std::sync::mpsc::Receiver<ViewCommand>,
+}
+
+/// A request of the API to the pipeline, which owns the views.
+pub enum ViewCommand {
+    Add { sql: String, reply: tokio::sync::oneshot::Sender<Result<ServedView, ChangeError>> },
+    Drop { name: String, reply: tokio::sync::oneshot::Sender<Result<(), ChangeError>> },
+}
+
+/// The bounds on a view posted at run time.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// The most views posted at run time.
+    pub views: usize,
+    /// The most rows a posted view may hold.
+    pub rows: usize,
+    /// The longest statement, in bytes.
+    pub statement_bytes: usize,
+}
+
+/// Why a view could not be added or dropped, by who is to blame.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// The statement is not one view this service can maintain.
+    #[error("{0}")]
+    Invalid(String),
+    /// The name is taken, or the view is not one that can be dropped.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// A bound was exceeded.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Views cannot change at run time in this service.
+    #[error("{0}")]
+    Off(String),
 }
 
 /// The rows of the sources the SQL views read, as a snapshot holds them.
@@ -63,22 +113,40 @@ struct ViewsStateRef<'a> {
 
 impl SqlViews {
     /// The dataflow of the views `declared` leaves to the SQL engine, bound
-    /// to the topics this service reads; `None` when there are none.
-    pub fn new(declared: &Declared, topics: &[(String, Input)], store: Arc<ViewStore>) -> Result<Option<Self>, ViewsError> {
+    /// to the topics this service reads; `None` when there are none and
+    /// none may be added while running.
+    pub fn new(
+        declared: &Declared,
+        topics: &[(String, Input)],
+        store: Arc<ViewStore>,
+        runtime: Option<RuntimeViews>,
+    ) -> Result<Option<Self>, ViewsError> {
         let names: Vec<String> = declared.served.iter().filter(|v| !v.built_in).map(|v| v.name.clone()).collect();
-        if names.is_empty() {
+        if names.is_empty() && runtime.is_none() {
             return Ok(None);
         }
-        let flow = Dataflow::with_views(&declared.catalog.specs(), Some(&names));
+        let mut flow = Dataflow::with_views(&declared.catalog.specs(), Some(&names));
+        if runtime.is_some() {
+            flow.keep_every_source();
+        }
         let sources = ShopSources::bind(&flow, &declared.catalog, topics).map_err(ViewsError::Bind)?;
-        let slots = flow.views().iter().map(|v| store.position(&v.name).expect("the store lists every served view")).collect();
+        let published = flow.views().iter().map(|v| store.get(&v.name).expect("the store lists every served view")).collect();
         let fingerprint = declared.fingerprint(flow.read_sources().map(|(_, name)| name));
-        Ok(Some(SqlViews { flow, sources, dedup: Deduplicator::default(), store, slots, fingerprint }))
+        Ok(Some(SqlViews {
+            catalog: declared.catalog.clone(),
+            flow,
+            sources,
+            dedup: Deduplicator::default(),
+            store,
+            published,
+            fingerprint,
+            runtime,
+        }))
     }
 
     /// Applies one batch of the pipeline's changes to every view; returns
-    /// each changed view's row changes, by its place in the store.
-    pub fn apply(&mut self, changes: &[Change]) -> Vec<(usize, Vec<RowChange>)> {
+    /// each changed view's row changes.
+    pub fn apply(&mut self, changes: &[Change]) -> Vec<(Arc<PublishedView>, Vec<RowChange>)> {
         let mut source_changes = Vec::with_capacity(changes.len());
         for change in changes.iter().filter(|c| self.dedup.accept(c.pos)) {
             self.sources.changes(change.clone(), &mut source_changes);
@@ -89,13 +157,13 @@ impl SqlViews {
         self.apply_source_changes(source_changes)
     }
 
-    fn apply_source_changes(&mut self, changes: Vec<SourceChange>) -> Vec<(usize, Vec<RowChange>)> {
+    fn apply_source_changes(&mut self, changes: Vec<SourceChange>) -> Vec<(Arc<PublishedView>, Vec<RowChange>)> {
         let outputs = self.flow.apply(changes);
         let mut changed_views = Vec::new();
-        for (slot, changed) in self.slots.iter().zip(outputs) {
+        for (view, changed) in self.published.iter().zip(outputs) {
             if !changed.is_empty() {
-                self.store.views[*slot].apply(changed.clone());
-                changed_views.push((*slot, changed));
+                view.apply(changed.clone());
+                changed_views.push((Arc::clone(view), changed));
             }
         }
         changed_views
@@ -103,15 +171,92 @@ impl SqlViews {
 
     /// Every row of every view, as insertions (for a sink that rewrites
     /// its tables after a restore).
-    pub fn all_rows(&self) -> Vec<(usize, Vec<RowChange>)> {
-        self.slots
+    pub fn all_rows(&self) -> Vec<(Arc<PublishedView>, Vec<RowChange>)> {
+        self.published
             .iter()
-            .map(|&slot| {
-                let rows = self.store.views[slot].rows.read();
+            .map(|view| {
+                let rows = view.rows.read();
                 let inserts = rows.by_key.iter().map(|(key, row)| RowChange { key: key.clone(), before: None, after: Some(row.clone()) }).collect();
-                (slot, inserts)
+                (Arc::clone(view), inserts)
             })
             .collect()
+    }
+
+    /// The API's requests that arrived since the last call.
+    pub fn commands(&self) -> Vec<ViewCommand> {
+        self.runtime.as_ref().map(|r| r.commands.try_iter().collect()).unwrap_or_default()
+    }
+
+    /// Adds the materialized view `sql` declares, filled from the sources'
+    /// current rows, and keeps it across restarts; returns it with its rows
+    /// as insertions.
+    pub fn add(&mut self, sql: &str) -> Result<(Arc<PublishedView>, Vec<RowChange>), ChangeError> {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| ChangeError::Off("views cannot be added while running: start with --runtime-views (CDCVIEW_RUNTIME_VIEWS=true)".into()))?;
+        let limits = runtime.limits;
+        if sql.len() > limits.statement_bytes {
+            return Err(ChangeError::TooLarge(format!("the statement has {} bytes, more than the {} accepted", sql.len(), limits.statement_bytes)));
+        }
+        let statements = cdcview_sql::Catalog::statements(sql).map_err(|e| ChangeError::Invalid(e.to_string()))?;
+        let name = match statements.as_slice() {
+            [Some((name, true))] => name.clone(),
+            _ => return Err(ChangeError::Invalid("the body must be exactly one CREATE MATERIALIZED VIEW statement".into())),
+        };
+        if self.catalog.get(&name).is_some() {
+            return Err(ChangeError::Conflict(format!("{name} is already declared")));
+        }
+        if runtime.posted.len() >= limits.views {
+            return Err(ChangeError::TooLarge(format!("{} views were posted already, the most this service keeps (drop one first)", limits.views)));
+        }
+        let mut catalog = self.catalog.clone();
+        catalog.load(sql).map_err(|e| ChangeError::Invalid(e.to_string()))?;
+        let relation = catalog.get(&name).expect("just declared");
+        let info = declared::served(relation, false, true).map_err(|e| ChangeError::Invalid(e.to_string()))?;
+        let rows = self.flow.add_view(&catalog.specs(), &name).map_err(ChangeError::Invalid)?;
+        if rows.len() > limits.rows {
+            self.flow.drop_view(&name);
+            return Err(ChangeError::TooLarge(format!("{name} would hold {} rows, more than the {} a posted view may", rows.len(), limits.rows)));
+        }
+        let view = Arc::new(PublishedView { info, rows: Default::default() });
+        view.apply(rows.clone());
+        let runtime = self.runtime.as_mut().expect("checked above");
+        runtime.posted.add(&name, sql);
+        self.catalog = catalog;
+        self.store.add(Arc::clone(&view));
+        self.published.push(Arc::clone(&view));
+        Ok((view, rows))
+    }
+
+    /// Drops a view posted at run time.
+    pub fn drop_view(&mut self, name: &str) -> Result<(), ChangeError> {
+        let runtime =
+            self.runtime.as_mut().ok_or_else(|| ChangeError::Off("views cannot be dropped while running: start with --runtime-views".into()))?;
+        if !runtime.posted.contains(name) {
+            return Err(match self.catalog.get(name) {
+                Some(_) => ChangeError::Conflict(format!("{name} is declared in the view files, not posted: remove it there")),
+                None => ChangeError::NotFound(format!("no view named {name}")),
+            });
+        }
+        let readers: Vec<&str> = self
+            .catalog
+            .relations()
+            .iter()
+            .filter(|r| matches!(&r.kind, cdcview_sql::Kind::View { plan, .. } if plan.reads().contains(&name)))
+            .map(|r| r.name.as_str())
+            .collect();
+        if !readers.is_empty() {
+            return Err(ChangeError::Conflict(format!("{name} is read by {}: drop that first", readers.join(", "))));
+        }
+        runtime.posted.remove(name);
+        self.flow.drop_view(name);
+        if let Some(at) = self.published.iter().position(|v| v.info.name == name) {
+            self.published.remove(at);
+        }
+        self.store.remove(name);
+        self.catalog = rebuild_without(&self.catalog, name);
+        Ok(())
     }
 
     /// The state a snapshot keeps: every row of the sources the views read.
@@ -150,6 +295,16 @@ impl SqlViews {
     }
 }
 
+/// The catalog without one materialized view that nothing reads (a posted
+/// one): the others, declared again in their order.
+fn rebuild_without(catalog: &cdcview_sql::Catalog, name: &str) -> cdcview_sql::Catalog {
+    let mut rebuilt = cdcview_sql::Catalog::new();
+    for relation in catalog.relations().iter().filter(|r| r.name != name) {
+        rebuilt.load(&relation.sql).expect("a statement the catalog accepted before loads again");
+    }
+    rebuilt
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use std::path::PathBuf;
@@ -172,7 +327,7 @@ pub(crate) mod tests {
     pub fn revenue_views(steps: usize) -> (Declared, SqlViews, Arc<ViewStore>) {
         let declared = Declared::load(&[PathBuf::from("views/shop.sql"), PathBuf::from("views/examples/shop_revenue.sql")]).unwrap();
         let store = Arc::new(ViewStore::new(&declared.served));
-        let mut views = SqlViews::new(&declared, &shop_topics(), Arc::clone(&store)).unwrap().expect("revenue_by_city is the SQL engine's");
+        let mut views = SqlViews::new(&declared, &shop_topics(), Arc::clone(&store), None).unwrap().expect("revenue_by_city is the SQL engine's");
         let mut workload = Workload::with_mix(Sizes { users: 60, orders: 200, items: 500, events: 100 }, 11, Mix::Churn);
         views.apply(&workload.initial());
         for _ in 0..steps / 100 {
@@ -202,7 +357,7 @@ pub(crate) mod tests {
         let bytes = postcard::to_stdvec(&views.state()).unwrap();
         let state: ViewsState = postcard::from_bytes(&bytes).unwrap();
         let fresh = Arc::new(ViewStore::new(&declared.served));
-        let mut restored = SqlViews::new(&declared, &shop_topics(), Arc::clone(&fresh)).unwrap().unwrap();
+        let mut restored = SqlViews::new(&declared, &shop_topics(), Arc::clone(&fresh), None).unwrap().unwrap();
         assert!(restored.fits(&state));
         restored.restore(state).unwrap();
         assert_eq!(rows(&fresh, "revenue_by_city"), published);
@@ -219,7 +374,7 @@ pub(crate) mod tests {
             )
             .unwrap();
         let declared = Declared::from_catalog(catalog).unwrap();
-        let Err(e) = SqlViews::new(&declared, &shop_topics(), Arc::default()) else { panic!("bound an unknown topic") };
+        let Err(e) = SqlViews::new(&declared, &shop_topics(), Arc::default(), None) else { panic!("bound an unknown topic") };
         assert!(e.to_string().contains("source payments reads topic mysql.shop.payments, which this service does not consume"), "{e}");
     }
 
@@ -235,8 +390,98 @@ pub(crate) mod tests {
             catalog.load(source).unwrap();
             catalog.load("CREATE MATERIALIZED VIEW v AS SELECT * FROM u2;").unwrap();
             let declared = Declared::from_catalog(catalog).unwrap();
-            let Err(e) = SqlViews::new(&declared, &shop_topics(), Arc::default()) else { panic!("bound {source}") };
+            let Err(e) = SqlViews::new(&declared, &shop_topics(), Arc::default(), None) else { panic!("bound {source}") };
             assert!(e.to_string().contains(expected), "{e} (expected {expected})");
         }
+    }
+
+    const CITY_ORDERS: &str = "CREATE MATERIALIZED VIEW city_orders AS
+        SELECT a.city, COUNT(*) AS orders, SUM(o.total) AS total FROM orders o JOIN addresses a ON a.user_id = o.user_id GROUP BY a.city";
+
+    fn runtime(dir: &std::path::Path, limits: Limits) -> (SqlViews, Arc<ViewStore>, std::sync::mpsc::Sender<ViewCommand>) {
+        let posted = PostedViews::load(Some(dir.to_path_buf())).unwrap();
+        let declared = Declared::load_with_posted(&[PathBuf::from("views/shop.sql")], posted.views()).unwrap();
+        let store = Arc::new(ViewStore::new(&declared.served));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let runtime = RuntimeViews { posted, limits, commands: rx };
+        (SqlViews::new(&declared, &shop_topics(), Arc::clone(&store), Some(runtime)).unwrap().unwrap(), store, tx)
+    }
+
+    /// The same view compiled from the start and fed every change.
+    fn from_the_start(changes: &[Change]) -> BTreeMap<Row, Row> {
+        let mut catalog = cdcview_sql::Catalog::new();
+        catalog.load(include_str!("../../views/shop.sql")).unwrap();
+        catalog.load(CITY_ORDERS).unwrap();
+        let mut flow = Dataflow::with_views(&catalog.specs(), Some(&["city_orders".to_string()]));
+        let sources = ShopSources::of(&flow).unwrap();
+        let mut dedup = Deduplicator::default();
+        let mut source_changes = Vec::new();
+        for c in changes.iter().filter(|c| dedup.accept(c.pos)) {
+            sources.changes(c.clone(), &mut source_changes);
+        }
+        flow.apply(source_changes);
+        flow.views()[0].rows().map(|r| (vec![r[0].clone()], r.clone())).collect()
+    }
+
+    const LIMITS: Limits = Limits { views: 2, rows: 1_000, statement_bytes: 4096 };
+
+    #[test]
+    fn a_posted_view_starts_from_the_current_rows_goes_on_and_survives_a_restart() {
+        let dir = std::env::temp_dir().join(format!("cdcview-posted-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (mut views, store, _tx) = runtime(&dir, LIMITS);
+        let mut workload = Workload::with_mix(Sizes { users: 40, orders: 150, items: 300, events: 50 }, 3, Mix::Churn);
+        let mut seen = workload.initial();
+        views.apply(&seen);
+        let (view, inserted) = views.add(CITY_ORDERS).unwrap();
+        assert_eq!(view.info.key, [0]);
+        assert!(view.info.posted && !view.info.built_in);
+        assert_eq!(inserted.len(), from_the_start(&seen).len());
+        assert_eq!(rows(&store, "city_orders"), from_the_start(&seen), "filled from the sources' rows");
+        for _ in 0..10 {
+            let batch: Vec<Change> = (0..100).map(|_| workload.next_change()).collect();
+            views.apply(&batch);
+            seen.extend(batch);
+        }
+        assert_eq!(rows(&store, "city_orders"), from_the_start(&seen), "then maintained");
+        // A restart serves it again: declared from the posted file, rebuilt
+        // from the snapshot's source rows.
+        let state: ViewsState = postcard::from_bytes(&postcard::to_stdvec(&views.state()).unwrap()).unwrap();
+        let (mut again, again_store, _tx) = runtime(&dir, LIMITS);
+        again.restore(state).unwrap();
+        assert_eq!(rows(&again_store, "city_orders"), from_the_start(&seen));
+        // Dropped: gone from the store, the dataflow and the file.
+        again.drop_view("city_orders").unwrap();
+        assert!(again_store.get("city_orders").is_none());
+        assert!(PostedViews::load(Some(dir.clone())).unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn posting_and_dropping_views_is_refused_clearly() {
+        let dir = std::env::temp_dir().join(format!("cdcview-posted-refused-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (mut views, _store, _tx) = runtime(&dir, LIMITS);
+        let mut workload = Workload::with_mix(Sizes { users: 40, orders: 1_500, items: 300, events: 50 }, 3, Mix::Steady);
+        views.apply(&workload.initial());
+        let err = |r: Result<(Arc<PublishedView>, Vec<RowChange>), ChangeError>| r.err().expect("refused");
+        assert!(matches!(err(views.add("CREATE MATERIALIZED VIEW order_details_mv AS SELECT order_id FROM orders")), ChangeError::Conflict(_)));
+        assert!(matches!(err(views.add("CREATE VIEW v AS SELECT order_id FROM orders")), ChangeError::Invalid(_)));
+        assert!(matches!(err(views.add(&format!("{CITY_ORDERS}; {CITY_ORDERS}"))), ChangeError::Invalid(_)));
+        let ChangeError::Invalid(m) = err(views.add("CREATE MATERIALIZED VIEW v AS SELECT nope FROM orders")) else { panic!() };
+        assert!(m.contains("line 1, column 38: no column nope"), "{m}");
+        let ChangeError::TooLarge(m) = err(views.add("CREATE MATERIALIZED VIEW every_order AS SELECT order_id, total FROM orders")) else { panic!() };
+        assert!(m.contains("1500 rows, more than the 1000"), "{m}");
+        assert!(matches!(err(views.add(&format!("{CITY_ORDERS} {}", " ".repeat(5000)))), ChangeError::TooLarge(_)));
+        assert!(matches!(views.drop_view("order_details_mv"), Err(ChangeError::Conflict(_))));
+        assert!(matches!(views.drop_view("nope"), Err(ChangeError::NotFound(_))));
+        views.add(CITY_ORDERS).unwrap();
+        views.add("CREATE MATERIALIZED VIEW big_orders AS SELECT c.city, c.orders FROM city_orders c WHERE c.orders > 1").unwrap();
+        assert!(matches!(views.drop_view("city_orders"), Err(ChangeError::Conflict(m)) if m.contains("read by big_orders")));
+        assert!(matches!(
+            err(views.add("CREATE MATERIALIZED VIEW third AS SELECT order_id FROM orders WHERE order_id < 3")),
+            ChangeError::TooLarge(_)
+        ));
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use cdcview_engine::types::SqlType;
 use cdcview_engine::{Row, RowChange, Value};
@@ -38,23 +39,33 @@ impl PublishedView {
     }
 }
 
-/// Every served view, in declaration order.
+/// Every served view, in declaration order, then the posted ones in the
+/// order they were posted.
 #[derive(Default)]
 pub struct ViewStore {
-    pub views: Vec<PublishedView>,
+    views: RwLock<Vec<Arc<PublishedView>>>,
 }
 
 impl ViewStore {
     pub fn new(served: &[ServedView]) -> Self {
-        ViewStore { views: served.iter().map(|info| PublishedView { info: info.clone(), rows: RwLock::default() }).collect() }
+        let views = served.iter().map(|info| Arc::new(PublishedView { info: info.clone(), rows: RwLock::default() })).collect();
+        ViewStore { views: RwLock::new(views) }
     }
 
-    pub fn position(&self, name: &str) -> Option<usize> {
-        self.views.iter().position(|v| v.info.name == name)
+    pub fn all(&self) -> Vec<Arc<PublishedView>> {
+        self.views.read().clone()
     }
 
-    pub fn get(&self, name: &str) -> Option<&PublishedView> {
-        self.views.iter().find(|v| v.info.name == name)
+    pub fn get(&self, name: &str) -> Option<Arc<PublishedView>> {
+        self.views.read().iter().find(|v| v.info.name == name).cloned()
+    }
+
+    pub fn add(&self, view: Arc<PublishedView>) {
+        self.views.write().push(view);
+    }
+
+    pub fn remove(&self, name: &str) {
+        self.views.write().retain(|v| v.info.name != name);
     }
 }
 

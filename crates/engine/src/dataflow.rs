@@ -20,6 +20,8 @@ pub struct RelationSpec {
 
 enum Op {
     Source,
+    /// A node of a dropped view: no input, no state.
+    Dropped,
     Filter(Expr),
     Map(Vec<Expr>),
     Join(Join),
@@ -305,14 +307,21 @@ impl Dataflow {
             let delta = std::mem::take(&mut outputs[s.node]);
             outputs[s.node] = consolidate(delta);
         }
-        for id in 0..self.nodes.len() {
+        self.run_nodes(0, &mut outputs);
+        self.views.iter_mut().map(|v| v.apply(std::mem::take(&mut outputs[v.node]))).collect()
+    }
+
+    /// Runs the operators from `first` on, in order, each on its inputs'
+    /// deltas in `outputs`.
+    fn run_nodes(&mut self, first: usize, outputs: &mut [Delta]) {
+        for id in first..self.nodes.len() {
             let node = &mut self.nodes[id];
-            if matches!(node.op, Op::Source) || node.inputs.iter().all(|&i| outputs[i].is_empty()) {
+            if matches!(node.op, Op::Source | Op::Dropped) || node.inputs.iter().all(|&i| outputs[i].is_empty()) {
                 continue;
             }
             let input = |k: usize| &outputs[node.inputs[k]];
             let out = match &mut node.op {
-                Op::Source => unreachable!("skipped above"),
+                Op::Source | Op::Dropped => unreachable!("skipped above"),
                 Op::Filter(predicate) => ops::filter(input(0), predicate),
                 Op::Map(exprs) => ops::map(input(0), exprs),
                 Op::Join(join) => join.step(input(0), input(1)),
@@ -322,6 +331,66 @@ impl Dataflow {
             };
             outputs[id] = out;
         }
-        self.views.iter_mut().map(|v| v.apply(std::mem::take(&mut outputs[v.node]))).collect()
+    }
+
+    /// Keeps the rows of every source, whether a view reads it or not, so
+    /// that a view added later ([`Self::add_view`]) starts from them.
+    pub fn keep_every_source(&mut self) {
+        for source in &mut self.sources {
+            source.read = true;
+        }
+    }
+
+    /// Compiles one more materialized view on operators of its own (it
+    /// shares none with the running views, so they need not replay), fills
+    /// it from the sources' current rows, and returns its rows as
+    /// insertions. Every source it reads must have its rows kept.
+    pub fn add_view(&mut self, relations: &[RelationSpec], name: &str) -> Result<Vec<RowChange>, String> {
+        let spec = relations.iter().find(|r| r.name == name && r.plan.is_some()).ok_or_else(|| format!("no view named {name}"))?;
+        if self.views.iter().any(|v| v.name == name) {
+            return Err(format!("view {name} is already maintained"));
+        }
+        let first = self.nodes.len();
+        let sources_only: AHashMap<String, usize> = self.sources.iter().map(|s| (s.name.clone(), s.node)).collect();
+        let running = std::mem::replace(&mut self.roots, sources_only);
+        let node = self.compile_view(relations, name);
+        self.roots = running;
+        let mut outputs: Vec<Delta> = (0..self.nodes.len()).map(|_| Vec::new()).collect();
+        for source in &self.sources {
+            if self.nodes[first..].iter().any(|n| n.inputs.contains(&source.node)) {
+                if !source.read {
+                    self.nodes.truncate(first);
+                    return Err(format!("the rows of source {} are not kept", source.name));
+                }
+                outputs[source.node] = source.rows.values().map(|row| (row.clone(), 1)).collect();
+            }
+        }
+        self.run_nodes(first, &mut outputs);
+        let mut view = ViewRows { name: name.to_string(), node, key: spec.key.clone(), rows: AHashMap::new(), counts: AHashMap::new() };
+        let rows = view.apply(std::mem::take(&mut outputs[node]));
+        self.views.push(view);
+        Ok(rows)
+    }
+
+    /// Stops maintaining a view: its operators that no other view reads
+    /// drop their state. Returns whether it was maintained.
+    pub fn drop_view(&mut self, name: &str) -> bool {
+        let Some(at) = self.views.iter().position(|v| v.name == name) else { return false };
+        self.views.remove(at);
+        let mut needed = vec![false; self.nodes.len()];
+        let mut stack: Vec<usize> = self.views.iter().map(|v| v.node).collect();
+        while let Some(id) = stack.pop() {
+            if !std::mem::replace(&mut needed[id], true) {
+                stack.extend(self.nodes[id].inputs.iter().copied());
+            }
+        }
+        for (id, node) in self.nodes.iter_mut().enumerate() {
+            if !needed[id] && !matches!(node.op, Op::Source) {
+                *node = Node { op: Op::Dropped, inputs: Vec::new() };
+            }
+        }
+        let nodes = &self.nodes;
+        self.roots.retain(|_, id| !matches!(nodes[*id].op, Op::Dropped));
+        true
     }
 }

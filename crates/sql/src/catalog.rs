@@ -167,6 +167,22 @@ impl Catalog {
             .collect()
     }
 
+    /// What each statement of `sql` declares, without declaring it: the
+    /// name, and whether it is a `CREATE MATERIALIZED VIEW` (`None` for a
+    /// statement that declares nothing).
+    pub fn statements(sql: &str) -> Result<Vec<Option<(String, bool)>>> {
+        parse_statements(sql)?
+            .iter()
+            .map(|(statement, _)| {
+                Ok(match statement {
+                    Statement::CreateView(v) => Some((object_name(&v.name)?, v.materialized)),
+                    Statement::CreateTable(t) => Some((object_name(&t.name)?, false)),
+                    _ => None,
+                })
+            })
+            .collect()
+    }
+
     /// Loads every statement of `sql`, all or nothing: on an error the
     /// catalog is as it was. Returns the names declared.
     pub fn load(&mut self, sql: &str) -> Result<Vec<String>> {
