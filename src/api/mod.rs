@@ -73,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(view::one))
         .routes(routes!(views::list, views::add))
         .routes(routes!(views::rows, views::remove))
+        .routes(routes!(views::changes))
         .routes(routes!(views::one))
         .routes(routes!(mysql::order_details))
         .routes(routes!(mysql::users))
@@ -149,6 +150,7 @@ mod tests {
                 "/users",
                 "/views",
                 "/views/{name}",
+                "/views/{name}/changes",
                 "/views/{name}/{key}"
             ]
         );

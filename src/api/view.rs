@@ -116,18 +116,34 @@ pub async fn changes(
     headers: HeaderMap,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let after = last_event_id(&headers, raw)?;
+    let (receiver, resume) = state.shared.subscribe_changes(after);
+    Ok(event_stream(receiver, resume, |e: &ChangeEvent| change_event(e)))
+}
+
+/// The position a change-stream client resumes after: `Last-Event-ID`, or
+/// `?last_event_id=` for clients that cannot set the header.
+pub(super) fn last_event_id(headers: &HeaderMap, raw: HashMap<String, String>) -> Result<Option<StreamPos>, ApiError> {
     let p = Params::new(raw, &["last_event_id"])?;
     let given = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_string).or(p.text("last_event_id", 64)?.map(str::to_string));
-    let after = match given.as_deref() {
+    match given.as_deref() {
         Some(text) => {
-            Some(parse_position(text).ok_or_else(|| ApiError::bad("Last-Event-ID", "expected VERSION or VERSION.INDEX, as in an event's id"))?)
+            Ok(Some(parse_position(text).ok_or_else(|| ApiError::bad("Last-Event-ID", "expected VERSION or VERSION.INDEX, as in an event's id"))?))
         }
-        None => None,
-    };
-    let (receiver, resume) = state.shared.subscribe_changes(after);
+        None => Ok(None),
+    }
+}
+
+/// A change stream: what the client missed (or a `reset`), then the live
+/// events; a client that falls behind gets `lagged` and is dropped.
+pub(super) fn event_stream<E: Send + Sync + 'static>(
+    receiver: tokio::sync::broadcast::Receiver<Arc<E>>,
+    resume: Option<Resume<E>>,
+    render: impl Fn(&E) -> Event + Send + 'static,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let missed: Vec<Event> = match resume {
         None => Vec::new(),
-        Some(Resume::Missed(events)) => events.iter().map(|e| change_event(e)).collect(),
+        Some(Resume::Missed(events)) => events.iter().map(|e| render(e)).collect(),
         Some(Resume::Reset { version }) => vec![Event::default()
             .event("reset")
             .id(format!("{version}"))
@@ -138,8 +154,8 @@ pub async fn changes(
             .unwrap_or_default()],
     };
     let live = BroadcastStream::new(receiver)
-        .map(|item| match item {
-            Ok(change) => (true, change_event(&change)),
+        .map(move |item| match item {
+            Ok(change) => (true, render(&change)),
             Err(BroadcastStreamRecvError::Lagged(n)) => (
                 false,
                 Event::default()
@@ -152,5 +168,5 @@ pub async fn changes(
             *open = keep;
             std::future::ready(emit)
         });
-    Ok(Sse::new(futures::stream::iter(missed).chain(live).map(Ok)).keep_alive(KeepAlive::default()))
+    Sse::new(futures::stream::iter(missed).chain(live).map(Ok)).keep_alive(KeepAlive::default())
 }

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use axum::extract::rejection::ExtensionRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::Event;
 use axum::response::IntoResponse;
 use axum::Json;
 use cdcview_engine::{Row, Value};
@@ -22,7 +23,7 @@ use super::{ApiError, AppState};
 use crate::engine::shop_rows::view_row;
 use tokio::sync::oneshot;
 
-use crate::views::{key_text, parse_key, value_json, value_text, ChangeError, PublishedView, ViewCommand};
+use crate::views::{key_text, parse_key, value_json, value_text, ChangeError, PublishedView, ViewCommand, ViewEvent};
 
 /// A column of a view.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -186,6 +187,52 @@ pub async fn remove(
     let admin = admin(&state, &headers, peer)?;
     admin.ask(|reply| ViewCommand::Drop { name, reply }).await??;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Server-Sent Events, one per changed row of the view (event `insert`,
+/// `update` or `delete`; data `{version, key, before, after}`, rows as
+/// `GET /views/{name}` writes them), with the id `version.index`;
+/// reconnecting with `Last-Event-ID` replays exactly what was missed, as
+/// `/order_details_mv/changes` does (whose events `order_details_mv` here
+/// also sends).
+#[utoipa::path(get, path = "/views/{name}/changes", tag = "views",
+    params(
+        ("name" = String, Path, description = "the view's name"),
+        ("Last-Event-ID" = Option<String>, Header, description = "resume after this event id (`version.index`, or a version for all of its events)"),
+        ("last_event_id" = Option<String>, Query, description = "the same, for clients that cannot set the header"),
+    ),
+    responses(
+        (status = 200, description = "an event stream", content_type = "text/event-stream", body = Object),
+        (status = 400, description = "a malformed event id", body = ErrorBody),
+        (status = 404, description = "no such view", body = ErrorBody),
+    ))]
+pub async fn changes(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Result<axum::response::Response, ApiError> {
+    let view = view(&state, &name)?;
+    if view.info.built_in {
+        return Ok(super::view::changes(State(state), headers, Query(raw)).await?.into_response());
+    }
+    let after = super::view::last_event_id(&headers, raw)?;
+    let (receiver, resume) = view.subscribe(after);
+    let render = move |e: &ViewEvent| view_event(&view, e);
+    Ok(super::view::event_stream(receiver, resume, render).into_response())
+}
+
+fn view_event(view: &PublishedView, e: &ViewEvent) -> Event {
+    let op = match (&e.before, &e.after) {
+        (None, _) => "insert",
+        (Some(_), Some(_)) => "update",
+        (Some(_), None) => "delete",
+    };
+    let key: serde_json::Map<String, serde_json::Value> =
+        view.info.key.iter().zip(&e.key).map(|(&c, v)| (view.info.columns[c].name.clone(), value_json(v))).collect();
+    let row = |r: &Option<Row>| r.as_ref().map_or(serde_json::Value::Null, |r| json(&RowJson { view, row: r.clone() }));
+    let data = serde_json::json!({"version": e.version, "op": op, "key": key, "before": row(&e.before), "after": row(&e.after)});
+    Event::default().event(op).id(format!("{}.{}", e.version, e.index)).json_data(data).unwrap_or_default()
 }
 
 /// A row as a JSON object, its columns in the view's order.
@@ -418,7 +465,7 @@ mod tests {
                     let name = sql.split_whitespace().nth(3).unwrap().to_string();
                     let mut info = pipeline_store.get("revenue_by_city").unwrap().info.clone();
                     info.name = name;
-                    pipeline_store.add(Arc::new(PublishedView { info: info.clone(), rows: Default::default() }));
+                    pipeline_store.add(Arc::new(PublishedView::new(info.clone())));
                     let _ = reply.send(Ok(info));
                 }
             }
@@ -451,6 +498,39 @@ mod tests {
         assert_eq!(send(&local, post("/views", sql, &[sql_type])).await.0, StatusCode::CREATED);
         let remote = router.layer(axum::extract::connect_info::MockConnectInfo(SocketAddr::from(([10, 0, 0, 7], 5555))));
         assert_eq!(send(&remote, post("/views", sql, &[sql_type])).await.0, StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
+    async fn a_views_change_stream_sends_each_changed_row_and_resumes_after_an_id() {
+        use futures::StreamExt;
+        let (_, _, store) = crate::views::tests::revenue_views(0);
+        let view = store.get("revenue_by_city").unwrap();
+        let router = super::super::router(AppState::new(Shared::new(), None).with_views(Arc::clone(&store)));
+        let key = vec![Value::text("XX"), Value::text("Test, City")];
+        let row = |orders: i64| {
+            let mut row = key.clone();
+            row.extend([Value::Int(orders), Value::Int(1), Value::Int(0), Value::Decimal("0.00".parse().unwrap()), Value::Null]);
+            row
+        };
+        view.apply(vec![cdcview_engine::RowChange { key: key.clone(), before: None, after: Some(row(1)) }]);
+        let v1 = view.rows.read().version;
+        view.apply(vec![cdcview_engine::RowChange { key: key.clone(), before: Some(row(1)), after: Some(row(2)) }]);
+        let request = Request::get("/views/revenue_by_city/changes").header("last-event-id", v1.to_string()).body(Body::empty()).unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut body = response.into_body().into_data_stream();
+        let mut text = String::new();
+        while !text.contains("\n\n") {
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(2), body.next()).await.expect("an event").unwrap().unwrap();
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+        assert!(text.contains("event: update"), "{text}");
+        assert!(text.contains(&format!("id: {}.0", v1 + 1)), "{text}");
+        let data: serde_json::Value = serde_json::from_str(text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap()).unwrap();
+        assert_eq!(data["key"], serde_json::json!({"country": "XX", "city": "Test, City"}));
+        assert_eq!((data["before"]["orders"].as_i64(), data["after"]["orders"].as_i64()), (Some(1), Some(2)));
+        let (status, _) = get(&router, "/views/nope/changes").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
     }
 
     fn urlencoding(text: &str) -> String {

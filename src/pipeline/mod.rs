@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 pub use snapshot::{Covered, Position, Snapshots};
-pub use store::{now_ms, ChangeEvent, PipelineStatus, Resume, Shared, SinkState, StreamPos, ViewState, CHANGE_LOG_EVENTS};
+pub use store::{
+    now_micros, now_ms, ChangeEvent, ChangeLog, PipelineStatus, Positioned, Resume, Shared, SinkState, StreamPos, ViewState, CHANGE_LOG_EVENTS,
+};
 pub use transactions::{TxAssembler, TxStats};
 
 use crate::change::{Change, SourcePos};

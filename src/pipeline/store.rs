@@ -49,6 +49,17 @@ impl ChangeEvent {
     }
 }
 
+/// An event of a change stream, with its place in it.
+pub trait Positioned {
+    fn position(&self) -> StreamPos;
+}
+
+impl Positioned for ChangeEvent {
+    fn position(&self) -> StreamPos {
+        ChangeEvent::position(self)
+    }
+}
+
 /// A place in the change stream: a view version and an event's index within
 /// it. `(v, u32::MAX)` stands for the end of version `v`.
 pub type StreamPos = (u64, u32);
@@ -58,8 +69,8 @@ pub const CHANGE_LOG_EVENTS: usize = 100_000;
 
 /// The newest change events, so that a change-stream client that reconnects
 /// with `Last-Event-ID` receives exactly what it missed.
-pub struct ChangeLog {
-    events: VecDeque<Arc<ChangeEvent>>,
+pub struct ChangeLog<E = ChangeEvent> {
+    events: VecDeque<Arc<E>>,
     capacity: usize,
     /// Versions up to this one were never in the log (they precede the run).
     origin: u64,
@@ -68,25 +79,25 @@ pub struct ChangeLog {
 }
 
 /// What a reconnecting client gets.
-pub enum Resume {
+pub enum Resume<E = ChangeEvent> {
     /// Every event after its position, in order (maybe none yet).
-    Missed(Vec<Arc<ChangeEvent>>),
+    Missed(Vec<Arc<E>>),
     /// Its position is older than the log (or not of this run): it must
     /// re-read the view; events after `version` follow.
     Reset { version: u64 },
 }
 
-impl ChangeLog {
-    fn new(origin: u64, capacity: usize) -> Self {
+impl<E: Positioned> ChangeLog<E> {
+    pub fn new(origin: u64, capacity: usize) -> Self {
         ChangeLog { events: VecDeque::new(), capacity: capacity.max(1), origin, evicted: None }
     }
 
-    fn push(&mut self, event: Arc<ChangeEvent>) {
+    pub fn push(&mut self, event: Arc<E>) {
         self.events.push_back(event);
         self.shrink();
     }
 
-    fn resize(&mut self, capacity: usize) {
+    pub fn resize(&mut self, capacity: usize) {
         self.capacity = capacity.max(1);
         self.shrink();
     }
@@ -99,7 +110,7 @@ impl ChangeLog {
 
     /// The events after `after`, or a reset when some of them are gone.
     /// `current` is the newest version published.
-    pub fn since(&self, after: StreamPos, current: u64) -> Resume {
+    pub fn since(&self, after: StreamPos, current: u64) -> Resume<E> {
         let covered = match self.evicted {
             Some(evicted) => after >= evicted,
             None => after.0 >= self.origin,
@@ -280,7 +291,7 @@ impl Shared {
     }
 }
 
-fn now_micros() -> u64 {
+pub fn now_micros() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use declared::{located, sql_files, Declared, ServedView, ViewsError};
 pub use posted::PostedViews;
-pub use store::{key_text, parse_key, value_json, value_text, PublishedView, ViewStore};
+pub use store::{key_text, parse_key, value_json, value_text, PublishedView, ViewEvent, ViewStore};
 
 use crate::change::Change;
 use crate::decode::Input;
@@ -219,7 +219,7 @@ impl SqlViews {
             self.flow.drop_view(&name);
             return Err(ChangeError::TooLarge(format!("{name} would hold {} rows, more than the {} a posted view may", rows.len(), limits.rows)));
         }
-        let view = Arc::new(PublishedView { info, rows: Default::default() });
+        let view = Arc::new(PublishedView::new(info));
         view.apply(rows.clone());
         let runtime = self.runtime.as_mut().expect("checked above");
         runtime.posted.add(&name, sql);

@@ -7,35 +7,87 @@ use std::sync::Arc;
 
 use cdcview_engine::types::SqlType;
 use cdcview_engine::{Row, RowChange, Value};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::broadcast;
 
 use super::ServedView;
 use crate::change::Timestamp;
+use crate::pipeline::{now_micros, ChangeLog, Positioned, Resume, StreamPos, CHANGE_LOG_EVENTS};
 
 /// Rows of one view by key, and the version they are at.
-#[derive(Default)]
 pub struct Rows {
     pub by_key: BTreeMap<Row, Row>,
-    /// Increases with every batch that changed the view.
+    /// Increases with every batch that changed the view. It starts at the
+    /// process's start time in microseconds, as `order_details_mv`'s does,
+    /// so a change-stream position of an earlier run is never taken for
+    /// one of this run.
     pub version: u64,
+}
+
+impl Default for Rows {
+    fn default() -> Self {
+        Rows { by_key: BTreeMap::new(), version: now_micros() }
+    }
+}
+
+/// One change of a view's row, as its change stream sends it.
+pub struct ViewEvent {
+    pub version: u64,
+    pub index: u32,
+    pub key: Row,
+    pub before: Option<Row>,
+    pub after: Option<Row>,
+}
+
+impl Positioned for ViewEvent {
+    fn position(&self) -> StreamPos {
+        (self.version, self.index)
+    }
 }
 
 pub struct PublishedView {
     pub info: ServedView,
     /// Empty for the built-in view, whose rows the pipeline's `Shared` holds.
     pub rows: RwLock<Rows>,
+    /// The change stream, and its newest events for clients that reconnect
+    /// (held while an event is sent, so a subscriber misses nothing).
+    pub changes: broadcast::Sender<Arc<ViewEvent>>,
+    log: Mutex<ChangeLog<ViewEvent>>,
 }
 
 impl PublishedView {
+    pub fn new(info: ServedView) -> Self {
+        let rows = Rows::default();
+        let log = Mutex::new(ChangeLog::new(rows.version, CHANGE_LOG_EVENTS));
+        PublishedView { info, rows: RwLock::new(rows), changes: broadcast::channel(4096).0, log }
+    }
+
+    /// Applies one batch's changes as one new version, and sends them on
+    /// the change stream.
     pub fn apply(&self, changes: Vec<RowChange>) {
         let mut rows = self.rows.write();
-        for change in changes {
-            match change.after {
-                Some(row) => rows.by_key.insert(change.key, row),
+        rows.version += 1;
+        let version = rows.version;
+        let mut log = self.log.lock();
+        for (index, change) in changes.into_iter().enumerate() {
+            match &change.after {
+                Some(row) => rows.by_key.insert(change.key.clone(), row.clone()),
                 None => rows.by_key.remove(&change.key),
             };
+            let index = u32::try_from(index).unwrap_or(u32::MAX - 1);
+            let event = Arc::new(ViewEvent { version, index, key: change.key, before: change.before, after: change.after });
+            log.push(Arc::clone(&event));
+            let _ = self.changes.send(event);
         }
-        rows.version += 1;
+    }
+
+    /// Subscribes to the change stream; with `after`, also returns what the
+    /// client missed since then (or that it must re-read the view).
+    pub fn subscribe(&self, after: Option<StreamPos>) -> (broadcast::Receiver<Arc<ViewEvent>>, Option<Resume<ViewEvent>>) {
+        let log = self.log.lock();
+        let receiver = self.changes.subscribe();
+        let current = self.rows.read().version;
+        (receiver, after.map(|after| log.since(after, current)))
     }
 }
 
@@ -48,7 +100,7 @@ pub struct ViewStore {
 
 impl ViewStore {
     pub fn new(served: &[ServedView]) -> Self {
-        let views = served.iter().map(|info| Arc::new(PublishedView { info: info.clone(), rows: RwLock::default() })).collect();
+        let views = served.iter().map(|info| Arc::new(PublishedView::new(info.clone()))).collect();
         ViewStore { views: RwLock::new(views) }
     }
 
