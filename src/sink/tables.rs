@@ -170,6 +170,7 @@ mod tests {
             key: vec![0, 1],
             built_in: false,
             posted: false,
+            row_id: false,
         }
     }
 

@@ -39,18 +39,32 @@ pub struct ServedView {
     pub built_in: bool,
     /// Added at run time (`POST /views`), not declared in the view files.
     pub posted: bool,
+    /// The view has no key: its rows are served with a row id, [`ROW_ID`].
+    pub row_id: bool,
 }
 
-/// A materialized view as served, or why it cannot be.
+/// The column a view without a key is served with, first: an id made from
+/// each row's values and its place among equal rows.
+pub const ROW_ID: &str = "_row_id";
+
+/// A materialized view as served: with its key, or, without one, with an
+/// internal row id as its first column and key.
 pub fn served(relation: &Relation, built_in: bool, posted: bool) -> Result<ServedView, ViewsError> {
-    let key = relation.key.clone().ok_or_else(|| {
-        ViewsError::View(format!(
-            "materialized view {} has no key: serving a view needs one (GROUP BY columns, or a source's primary key the joins keep one row per), \
-             and views without one are not served yet",
-            relation.name
-        ))
-    })?;
-    Ok(ServedView { name: relation.name.clone(), columns: relation.columns.clone(), key, built_in, posted })
+    let (columns, key, row_id) = match &relation.key {
+        Some(key) => (relation.columns.clone(), key.clone(), false),
+        None => {
+            if relation.columns.iter().any(|c| c.name == ROW_ID) {
+                return Err(ViewsError::View(format!(
+                    "view {} has no key and a column named {ROW_ID}, the name of the row id it would get",
+                    relation.name
+                )));
+            }
+            let mut columns = vec![Column { name: ROW_ID.into(), ty: cdcview_engine::types::SqlType::Text, nullable: false }];
+            columns.extend(relation.columns.iter().cloned());
+            (columns, vec![0], true)
+        }
+    };
+    Ok(ServedView { name: relation.name.clone(), columns, key, built_in, posted, row_id })
 }
 
 /// Every declared source and view, and the materialized views to serve.
@@ -211,9 +225,12 @@ mod tests {
     }
 
     #[test]
-    fn a_view_without_a_key_is_refused_by_name() {
-        let Err(e) = declared("CREATE MATERIALIZED VIEW names AS SELECT name FROM users;") else { panic!("accepted a keyless view") };
-        assert!(e.to_string().contains("materialized view names has no key"), "{e}");
+    fn a_view_without_a_key_is_served_with_a_row_id() {
+        let d = declared("CREATE MATERIALIZED VIEW names AS SELECT name FROM users;").unwrap();
+        let names = &d.served[1];
+        assert!(names.row_id);
+        assert_eq!(names.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["_row_id", "name"]);
+        assert_eq!(names.key, [0]);
     }
 
     #[test]

@@ -19,7 +19,7 @@ mod declared;
 mod posted;
 mod store;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use cdcview_engine::{Dataflow, Row, RowChange, SourceChange};
@@ -45,6 +45,9 @@ pub struct SqlViews {
     store: Arc<ViewStore>,
     /// The published rows of each of the dataflow's views, in its order.
     published: Vec<Arc<PublishedView>>,
+    /// For each of the dataflow's views without a key, how many copies of
+    /// each row it holds (which numbers their row ids).
+    copies: Vec<Option<HashMap<Row, u64>>>,
     /// What the sources whose rows are kept are: a snapshot taken under
     /// other declarations does not fit them.
     fingerprint: String,
@@ -130,7 +133,9 @@ impl SqlViews {
             flow.keep_every_source();
         }
         let sources = ShopSources::bind(&flow, &declared.catalog, topics).map_err(ViewsError::Bind)?;
-        let published = flow.views().iter().map(|v| store.get(&v.name).expect("the store lists every served view")).collect();
+        let published: Vec<Arc<PublishedView>> =
+            flow.views().iter().map(|v| store.get(&v.name).expect("the store lists every served view")).collect();
+        let copies = published.iter().map(|v| v.info.row_id.then(HashMap::new)).collect();
         let fingerprint = declared.fingerprint(flow.read_sources().map(|(_, name)| name));
         Ok(Some(SqlViews {
             catalog: declared.catalog.clone(),
@@ -139,6 +144,7 @@ impl SqlViews {
             dedup: Deduplicator::default(),
             store,
             published,
+            copies,
             fingerprint,
             runtime,
         }))
@@ -160,7 +166,11 @@ impl SqlViews {
     fn apply_source_changes(&mut self, changes: Vec<SourceChange>) -> Vec<(Arc<PublishedView>, Vec<RowChange>)> {
         let outputs = self.flow.apply(changes);
         let mut changed_views = Vec::new();
-        for (view, changed) in self.published.iter().zip(outputs) {
+        for ((view, copies), changed) in self.published.iter().zip(&mut self.copies).zip(outputs) {
+            let changed = match copies {
+                Some(copies) => with_row_ids(copies, changed),
+                None => changed,
+            };
             if !changed.is_empty() {
                 view.apply(changed.clone());
                 changed_views.push((Arc::clone(view), changed));
@@ -214,7 +224,11 @@ impl SqlViews {
         catalog.load(sql).map_err(|e| ChangeError::Invalid(e.to_string()))?;
         let relation = catalog.get(&name).expect("just declared");
         let info = declared::served(relation, false, true).map_err(|e| ChangeError::Invalid(e.to_string()))?;
-        let rows = self.flow.add_view(&catalog.specs(), &name).map_err(ChangeError::Invalid)?;
+        let mut rows = self.flow.add_view(&catalog.specs(), &name).map_err(ChangeError::Invalid)?;
+        let mut copies = info.row_id.then(HashMap::new);
+        if let Some(copies) = &mut copies {
+            rows = with_row_ids(copies, rows);
+        }
         if rows.len() > limits.rows {
             self.flow.drop_view(&name);
             return Err(ChangeError::TooLarge(format!("{name} would hold {} rows, more than the {} a posted view may", rows.len(), limits.rows)));
@@ -226,6 +240,7 @@ impl SqlViews {
         self.catalog = catalog;
         self.store.add(Arc::clone(&view));
         self.published.push(Arc::clone(&view));
+        self.copies.push(copies);
         Ok((view, rows))
     }
 
@@ -253,6 +268,7 @@ impl SqlViews {
         self.flow.drop_view(name);
         if let Some(at) = self.published.iter().position(|v| v.info.name == name) {
             self.published.remove(at);
+            self.copies.remove(at);
         }
         self.store.remove(name);
         self.catalog = rebuild_without(&self.catalog, name);
@@ -293,6 +309,54 @@ impl SqlViews {
         }
         Ok(restored)
     }
+}
+
+/// A keyless view's changes, one per copy of a row (the engine's counted
+/// rows), as changes of rows with ids: the n-th copy of a row has the id
+/// made from its values and n, so the same rows get the same ids after a
+/// restart. A copy that goes is the row's last one.
+fn with_row_ids(copies: &mut HashMap<Row, u64>, changes: Vec<RowChange>) -> Vec<RowChange> {
+    let mut out = Vec::with_capacity(changes.len());
+    for change in changes {
+        match (change.before, change.after) {
+            (None, Some(row)) => {
+                let n = copies.entry(row.clone()).or_insert(0);
+                *n += 1;
+                let id = row_id(&row, *n);
+                out.push(RowChange { key: vec![id.clone()], before: None, after: Some(with_id(id, row)) });
+            }
+            (Some(row), None) => {
+                let Some(n) = copies.get_mut(&row) else { continue };
+                let id = row_id(&row, *n);
+                *n -= 1;
+                if *n == 0 {
+                    copies.remove(&row);
+                }
+                out.push(RowChange { key: vec![id.clone()], before: Some(with_id(id, row)), after: None });
+            }
+            // A keyless view changes copies, never rows in place.
+            _ => {}
+        }
+    }
+    out
+}
+
+/// 128 bits of SipHash-1-3 (fixed keys) over the row's encoding and its
+/// copy number, as 32 hex digits: stable across runs and builds.
+fn row_id(row: &Row, copy: u64) -> cdcview_engine::Value {
+    use std::hash::Hasher as _;
+    let mut hasher = siphasher::sip128::SipHasher13::new_with_keys(0x6364_6376_6965_7700, 0x726f_775f_6964_0000);
+    hasher.write(&postcard::to_stdvec(row).unwrap_or_default());
+    hasher.write(&copy.to_le_bytes());
+    let hash = siphasher::sip128::Hasher128::finish128(&hasher).as_u128();
+    cdcview_engine::Value::text(&format!("{hash:032x}"))
+}
+
+fn with_id(id: cdcview_engine::Value, row: Row) -> Row {
+    let mut out = Vec::with_capacity(row.len() + 1);
+    out.push(id);
+    out.extend(row);
+    out
 }
 
 /// The catalog without one materialized view that nothing reads (a posted
@@ -482,6 +546,34 @@ pub(crate) mod tests {
             err(views.add("CREATE MATERIALIZED VIEW third AS SELECT order_id FROM orders WHERE order_id < 3")),
             ChangeError::TooLarge(_)
         ));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_keyless_views_rows_get_ids_that_a_restart_gives_again() {
+        let dir = std::env::temp_dir().join(format!("cdcview-keyless-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (mut views, store, _tx) = runtime(&dir, Limits { views: 4, rows: 100_000, statement_bytes: 4096 });
+        let mut workload = Workload::with_mix(Sizes { users: 30, orders: 100, items: 200, events: 80 }, 9, Mix::Churn);
+        views.apply(&workload.initial());
+        // Equal rows many times over: each status once per event.
+        views.add("CREATE MATERIALIZED VIEW statuses AS SELECT status FROM order_updates").unwrap();
+        for _ in 0..5 {
+            let batch: Vec<Change> = (0..100).map(|_| workload.next_change()).collect();
+            views.apply(&batch);
+        }
+        let served = rows(&store, "statuses");
+        let events = views.flow.source_rows(views.flow.source("order_updates").unwrap()).count();
+        assert!(events > 50, "{events} events");
+        assert_eq!(served.len(), events, "one row per event, equal statuses included");
+        let mut distinct: Vec<&Row> = served.values().collect();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), served.len(), "every copy has its own id");
+        let state: ViewsState = postcard::from_bytes(&postcard::to_stdvec(&views.state()).unwrap()).unwrap();
+        let (mut again, again_store, _tx) = runtime(&dir, Limits { views: 4, rows: 100_000, statement_bytes: 4096 });
+        again.restore(state).unwrap();
+        assert_eq!(rows(&again_store, "statuses"), served, "the same ids after a restart");
         let _ = std::fs::remove_dir_all(dir);
     }
 }
