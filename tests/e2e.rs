@@ -305,20 +305,30 @@ async fn mysql_view() -> Vec<Value> {
 
 /// Waits up to `limit` for `GET /order_details_mv` to equal, in every
 /// column, what MySQL computes over the same rows and status events.
-async fn assert_view_matches_mysql(limit: Duration) {
+/// Polls `pair` (what is served, what is expected) until both are equal,
+/// for up to `limit`; panics with the first differing rows.
+async fn until_equal<F, Fut>(what: &str, limit: Duration, pair: F) -> Vec<Value>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = (Vec<Value>, Vec<Value>)>,
+{
     let start = Instant::now();
     loop {
-        let (mv, expected) = (all_pages("/order_details_mv").await, mysql_view().await);
-        if mv == expected {
-            assert!(mv.len() > 20);
-            return;
+        let (served, expected) = pair().await;
+        if served == expected {
+            return served;
         }
         if start.elapsed() > limit {
-            let diff: Vec<_> = mv.iter().zip(&expected).filter(|(a, b)| a != b).take(3).collect();
-            panic!("view and MySQL differ ({} vs {} rows): {diff:?}", mv.len(), expected.len());
+            let diff: Vec<_> = served.iter().zip(&expected).filter(|(a, b)| a != b).take(3).collect();
+            panic!("{what} differ ({} vs {} rows): {diff:?}", served.len(), expected.len());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+async fn assert_view_matches_mysql(limit: Duration) {
+    let mv = until_equal("view and MySQL", limit, || async { (all_pages("/order_details_mv").await, mysql_view().await) }).await;
+    assert!(mv.len() > 20);
 }
 
 #[tokio::test]
@@ -398,19 +408,11 @@ async fn all_view_rows(name: &str, key: &[&str]) -> Vec<Value> {
 
 /// Waits up to `limit` for `/views/revenue_by_city` to equal MySQL's evaluation.
 async fn assert_revenue_matches_mysql(limit: Duration) {
-    let start = Instant::now();
-    loop {
-        let (served, expected) = (all_view_rows("revenue_by_city", &["country", "city"]).await, mysql_revenue_by_city().await);
-        if served == expected {
-            assert!(!served.is_empty());
-            return;
-        }
-        if start.elapsed() > limit {
-            let diff: Vec<_> = served.iter().zip(&expected).filter(|(a, b)| a != b).take(3).collect();
-            panic!("revenue_by_city and MySQL differ ({} vs {} rows): {diff:?}", served.len(), expected.len());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let served = until_equal("revenue_by_city and MySQL", limit, || async {
+        (all_view_rows("revenue_by_city", &["country", "city"]).await, mysql_revenue_by_city().await)
+    })
+    .await;
+    assert!(!served.is_empty());
 }
 
 /// A view posted while running, and the same SQL run by MySQL.
@@ -435,20 +437,12 @@ async fn mysql_user_orders() -> Vec<Value> {
 }
 
 async fn assert_posted_view_matches_mysql(limit: Duration) {
-    let start = Instant::now();
-    loop {
+    until_equal("the posted view and MySQL", limit, || async {
         let mut served = all_view_rows("e2e_user_orders", &["user_id", "name"]).await;
         served.sort_by_key(|r| r["user_id"].as_i64());
-        let expected = mysql_user_orders().await;
-        if served == expected {
-            return;
-        }
-        if start.elapsed() > limit {
-            let diff: Vec<_> = served.iter().zip(&expected).filter(|(a, b)| a != b).take(3).collect();
-            panic!("the posted view and MySQL differ ({} vs {} rows): {diff:?}", served.len(), expected.len());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        (served, mysql_user_orders().await)
+    })
+    .await;
 }
 
 async fn delete_view(name: &str) -> u16 {
@@ -600,8 +594,7 @@ async fn the_references_order_summary_posted_unchanged_equals_mysql() {
         let (status, body) = post_view(sql).await;
         assert_eq!(status, 201, "POST /views {sql}: {body}");
     }
-    let start = Instant::now();
-    loop {
+    let rows = until_equal("order_summary and MySQL", Duration::from_secs(30), || async {
         let expected = mysql_order_summary().await;
         let orders: std::collections::HashSet<i64> = expected.iter().map(|r| r["order_id"].as_i64().unwrap()).collect();
         let mut served: Vec<Value> = all_view_rows("order_summary", &["_row_id"])
@@ -614,16 +607,10 @@ async fn the_references_order_summary_posted_unchanged_equals_mysql() {
             })
             .collect();
         served.sort_by_key(|r| r.to_string());
-        if served == expected {
-            assert!(expected.len() > 20);
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            let diff: Vec<_> = served.iter().zip(&expected).filter(|(a, b)| a != b).take(3).collect();
-            panic!("order_summary and MySQL differ ({} vs {} rows): {diff:?}", served.len(), expected.len());
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        (served, expected)
+    })
+    .await;
+    assert!(rows.len() > 20);
     for name in ["order_summary", "lastupdate", "updates"] {
         assert_eq!(delete_view(name).await, 204, "DELETE /views/{name}");
     }
