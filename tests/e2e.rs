@@ -401,7 +401,9 @@ async fn all_view_rows(name: &str, key: &[&str]) -> Vec<Value> {
         let Some(last) = page.last() else { return rows };
         let parts: Vec<cdcview_engine::Value> =
             key.iter().map(|k| last[*k].as_str().map_or(cdcview_engine::Value::Null, cdcview_engine::Value::text)).collect();
-        after = Some(cdcview::views::key_text(&parts));
+        let next = Some(cdcview::views::key_text(&parts));
+        assert_ne!(next, after, "/views/{name}: the cursor did not advance");
+        after = next;
         rows.extend(page);
     }
 }
