@@ -74,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(views::list, views::add))
         .routes(routes!(views::rows, views::remove))
         .routes(routes!(views::changes))
+        .routes(routes!(views::plan))
         .routes(routes!(views::one))
         .routes(routes!(mysql::order_details))
         .routes(routes!(mysql::users))
@@ -151,6 +152,7 @@ mod tests {
                 "/views",
                 "/views/{name}",
                 "/views/{name}/changes",
+                "/views/{name}/plan",
                 "/views/{name}/{key}"
             ]
         );

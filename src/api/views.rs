@@ -235,6 +235,18 @@ fn view_event(view: &PublishedView, e: &ViewEvent) -> Event {
     Event::default().event(op).id(format!("{}.{}", e.version, e.index)).json_data(data).unwrap_or_default()
 }
 
+/// The plan the view compiled to, as `cdcview explain` prints it: its
+/// columns and types, its key, and its operators.
+#[utoipa::path(get, path = "/views/{name}/plan", tag = "views",
+    params(("name" = String, Path, description = "the view's name")),
+    responses(
+        (status = 200, description = "the plan", content_type = "text/plain", body = String),
+        (status = 404, description = "no such view", body = ErrorBody),
+    ))]
+pub async fn plan(State(state): State<AppState>, Path(name): Path<String>) -> Result<String, ApiError> {
+    Ok(view(&state, &name)?.info.explain.clone())
+}
+
 /// A row as a JSON object, its columns in the view's order.
 struct RowJson<'a> {
     view: &'a PublishedView,
@@ -537,6 +549,9 @@ mod tests {
         assert_eq!((data["before"]["orders"].as_i64(), data["after"]["orders"].as_i64()), (Some(1), Some(2)));
         let (status, _) = get(&router, "/views/nope/changes").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
+        let response = router.clone().oneshot(Request::get("/views/revenue_by_city/plan").body(Body::empty()).unwrap()).await.unwrap();
+        let plan = String::from_utf8(to_bytes(response.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+        assert!(plan.starts_with("revenue_by_city (materialized view)") && plan.contains("key: country, city") && plan.contains("Reduce"), "{plan}");
     }
 
     fn urlencoding(text: &str) -> String {

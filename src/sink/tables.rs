@@ -171,6 +171,7 @@ mod tests {
             built_in: false,
             posted: false,
             row_id: false,
+            explain: String::new(),
         }
     }
 

@@ -41,6 +41,8 @@ pub struct ServedView {
     pub posted: bool,
     /// The view has no key: its rows are served with a row id, [`ROW_ID`].
     pub row_id: bool,
+    /// What `cdcview explain` prints for it: columns, key, plan.
+    pub explain: String,
 }
 
 /// The column a view without a key is served with, first: an id made from
@@ -64,7 +66,7 @@ pub fn served(relation: &Relation, built_in: bool, posted: bool) -> Result<Serve
             (columns, vec![0], true)
         }
     };
-    Ok(ServedView { name: relation.name.clone(), columns, key, built_in, posted, row_id })
+    Ok(ServedView { name: relation.name.clone(), columns, key, built_in, posted, row_id, explain: relation.explain() })
 }
 
 /// Every declared source and view, and the materialized views to serve.
