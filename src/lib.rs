@@ -8,12 +8,13 @@
 //!   source (Kafka: bytes + topic/partition/offset)
 //!     -> decode (Debezium JSON / Confluent Avro / status JSON: pure functions)
 //!     -> engine (incremental join: changes in, view deltas out)
+//!        + views (views/*.sql and POST /views on the SQL engine, crates/engine + crates/sql)
 //!     -> pipeline (one view version per batch; state snapshots + offsets for fast restarts)
-//!          -> api   (axum: order_details_mv from memory, SSE change stream, OpenAPI)
-//!          -> sink  (PostgreSQL: order_details_mv table for psql)
+//!          -> api   (axum: order_details_mv and /views from memory, SSE change streams, OpenAPI)
+//!          -> sink  (PostgreSQL: one table per view for psql)
 //! ```
 //!
-//! Each stage is a module; the engine holds no Kafka, HTTP or database types.
+//! Each stage is a module; the engines hold no Kafka, HTTP or database types.
 
 pub mod api;
 pub mod change;
