@@ -141,6 +141,9 @@ up() {
     one order          curl $CDCVIEW_API/order_details_mv/1
     change stream      curl -N $CDCVIEW_API/order_details_mv/changes
     naive query        curl $CDCVIEW_API/order_details
+    views in SQL       curl $CDCVIEW_API/views   (declared in $CDCVIEW_VIEWS)
+    add a view         curl $CDCVIEW_API/views -H 'content-type: application/sql' --data-binary \
+                         'CREATE MATERIALIZED VIEW spend AS SELECT user_id, SUM(total) AS spent FROM orders GROUP BY user_id'
     status             curl $CDCVIEW_API/status
     PostgreSQL         psql "$CDCVIEW_PG_URL" -c 'select * from order_details_mv order by order_id limit 5'
     MySQL              mariadb -h127.0.0.1 -P$CDCVIEW_MYSQL_PORT -ucdcview -pcdcview shop
