@@ -473,10 +473,14 @@ pub(crate) mod tests {
 
     /// The same view compiled from the start and fed every change.
     fn from_the_start(changes: &[Change]) -> BTreeMap<Row, Row> {
+        view_from_the_start(CITY_ORDERS, "city_orders", 1, changes)
+    }
+
+    fn view_from_the_start(sql: &str, name: &str, key_len: usize, changes: &[Change]) -> BTreeMap<Row, Row> {
         let mut catalog = cdcview_sql::Catalog::new();
         catalog.load(include_str!("../../views/shop.sql")).unwrap();
-        catalog.load(CITY_ORDERS).unwrap();
-        let mut flow = Dataflow::with_views(&catalog.specs(), Some(&["city_orders".to_string()]));
+        catalog.load(sql).unwrap();
+        let mut flow = Dataflow::with_views(&catalog.specs(), Some(&[name.to_string()]));
         let sources = ShopSources::of(&flow).unwrap();
         let mut dedup = Deduplicator::default();
         let mut source_changes = Vec::new();
@@ -484,7 +488,32 @@ pub(crate) mod tests {
             sources.changes(c.clone(), &mut source_changes);
         }
         flow.apply(source_changes);
-        flow.views()[0].rows().map(|r| (vec![r[0].clone()], r.clone())).collect()
+        flow.views()[0].rows().map(|r| (r[..key_len].to_vec(), r.clone())).collect()
+    }
+
+    #[test]
+    fn a_posted_left_join_group_by_follows_renames_and_deletes() {
+        let sql = "CREATE MATERIALIZED VIEW user_orders AS
+            SELECT u.user_id, u.name, COUNT(o.order_id) AS orders, COALESCE(SUM(o.total), 0.00) AS spent, MAX(o.order_id) AS newest_order
+            FROM users u LEFT JOIN orders o ON o.user_id = u.user_id GROUP BY u.user_id, u.name";
+        for seed in 0..20 {
+            let dir = std::env::temp_dir().join(format!("cdcview-posted-lj-test-{}-{seed}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let (mut views, store, _tx) = runtime(&dir, Limits { views: 4, rows: 100_000, statement_bytes: 4096 });
+            let mut workload = Workload::with_mix(Sizes { users: 30, orders: 100, items: 50, events: 10 }, seed, Mix::Churn);
+            let mut seen = workload.initial();
+            views.apply(&seen);
+            views.add(sql).unwrap();
+            for step in 0..30 {
+                let batch: Vec<Change> = (0..50).map(|_| workload.next_change()).collect();
+                views.apply(&batch);
+                seen.extend(batch);
+                let served = rows(&store, "user_orders");
+                assert!(served.keys().all(|k| !k[0].is_null()), "seed {seed} step {step}: a NULL user_id");
+                assert_eq!(served, view_from_the_start(sql, "user_orders", 2, &seen), "seed {seed} step {step}");
+            }
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 
     const LIMITS: Limits = Limits { views: 2, rows: 1_000, statement_bytes: 4096 };
