@@ -45,6 +45,8 @@ pub struct ViewInfo {
     pub rows: usize,
     /// `built-in` (order_details_mv as shipped) or `sql`.
     pub engine: &'static str,
+    /// Added while running (`POST /views`), so it can be dropped.
+    pub posted: bool,
 }
 
 fn info(state: &AppState, view: &PublishedView) -> ViewInfo {
@@ -56,6 +58,7 @@ fn info(state: &AppState, view: &PublishedView) -> ViewInfo {
         key: v.key.iter().map(|&k| v.columns[k].name.clone()).collect(),
         rows,
         engine: if v.built_in { "built-in" } else { "sql" },
+        posted: v.posted,
     }
 }
 
