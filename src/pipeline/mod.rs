@@ -365,6 +365,15 @@ fn resume_positions(source: &KafkaSource, transactions: &TxAssembler, unread: &[
         .collect()
 }
 
+/// What a snapshot taken now covers: where each partition resumes, and the
+/// transactions released most recently.
+fn covered_now(source: &KafkaSource, transactions: &TxAssembler) -> Covered {
+    Covered {
+        positions: resume_positions(source, transactions, &[]),
+        released_transactions: transactions.released_ids().map(|id| id.to_string()).collect(),
+    }
+}
+
 /// A snapshot a child process is writing, and what it will hold.
 struct BackgroundSnapshot {
     writer: snapshot::Writer,
@@ -404,10 +413,7 @@ fn start_snapshot(
     shared: &Arc<Shared>,
 ) -> Option<BackgroundSnapshot> {
     let version = shared.view.read().version;
-    let covered = Covered {
-        positions: resume_positions(source, transactions, &[]),
-        released_transactions: transactions.released_ids().map(|id| id.to_string()).collect(),
-    };
+    let covered = covered_now(source, transactions);
     let started = Instant::now();
     match snapshots.save_in_background(&covered, engine, views) {
         Some(writer) => {
@@ -434,10 +440,7 @@ fn save_snapshot(
 ) {
     let version = shared.view.read().version;
     let started = Instant::now();
-    let covered = Covered {
-        positions: resume_positions(source, transactions, &[]),
-        released_transactions: transactions.released_ids().map(|id| id.to_string()).collect(),
-    };
+    let covered = covered_now(source, transactions);
     match snapshots.save(&covered, engine, views) {
         Ok(bytes) => {
             tracing::info!(rows = engine.len(), bytes, elapsed_ms = started.elapsed().as_millis() as u64, "saved a state snapshot");
