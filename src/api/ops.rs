@@ -115,6 +115,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     for p in &status.partitions {
         let _ = writeln!(out, "cdcview_partition_retrying{{topic=\"{}\",partition=\"{}\"}} {}", p.topic, p.partition, u8::from(p.retrying.is_some()));
     }
+    shared.stages.encode(&mut out);
     state.http.encode(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -3,6 +3,7 @@
 //! to the change stream, and to the PostgreSQL sink.
 
 mod snapshot;
+mod stages;
 mod store;
 mod transactions;
 
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 pub use snapshot::{Covered, Position, Snapshots};
+pub use stages::{Stages, BOUNDS as STAGE_BOUNDS};
 pub use store::{
     now_micros, now_ms, ChangeEvent, ChangeLog, PipelineStatus, Positioned, Resume, Shared, SinkState, StreamPos, ViewState, CHANGE_LOG_EVENTS,
 };
@@ -491,6 +493,7 @@ fn apply_batch(
     sink: Option<&mpsc::UnboundedSender<SinkBatch>>,
 ) -> Vec<(u32, DecodeError)> {
     let now = Instant::now();
+    let polled_ms = now_ms();
     let mut changes = Vec::with_capacity(batch.len());
     let mut dead_letters = Vec::new();
     let mut transient: Vec<(u32, DecodeError)> = Vec::new();
@@ -501,6 +504,9 @@ fn apply_batch(
             continue; // read again from the failed record on
         }
         newest_ms = newest_ms.max(record.timestamp_ms);
+        if let Some(ts) = record.timestamp_ms {
+            shared.stages.broker.observe(Duration::from_millis(polled_ms.saturating_sub(ts).max(0) as u64), 1);
+        }
         let Some(&input) = intake.inputs.get(&record.topic) else { continue };
         match intake.decoder.decode(input, record) {
             Ok(Decoded::Change(data, tx)) => {
@@ -528,6 +534,7 @@ fn apply_batch(
     let view_changes = views.map(|v| v.apply(&changes)).unwrap_or_default();
     let deltas = engine.apply_batch(changes);
     shared.publish(&deltas, applied, dead_letters.len(), newest_ms);
+    observe_stages(&shared.stages, &mut intake.transactions, applied, now.elapsed());
     if let Some(sink) = sink {
         let held: Vec<(u32, i64)> = transient.iter().map(|(stream, e)| (*stream, e.offset)).collect();
         let offsets = resume_positions(source, &intake.transactions, &held);
@@ -535,6 +542,17 @@ fn apply_batch(
         let _ = sink.send(SinkBatch { deltas, views: view_changes, added: Vec::new(), dropped: Vec::new(), offsets, dead_letters, restored: None });
     }
     transient
+}
+
+/// Records how long the changes applied in a batch were held, and how long
+/// the batch took from its poll to the API.
+fn observe_stages(stages: &Stages, transactions: &mut TxAssembler, applied: usize, apply: Duration) {
+    let waits = transactions.take_waits();
+    stages.transaction.observe(Duration::ZERO, applied.saturating_sub(waits.len()) as u64);
+    for wait in waits {
+        stages.transaction.observe(wait, 1);
+    }
+    stages.apply.observe(apply, applied as u64);
 }
 
 /// Adds and drops the views the API asked for, between two batches: a view

@@ -180,6 +180,8 @@ pub struct Shared {
     /// Recent events; held while an event is sent, so that a subscriber
     /// that reads the log and subscribes under it misses nothing.
     change_log: Mutex<ChangeLog>,
+    /// Where changes spend their time on the way to the API.
+    pub stages: super::Stages,
 }
 
 impl Default for Shared {
@@ -195,6 +197,7 @@ impl Default for Shared {
             transient_errors: AtomicU64::new(0),
             last_applied_ms: AtomicU64::new(0),
             changes: broadcast::channel(4096).0,
+            stages: super::Stages::default(),
         }
     }
 }

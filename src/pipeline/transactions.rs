@@ -58,6 +58,8 @@ pub struct TxStats {
 struct Held {
     change: Change,
     tx: Option<TxId>,
+    /// When the change was read: its wait is measured from here.
+    since: Instant,
 }
 
 struct OpenTx {
@@ -120,6 +122,8 @@ pub struct TxAssembler {
     /// Each partition's next offset to read and end of log, as last observed.
     reading: HashMap<u32, (i64, i64)>,
     stats: TxStats,
+    /// How long each change released since the last [`Self::take_waits`] was held.
+    waits: Vec<Duration>,
 }
 
 impl TxAssembler {
@@ -134,6 +138,7 @@ impl TxAssembler {
             released_set: HashSet::new(),
             reading: HashMap::new(),
             stats: TxStats::default(),
+            waits: Vec::new(),
         }
     }
 
@@ -202,7 +207,7 @@ impl TxAssembler {
         if let Some(open) = tx.as_ref().and_then(|id| self.open.get_mut(id)) {
             open.held += 1;
         }
-        queue.push_back(Held { change, tx });
+        queue.push_back(Held { change, tx, since: now });
         self.stats.held_changes += 1;
     }
 
@@ -261,7 +266,7 @@ impl TxAssembler {
                 self.commit(&id);
             }
             if committed {
-                self.drain(out);
+                self.drain(now, out);
             }
             // A queue stuck on a transaction whose END never came.
             let stale = self.queues.values().filter_map(|q| q.front()?.tx.clone()).find(|id| {
@@ -272,13 +277,19 @@ impl TxAssembler {
                 Some(id) => {
                     self.give_up(&id, "no END arrived for it");
                     self.commit(&id);
-                    self.drain(out);
+                    self.drain(now, out);
                 }
                 None if !committed => break,
                 None => {}
             }
         }
         self.stats.open_transactions = self.open.len();
+    }
+
+    /// How long each change released since the last call was held back
+    /// (changes that went at once are not listed).
+    pub fn take_waits(&mut self) -> Vec<Duration> {
+        std::mem::take(&mut self.waits)
     }
 
     /// Where to resume each stream after a restart so that nothing held is
@@ -333,7 +344,7 @@ impl TxAssembler {
 
     /// Pops every queue's head while it may go: no transaction, or a
     /// committed one.
-    fn drain(&mut self, out: &mut Vec<Change>) {
+    fn drain(&mut self, now: Instant, out: &mut Vec<Change>) {
         for queue in self.queues.values_mut() {
             while let Some(head) = queue.front() {
                 if let Some(id) = &head.tx {
@@ -345,6 +356,7 @@ impl TxAssembler {
                 }
                 let head = queue.pop_front().expect("head exists");
                 self.stats.held_changes -= 1;
+                self.waits.push(now.saturating_duration_since(head.since));
                 out.push(head.change);
             }
         }
@@ -402,6 +414,22 @@ mod tests {
         assert_eq!(sorted, vec![(0, 10), (1, 20), (1, 21)]);
         assert_eq!(a.stats(), TxStats { held_changes: 0, open_transactions: 0, released: 1, timed_out: 0 });
         assert!(a.resume_offsets().is_empty());
+    }
+
+    #[test]
+    fn each_held_change_reports_how_long_it_waited() {
+        let start = Instant::now();
+        let mut a = assembler();
+        let mut out = Vec::new();
+        a.push_change(change(0, 1), None, start, &mut out);
+        a.push_change(change(0, 2), member("t1", 1), start, &mut out);
+        a.push_change(change(0, 3), None, start + Duration::from_millis(5), &mut out);
+        assert!(a.take_waits().is_empty(), "nothing released from a queue yet");
+        end(&mut a, "t1", 1, 0, 5, start);
+        a.release(start + Duration::from_millis(30), &mut out);
+        assert_eq!(out.len(), 3);
+        assert_eq!(a.take_waits(), vec![Duration::from_millis(30), Duration::from_millis(25)], "only the held two, each from its own arrival");
+        assert!(a.take_waits().is_empty(), "taken once");
     }
 
     #[test]

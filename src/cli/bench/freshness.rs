@@ -11,6 +11,7 @@ use mysql_async::prelude::*;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
+use super::stages::{self, OrderTimes, OrdersWatch};
 use super::{percentile, FreshnessArgs};
 
 /// How long to wait, after the last commit, for the last change to arrive.
@@ -28,15 +29,29 @@ pub async fn run(args: FreshnessArgs) -> anyhow::Result<()> {
     let stream = reqwest::get(&url).await.with_context(|| format!("opening {url}"))?.error_for_status()?;
     let (seen_tx, seen_rx) = mpsc::unbounded_channel();
     let reader = tokio::spawn(read_inserts(stream, seen_tx));
+    let stages_before = stages::read_stages(&args.api).await?;
+    let orders_topic = format!("{}.orders", args.topic_prefix);
+    let watch = OrdersWatch::start(&args.brokers, &orders_topic)?;
 
     let total = (args.rate * args.duration).round() as u64;
     let bar = ProgressBar::new(total).with_style(ProgressStyle::with_template("{bar:30} {pos}/{len} commits, {per_sec}")?);
     let start = Instant::now();
+    let start_us = crate::pipeline::now_micros() as i64;
     let commits = write_orders(&pool, user, &args, total, start, &bar).await?;
     let writing = start.elapsed();
     bar.finish_and_clear();
     let seen = collect_arrivals(seen_rx, &commits).await;
     reader.abort();
+    let stages_after = stages::read_stages(&args.api).await?;
+    let upstream = tokio::task::spawn_blocking(move || watch.finish()).await?;
+    let wall_us = |at: Instant| start_us + at.saturating_duration_since(start).as_micros() as i64;
+    let order_times: Vec<OrderTimes> = commits
+        .iter()
+        .filter_map(|(id, committed)| {
+            let arrived = seen.get(id)?;
+            Some(OrderTimes { commit_us: wall_us(*committed), upstream: upstream.get(id).copied(), event_us: wall_us(*arrived) })
+        })
+        .collect();
 
     let mut samples: Vec<(Duration, Duration)> = Vec::with_capacity(commits.len());
     let mut missing = 0;
@@ -67,6 +82,7 @@ pub async fn run(args: FreshnessArgs) -> anyhow::Result<()> {
         ms(percentile(&lags, 0.99)),
         ms(*lags.last().context("no samples")?)
     );
+    print!("{}", stages::table(&order_times, &stages_before, &stages_after));
     drop(pool);
     Ok(())
 }

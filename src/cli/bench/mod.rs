@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 
 mod cpu;
 mod freshness;
+mod stages;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::engine::{IncrementalView, OrderDetailsView};
@@ -27,6 +28,12 @@ pub struct FreshnessArgs {
     pub mysql_url: String,
     #[arg(long, env = "CDCVIEW_API", default_value = "http://127.0.0.1:8001")]
     pub api: String,
+    /// Kafka, read alongside cdcview to time Debezium's part of each order's trip.
+    #[arg(long, env = "CDCVIEW_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// Prefix of the Debezium topics (the orders are read from PREFIX.orders).
+    #[arg(long, env = "CDCVIEW_TOPIC_PREFIX", default_value = "mysql.shop")]
+    pub topic_prefix: String,
     /// Transactions (one order insert each) per second.
     #[arg(long, default_value_t = 100.0)]
     pub rate: f64,
