@@ -13,9 +13,10 @@ apt_install() {
 }
 
 install_tansu() {
-    # TANSU_OPT_LEVEL=1 builds in 16 min instead of 24 on a slow 2-core
-    # machine, but that broker could not keep up with 1,000 tx/s (freshness
-    # p50 1.2 s instead of 73 ms): the default stays cargo's 3.
+    # TANSU_OPT_LEVEL=1 builds faster (16 min on a slow 2-core machine, where
+    # the default took 24 beside an idle stack), but that broker could not
+    # keep up with 1,000 tx/s (freshness p50 1.2 s instead of 73 ms): the
+    # default stays cargo's 3.
     CARGO_PROFILE_RELEASE_OPT_LEVEL=$TANSU_OPT_LEVEL CARGO_PROFILE_RELEASE_DEBUG=0 \
         cargo install tansu --version "$TANSU_VERSION" --locked --features libsql
 }
