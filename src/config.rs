@@ -51,6 +51,12 @@ pub struct ServeConfig {
     /// How long one poll waits for the first record of a batch, in ms.
     #[arg(long, env = "CDCVIEW_POLL_WAIT_MS", default_value_t = 20)]
     pub poll_wait_ms: u64,
+    /// The consumer's `fetch.wait.max.ms`: how long the broker may hold a
+    /// fetch. tansu 0.6 holds every fetch this long, records or not, so it
+    /// adds up to this much latency and sets how often cdcview asks (each
+    /// ask costs tansu milliseconds of CPU).
+    #[arg(long, env = "CDCVIEW_FETCH_WAIT_MS", default_value_t = 10)]
+    pub fetch_wait_ms: u64,
     /// Folder for snapshots of the engine's state. On start, cdcview loads the
     /// snapshot and resumes the topics where it ends, instead of replaying
     /// them from the beginning. Without it, every start replays the topics.
@@ -135,6 +141,7 @@ impl ServeConfig {
             schema_registry: self.schema_registry.clone(),
             max_batch: self.max_batch.max(1),
             poll_wait: Duration::from_millis(self.poll_wait_ms),
+            fetch_wait: Duration::from_millis(self.fetch_wait_ms),
             state_dir: self.state_dir.clone(),
             snapshot_every: Duration::from_secs(self.snapshot_every_secs.max(1)),
             transaction_timeout: Duration::from_millis(self.transaction_timeout_ms),

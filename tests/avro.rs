@@ -172,6 +172,7 @@ fn a_registry_outage_holds_the_partition_and_loses_nothing() {
         schema_registry: Some(switchable_registry(Arc::clone(&up))),
         max_batch: 100,
         poll_wait: std::time::Duration::from_millis(20),
+        fetch_wait: std::time::Duration::from_millis(10),
         state_dir: None,
         snapshot_every: std::time::Duration::from_secs(60),
         transaction_timeout: std::time::Duration::from_secs(10),

@@ -41,6 +41,8 @@ pub struct PipelineConfig {
     pub max_batch: usize,
     /// How long a poll waits for the first record of a batch.
     pub poll_wait: Duration,
+    /// The consumer's `fetch.wait.max.ms`.
+    pub fetch_wait: Duration,
     /// Where state snapshots live; `None` replays the topics on every start.
     pub state_dir: Option<std::path::PathBuf>,
     pub snapshot_every: Duration,
@@ -462,7 +464,7 @@ fn connect_with_retry(
 ) -> Option<KafkaSource> {
     let mut delay = Duration::from_millis(250);
     while !stop.load(Ordering::Relaxed) {
-        match KafkaSource::connect(&cfg.brokers, topics, resume, tail) {
+        match KafkaSource::connect(&cfg.brokers, cfg.fetch_wait, topics, resume, tail) {
             Ok(source) => {
                 tracing::info!(brokers = %cfg.brokers, partitions = source.progress().len(), "consuming");
                 shared.set_source_error(None);

@@ -70,7 +70,13 @@ impl KafkaSource {
     /// Connects and assigns every partition of `topics`, each starting at the
     /// offset given in `start`, else at the end of the log for `tail_topics`,
     /// else at the beginning.
-    pub fn connect(brokers: &str, topics: &[String], start: &HashMap<(String, i32), i64>, tail_topics: &[String]) -> Result<Self, SourceError> {
+    pub fn connect(
+        brokers: &str,
+        fetch_wait: std::time::Duration,
+        topics: &[String],
+        start: &HashMap<(String, i32), i64>,
+        tail_topics: &[String],
+    ) -> Result<Self, SourceError> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("group.id", "cdcview")
@@ -79,7 +85,7 @@ impl KafkaSource {
             .set("allow.auto.create.topics", "false")
             // Freshness over fetch efficiency: do not let the broker hold a
             // fetch for long waiting for more bytes.
-            .set("fetch.wait.max.ms", "10")
+            .set("fetch.wait.max.ms", fetch_wait.as_millis().max(1).to_string())
             .set("fetch.queue.backoff.ms", "1")
             // Replay at start is bound by fetch round trips: let one fetch
             // carry up to 16 MiB per partition instead of 1 MiB.
