@@ -159,11 +159,7 @@ pub fn table(orders: &[OrderTimes], before: &StageBuckets, after: &StageBuckets)
         ("transaction", "  in cdcview: polled -> its transaction complete"),
         ("apply", "  in cdcview: complete -> visible in the API"),
     ] {
-        let figures = match (before.get(stage), after.get(stage)) {
-            (Some(b), Some(a)) => bucket_figures(b, a),
-            (None, Some(a)) => bucket_figures(&[], a),
-            _ => None,
-        };
+        let figures = after.get(stage).and_then(|a| bucket_figures(before.get(stage).map_or(&[], Vec::as_slice), a));
         rows.push((what.into(), figures));
     }
     rows.push((
