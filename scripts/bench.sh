@@ -7,7 +7,8 @@
 #   The engine part runs on generated data: alone, it starts no stack.
 # Environment: CDCVIEW_BENCH_USERS (100000: users seeded, about 2 orders each),
 #   CDCVIEW_BENCH_SECONDS (60: length of each freshness and throughput run),
-#   CDCVIEW_BENCH_OUT (.state/bench), CDCVIEW_BENCH_RUNS (3: interleaved runs of
+#   CDCVIEW_BENCH_OUT (.state/bench), CDCVIEW_BENCH_READ_RATES and
+#   CDCVIEW_BENCH_PAGE_RATES (request rates of the fixed-rate read runs), CDCVIEW_BENCH_RUNS (3: interleaved runs of
 #   each engine in the differential-dataflow comparison), CDCVIEW_BENCH_REPLAY (no; yes also times
 #   a restart without the snapshot, about 2 more minutes), plus the settings
 #   of start.sh.
@@ -165,6 +166,28 @@ part_reads() {
         wrk_run naive-point '"/order_details?limit=1&after=" .. (math.random(lo, hi) - 1)'
         wrk_run naive-page-100 '"/order_details?limit=100&after=" .. math.random(lo, hi)'
     } | tee "$OUT/reads.txt"
+    # Open loop at fixed rates: the latency a client sees at a given load,
+    # idle and while 1,000 tx/s flow through the pipeline.
+    local rates=${CDCVIEW_BENCH_READ_RATES:-1000,2000,5000,10000,20000} page_rates=${CDCVIEW_BENCH_PAGE_RATES:-500,1000,2000,5000}
+    local n_rates busy_secs
+    n_rates=$(tr ',' '\n' <<<"$rates" | wc -l)
+    busy_secs=$((n_rates * 12 + 15))
+    say "reads at fixed rates (cdcview bench reads, 10 s per rate): idle, then with 1,000 tx/s written"
+    {
+        echo "point reads, pipeline idle:"
+        "$BIN" bench reads --rates "$rates" --duration 10
+        echo "GET /healthz (reads no view: the machine's floor), pipeline idle:"
+        "$BIN" bench reads --kind health --rates "$rates" --duration 10
+        echo "100-row pages, pipeline idle:"
+        "$BIN" bench reads --kind page --rates "$page_rates" --duration 10
+        echo "point reads while cdcview bench freshness writes 1,000 tx/s for $busy_secs s:"
+        "$BIN" bench freshness --rate 1000 --duration "$busy_secs" > "$OUT/reads-busy-freshness.txt" 2>&1 &
+        local writer=$!
+        sleep 5
+        "$BIN" bench reads --rates "$rates" --duration 10
+        wait "$writer" || echo "(the writer failed: see $OUT/reads-busy-freshness.txt)"
+        grep -E '^(freshness|p50)' "$OUT/reads-busy-freshness.txt" | sed 's/^/    writer: /'
+    } 2>&1 | tee "$OUT/reads-rates.txt"
 }
 
 # restart_timed HOW: stop cdcview (gracefully, or with SIGKILL), optionally

@@ -1,4 +1,5 @@
-//! `cdcview bench engine`: the engine alone on a generated workload.
+//! `cdcview bench`: the engine alone on a generated workload (`engine`),
+//! commit-to-visible latency (`freshness`) and reads at fixed rates (`reads`).
 
 use std::time::Instant;
 
@@ -6,6 +7,7 @@ use clap::{Args, Subcommand};
 
 mod cpu;
 mod freshness;
+mod reads;
 mod stages;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -20,6 +22,9 @@ pub enum BenchCommand {
     /// Insert orders into MySQL at a steady rate and time how long each
     /// takes, from its commit, to arrive on the API's change stream (SSE).
     Freshness(FreshnessArgs),
+    /// Read order_details_mv at fixed request rates (open loop, as wrk2) and
+    /// print latency percentiles per rate, beside the server's own p99.
+    Reads(reads::ReadsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -161,6 +166,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Engine(args) => tokio::task::spawn_blocking(move || engine(args)).await?,
         BenchCommand::Freshness(args) => freshness::run(args).await,
+        BenchCommand::Reads(args) => reads::run(args).await,
     }
 }
 
