@@ -16,6 +16,8 @@ set -euo pipefail
 # Seeding 100k users puts 700k changes through Debezium: give start.sh time
 # (set before lib.sh, which defaults it to 120).
 export CDCVIEW_WAIT_SECS=${CDCVIEW_WAIT_SECS:-900}
+# The benchmarks commit at once after the start.
+export CDCVIEW_UP_WAITS_FOR_DEBEZIUM=yes
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 

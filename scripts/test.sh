@@ -12,6 +12,8 @@ export CDCVIEW_PROFILE=${CDCVIEW_PROFILE:-debug}
 export CDCVIEW_SNAPSHOT_EVERY_SECS=${CDCVIEW_SNAPSHOT_EVERY_SECS:-1}
 # The end-to-end tests also check a view the SQL engine maintains.
 export CDCVIEW_VIEWS=${CDCVIEW_VIEWS:-$ROOT/views,$ROOT/views/examples}
+# The tests commit changes at once and time how fast they arrive.
+export CDCVIEW_UP_WAITS_FOR_DEBEZIUM=yes
 . "$ROOT/scripts/lib.sh"
 
 was_running=no
