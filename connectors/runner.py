@@ -7,6 +7,15 @@ Connect (connectors/mysql-shop.json), runs it in Debezium's embedded engine
 Connect would have used (mysql.shop.orders, ...), with the same key and value.
 Offsets and schema history live in files in --state-dir, so a restart resumes
 where it stopped.
+
+The engine runs in a child process that this one starts again whenever it
+gave up on Kafka (see STALL_EXIT): a handler that waited on an absent broker
+would stall Debezium's binlog reader, and after 80% of
+connect.keep.alive.interval.ms its keep-alive thread reconnects in the
+middle of the transaction being read, which without GTIDs skips rows (the
+binlog client's known non-GTID keep-alive problem: 2,260 items of a seed
+were lost to a 20-s broker outage). A fresh engine resumes from its stored
+offsets, at a transaction's start, and loses nothing.
 """
 
 import argparse
@@ -14,10 +23,15 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 import time
 
 log = logging.getLogger("cdcview.debezium")
+
+# The child's exit code when Kafka did not take a batch within --stall-secs.
+STALL_EXIT = 75
+CHILD_ENV = "CDCVIEW_DEBEZIUM_CHILD"
 
 
 def parse_args():
@@ -30,6 +44,9 @@ def parse_args():
     p.add_argument("--keep-begin", action="store_true", default=os.environ.get("CDCVIEW_DEBEZIUM_KEEP_BEGIN") == "1",
                    help="also produce the BEGIN markers of the transaction topic (cdcview reads only the ENDs; "
                         "skipping BEGIN spares the broker a third of the records of one-row transactions)")
+    p.add_argument("--stall-secs", type=float, default=float(os.environ.get("CDCVIEW_DEBEZIUM_STALL_SECS", "5")),
+                   help="end the engine (and start a new one once Kafka answers) when Kafka has not taken a batch for "
+                        "this long; must stay under 80%% of connect.keep.alive.interval.ms")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a connector property")
     return p.parse_args()
 
@@ -103,9 +120,47 @@ def clear_restart_skips(offsets_file):
         out.close()
 
 
+def wait_for_kafka(brokers, stopping):
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": brokers})
+    while not stopping:
+        try:
+            admin.list_topics(timeout=2)
+            return
+        except Exception as e:  # the broker is still away
+            log.info("waiting for Kafka at %s: %s", brokers, e)
+            time.sleep(1)
+
+
+def supervise(args):
+    """Runs the engine in a child process, again each time it gave up on Kafka."""
+    stopping = []
+    child = None
+
+    def forward(signum, _):
+        stopping.append(signum)
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while True:
+        child = subprocess.Popen([sys.executable, os.path.abspath(__file__), *sys.argv[1:]], env={**os.environ, CHILD_ENV: "1"})
+        code = child.wait()
+        if code != STALL_EXIT or stopping:
+            return code
+        log.warning("the Debezium engine gave up on Kafka; starting a new one once Kafka answers")
+        wait_for_kafka(args.brokers, stopping)
+        if stopping:
+            return 0
+
+
 def main():
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args = parse_args()
+    if os.environ.get(CHILD_ENV) != "1":
+        sys.exit(supervise(args))
     props = engine_properties(args)
 
     from confluent_kafka import Producer
@@ -138,6 +193,7 @@ def main():
             # good. Resending in order keeps each key's last record last; the
             # duplicates are harmless to cdcview's keyed state.
             delay = 0.5
+            deadline = time.monotonic() + args.stall_secs
             batch = []
             for r in records:
                 key, value, topic = r.key(), r.value(), str(r.destination())
@@ -151,12 +207,19 @@ def main():
                 for topic, key, value in batch:
                     producer.produce(topic, key=key, value=value, on_delivery=delivered)
                 producer.poll(0)
-                remaining = producer.flush(30)
+                remaining = producer.flush(max(0.1, deadline - time.monotonic()))
                 if not remaining and not failures:
                     break
+                if time.monotonic() >= deadline:
+                    # Not committed: the next engine sends this batch again.
+                    log.error("Kafka has not taken a batch for %.0f s (%d unsent, errors %s): ending this engine before "
+                              "its binlog reader stalls mid-transaction; a new one starts from the stored offsets "
+                              "once Kafka answers", args.stall_secs, remaining, failures[:3])
+                    logging.shutdown()
+                    os._exit(STALL_EXIT)
                 log.warning("Kafka did not take the batch (%d unsent, errors %s); resending it in %.1f s",
                             remaining, failures[:3], delay)
-                time.sleep(delay)
+                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
                 delay = min(delay * 2, 5.0)
             ToKafka.records += len(batch)
             log.info("batch of %d records produced (%d in all; %d BEGIN markers skipped)", len(batch), ToKafka.records,
@@ -166,7 +229,12 @@ def main():
         clear_restart_skips(props["offset.storage.file.filename"])
     engine = DebeziumJsonEngine(properties=props, handler=ToKafka())
 
+    stopping = []
+
     def stop(*_):
+        if stopping:
+            return
+        stopping.append(True)
         log.info("stopping the Debezium engine")
         engine.close()
         sys.exit(0)
