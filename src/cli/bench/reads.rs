@@ -231,9 +231,10 @@ async fn server_histogram(api: &str, route: &str) -> anyhow::Result<Vec<(f64, u6
 /// The bucket bound under which 99% of the requests between two readings
 /// were answered (handler time, up to the response's head).
 fn server_p99(before: &[(f64, u64)], after: &[(f64, u64)]) -> Option<f64> {
-    let added: Vec<(f64, u64)> = after.iter().map(|&(le, n)| (le, n - before.iter().find(|(b, _)| *b == le).map_or(0, |(_, m)| *m).min(n))).collect();
-    let total = added.last()?.1;
-    (total > 0).then(|| added.iter().find(|(_, n)| *n as f64 >= total as f64 * 0.99).map_or(f64::INFINITY, |(le, _)| *le))
+    let bounds: Vec<f64> = after.iter().map(|(le, _)| *le).collect();
+    let counts =
+        |reading: &[(f64, u64)]| -> Vec<u64> { bounds.iter().map(|le| reading.iter().find(|(b, _)| b == le).map_or(0, |(_, n)| *n)).collect() };
+    super::stages::quantile_bound(&bounds, &counts(before), &counts(after), 0.99)
 }
 
 #[cfg(test)]

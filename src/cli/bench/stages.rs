@@ -114,15 +114,23 @@ enum Figures {
 /// readings, each as the upper bound of its bucket (`None` when nothing was
 /// observed). The `+Inf` bucket reads as infinity.
 fn bucket_figures(before: &[u64], after: &[u64]) -> Option<Figures> {
+    let at = |q: f64| quantile_bound(&STAGE_BOUNDS, before, after, q);
+    let total = after.last()?.saturating_sub(before.last().copied().unwrap_or(0));
+    Some(Figures::AtMost { p50: at(0.50)?, p99: at(0.99)?, max: at(1.0)?, n: total })
+}
+
+/// The upper bound of the bucket holding quantile `q` of the observations
+/// added between two readings of a histogram's cumulative bucket counts
+/// (`bounds[i]` bounds bucket `i`; past the last bound is `+Inf`); `None`
+/// when nothing was added.
+pub fn quantile_bound(bounds: &[f64], before: &[u64], after: &[u64], q: f64) -> Option<f64> {
     let counts: Vec<u64> = after.iter().enumerate().map(|(i, a)| a.saturating_sub(before.get(i).copied().unwrap_or(0))).collect();
     let total = *counts.last()?;
     if total == 0 {
         return None;
     }
-    let bound = |i: usize| STAGE_BOUNDS.get(i).copied().unwrap_or(f64::INFINITY);
-    let at = |q: f64| bound(counts.iter().position(|&c| c as f64 >= q * total as f64).unwrap_or(counts.len() - 1));
-    let max = bound(counts.iter().position(|&c| c == total).unwrap_or(counts.len() - 1));
-    Some(Figures::AtMost { p50: at(0.50), p99: at(0.99), max, n: total })
+    let at = counts.iter().position(|&c| c as f64 >= q * total as f64).unwrap_or(counts.len() - 1);
+    Some(bounds.get(at).copied().unwrap_or(f64::INFINITY))
 }
 
 fn exact_figures(mut samples: Vec<Duration>) -> Option<Figures> {
