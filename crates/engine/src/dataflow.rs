@@ -5,7 +5,8 @@ use ahash::AHashMap;
 
 use crate::expr::Expr;
 use crate::ops::{self, consolidate, Delta, Distinct, Join, Ranked, Reduce};
-use crate::plan::Plan;
+use crate::plan::{JoinKind, Plan};
+use crate::star::Star;
 use crate::value::Row;
 
 /// A source or view to run, as the SQL front end declared it.
@@ -25,6 +26,7 @@ enum Op {
     Filter(Expr),
     Map(Vec<Expr>),
     Join(Join),
+    Star(Star),
     Reduce(Reduce),
     Ranked(Ranked),
     Distinct(Distinct),
@@ -88,25 +90,32 @@ impl ViewRows {
     /// Applies the view's changes of one batch; returns one change per key
     /// that changed: `(key, before, after)`.
     fn apply(&mut self, delta: Delta) -> Vec<RowChange> {
-        // A row added and taken away in one batch must not count as either.
-        let delta = consolidate(delta);
         if self.key.is_none() {
-            return self.apply_counted(delta);
+            // A row added and taken away in one batch must not count as either.
+            return self.apply_counted(consolidate(delta));
         }
-        let mut by_key: AHashMap<Row, (Option<Row>, Option<Row>)> = AHashMap::new();
+        // Grouped by key first, and the few changes of each key added up
+        // there: cheaper than hashing every (wide) row to consolidate.
+        let mut by_key: AHashMap<Row, Vec<(Row, isize)>> = AHashMap::with_capacity(delta.len() / 2);
         for (row, d) in delta {
-            let key = self.key_of(&row);
-            let entry = by_key.entry(key).or_default();
-            if d < 0 {
-                entry.0 = Some(row);
-            } else {
-                entry.1 = Some(row);
+            let changes = by_key.entry(self.key_of(&row)).or_default();
+            match changes.iter_mut().find(|(r, _)| *r == row) {
+                Some((_, n)) => *n += d,
+                None => changes.push((row, d)),
             }
         }
         let mut changes = Vec::with_capacity(by_key.len());
-        for (key, (_, after)) in by_key {
+        for (key, rows) in by_key {
+            if rows.iter().all(|(_, n)| *n == 0) {
+                continue; // changes that cancel: the key keeps its row
+            }
+            // What is left with a positive count is the key's row now.
+            let after = rows.into_iter().find(|(_, n)| *n > 0).map(|(row, _)| row);
             let before = match &after {
-                Some(row) => self.rows.insert(key.clone(), row.clone()),
+                Some(row) => match self.rows.get_mut(&key) {
+                    Some(stored) => Some(std::mem::replace(stored, row.clone())),
+                    None => self.rows.insert(key.clone(), row.clone()),
+                },
                 None => self.rows.remove(&key),
             };
             if before != after {
@@ -135,6 +144,25 @@ impl ViewRows {
         changes.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         changes
     }
+}
+
+/// A chain of two or more joins whose every condition reads the chain's
+/// first input (the root), as the root and each joined input with its kind
+/// and condition: `orders` joined to its user, address, items and status.
+/// Such a chain runs as one [`Star`] operator.
+type StarDims<'a> = Vec<(JoinKind, &'a [(usize, usize)], &'a Plan)>;
+
+fn star_of(plan: &Plan) -> Option<(&Plan, StarDims<'_>)> {
+    let mut dims = Vec::new();
+    let mut at = plan;
+    while let Plan::Join { kind, left, right, on } = at {
+        dims.push((*kind, on.as_slice(), right.as_ref()));
+        at = left;
+    }
+    dims.reverse();
+    let root_width = at.columns().len();
+    let reads_root = dims.iter().all(|(_, on, _)| !on.is_empty() && on.iter().all(|(l, _)| *l < root_width));
+    (dims.len() >= 2 && reads_root).then_some((at, dims))
 }
 
 /// One changed row of a materialized view.
@@ -230,6 +258,8 @@ impl Dataflow {
                 let i = self.compile(relations, input);
                 self.push(Op::Filter(predicate.clone()), vec![i])
             }
+            Plan::Join { .. } if star_of(plan).is_some() => self.compile_star(relations, plan, None),
+            Plan::Map { input, exprs, .. } if star_of(input).is_some() => self.compile_star(relations, input, Some(exprs.clone())),
             Plan::Map { input, exprs, .. } => {
                 let i = self.compile(relations, input);
                 self.push(Op::Map(exprs.clone()), vec![i])
@@ -256,6 +286,16 @@ impl Dataflow {
                 self.push(Op::Distinct(Distinct::default()), vec![i])
             }
         }
+    }
+
+    /// A chain of joins [`star_of`] accepts, as one [`Star`] node, with
+    /// the `Map` over it when there is one.
+    fn compile_star(&mut self, relations: &[RelationSpec], joins: &Plan, project: Option<Vec<Expr>>) -> usize {
+        let (root, dims) = star_of(joins).expect("the caller checked the shape");
+        let mut inputs = vec![self.compile(relations, root)];
+        inputs.extend(dims.iter().map(|(_, _, dim)| self.compile(relations, dim)));
+        let dims = dims.iter().map(|(kind, on, dim)| (*kind, on.to_vec(), dim.columns().len())).collect();
+        self.push(Op::Star(Star::new(dims, project)), inputs)
     }
 
     /// The position of a source, for [`SourceChange::source`].
@@ -325,6 +365,10 @@ impl Dataflow {
                 Op::Filter(predicate) => ops::filter(input(0), predicate),
                 Op::Map(exprs) => ops::map(input(0), exprs),
                 Op::Join(join) => join.step(input(0), input(1)),
+                Op::Star(star) => {
+                    let dims: Vec<&Delta> = (1..node.inputs.len()).map(input).collect();
+                    star.step(input(0), &dims)
+                }
                 Op::Reduce(reduce) => reduce.step(input(0)),
                 Op::Ranked(ranked) => ranked.step(input(0)),
                 Op::Distinct(distinct) => distinct.step(input(0)),

@@ -5,7 +5,8 @@
 //! ```text
 //! SourceChange (source, key, row or none) --> source state (rows by key) --> Z-set deltas
 //!   --> operators in plan order: Filter, Map, Join/LeftJoin (both sides indexed by
-//!       the join key), Reduce (each group's rows), RowNumber/TopOne (each
+//!       the join key; a chain of joins on the first input's columns as one
+//!       Star operator), Reduce (each group's rows), RowNumber/TopOne (each
 //!       partition in order), Distinct
 //!   --> each materialized view's rows by key --> RowChange (key, before, after)
 //! ```
@@ -19,6 +20,7 @@ pub mod eval;
 pub mod expr;
 pub mod ops;
 pub mod plan;
+pub mod star;
 pub mod types;
 pub mod value;
 

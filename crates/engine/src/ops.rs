@@ -34,8 +34,11 @@ pub fn filter(input: &Delta, predicate: &Expr) -> Delta {
     input.iter().filter(|(row, _)| matches!(eval(predicate, row), Value::Bool(true))).cloned().collect()
 }
 
+/// Not consolidated: every operator takes unconsolidated changes, and the
+/// views consolidate theirs, so hashing each (wide) mapped row here would
+/// be done twice.
 pub fn map(input: &Delta, exprs: &[Expr]) -> Delta {
-    consolidate(input.iter().map(|(row, d)| (exprs.iter().map(|e| eval(e, row)).collect(), *d)).collect())
+    input.iter().map(|(row, d)| (exprs.iter().map(|e| eval(e, row)).collect(), *d)).collect()
 }
 
 fn key_of(row: &[Value], columns: &[usize]) -> Option<Row> {
@@ -47,7 +50,7 @@ fn key_of(row: &[Value], columns: &[usize]) -> Option<Row> {
 /// The rows of one join key, with their counts. Few rows share a key in
 /// most joins, so a list searched by row beats hashing every (wide) row;
 /// a key with many (a busy customer's orders) gets a hash map.
-enum KeyRows {
+pub(crate) enum KeyRows {
     Few(Vec<(Row, isize)>),
     Many(AHashMap<Row, isize>),
 }
@@ -56,21 +59,25 @@ enum KeyRows {
 const FEW_ROWS: usize = 16;
 
 impl KeyRows {
-    fn iter(&self) -> Box<dyn Iterator<Item = (&Row, &isize)> + '_> {
+    pub(crate) fn one(row: &Row, d: isize) -> Self {
+        KeyRows::Few(vec![(row.clone(), d)])
+    }
+
+    pub(crate) fn iter(&self) -> KeyRowsIter<'_> {
         match self {
-            KeyRows::Few(rows) => Box::new(rows.iter().map(|(r, n)| (r, n))),
-            KeyRows::Many(rows) => Box::new(rows.iter()),
+            KeyRows::Few(rows) => KeyRowsIter::Few(rows.iter()),
+            KeyRows::Many(rows) => KeyRowsIter::Many(rows.iter()),
         }
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         match self {
             KeyRows::Few(rows) => rows.is_empty(),
             KeyRows::Many(rows) => rows.is_empty(),
         }
     }
 
-    fn add(&mut self, row: &Row, d: isize) {
+    pub(crate) fn add(&mut self, row: &Row, d: isize) {
         match self {
             KeyRows::Few(rows) => match rows.iter().position(|(r, _)| r == row) {
                 Some(at) => {
@@ -93,6 +100,24 @@ impl KeyRows {
                     rows.remove(row);
                 }
             }
+        }
+    }
+}
+
+/// The rows of one key with their counts (no allocation per look-up, as a
+/// boxed iterator would need).
+pub(crate) enum KeyRowsIter<'a> {
+    Few(std::slice::Iter<'a, (Row, isize)>),
+    Many(std::collections::hash_map::Iter<'a, Row, isize>),
+}
+
+impl<'a> Iterator for KeyRowsIter<'a> {
+    type Item = (&'a Row, &'a isize);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            KeyRowsIter::Few(rows) => rows.next().map(|(r, n)| (r, n)),
+            KeyRowsIter::Many(rows) => rows.next(),
         }
     }
 }
@@ -140,7 +165,7 @@ fn add(index: &mut AHashMap<Row, KeyRows>, key: Row, row: &Row, d: isize) {
             }
         }
         Entry::Vacant(entry) => {
-            entry.insert(KeyRows::Few(vec![(row.clone(), d)]));
+            entry.insert(KeyRows::one(row, d));
         }
     }
 }
