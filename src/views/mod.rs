@@ -107,11 +107,14 @@ pub struct ViewsState {
     pub sources: Vec<(String, Vec<(Row, Row)>)>,
 }
 
+/// A source row with its primary key, as a snapshot writes it.
+type KeyedRow<'a> = (&'a [cdcview_engine::Value], &'a Row);
+
 /// [`ViewsState`]'s encoding written from the live dataflow, copying no row.
 #[derive(Serialize)]
 struct ViewsStateRef<'a> {
     fingerprint: &'a str,
-    sources: Vec<(&'a str, Vec<(&'a Row, &'a Row)>)>,
+    sources: Vec<(&'a str, Vec<KeyedRow<'a>>)>,
 }
 
 impl SqlViews {

@@ -4,10 +4,11 @@
 use ahash::AHashMap;
 
 use crate::expr::Expr;
+use crate::key::{Key, KeyMap};
 use crate::ops::{self, consolidate, Delta, Distinct, Join, Ranked, Reduce};
 use crate::plan::{JoinKind, Plan};
 use crate::star::Star;
-use crate::value::Row;
+use crate::value::{Row, Value};
 
 /// A source or view to run, as the SQL front end declared it.
 #[derive(Debug, Clone)]
@@ -46,7 +47,7 @@ struct SourceState {
     /// Whether a compiled view reads it: the rows of a source no view reads
     /// are not kept.
     read: bool,
-    rows: AHashMap<Row, Row>,
+    rows: KeyMap<Row>,
 }
 
 /// A materialized view's rows by key.
@@ -56,13 +57,13 @@ pub struct ViewRows {
     /// Key columns; `None`: the whole row is its own key, and equal rows
     /// are counted.
     pub key: Option<Vec<usize>>,
-    rows: AHashMap<Row, Row>,
+    rows: KeyMap<Row>,
     counts: AHashMap<Row, isize>,
 }
 
 impl ViewRows {
     pub fn get(&self, key: &Row) -> Option<&Row> {
-        self.rows.get(key)
+        self.rows.get(&key[..])
     }
 
     /// Every row, a row without a key as many times as it occurs.
@@ -112,11 +113,11 @@ impl ViewRows {
             // What is left with a positive count is the key's row now.
             let after = rows.into_iter().find(|(_, n)| *n > 0).map(|(row, _)| row);
             let before = match &after {
-                Some(row) => match self.rows.get_mut(&key) {
+                Some(row) => match self.rows.get_mut(&key[..]) {
                     Some(stored) => Some(std::mem::replace(stored, row.clone())),
-                    None => self.rows.insert(key.clone(), row.clone()),
+                    None => self.rows.insert(Key::from_slice(&key), row.clone()),
                 },
-                None => self.rows.remove(&key),
+                None => self.rows.remove(&key[..]),
             };
             if before != after {
                 changes.push(RowChange { key, before, after });
@@ -209,7 +210,7 @@ impl Dataflow {
                     key: relation.key.clone().unwrap_or_default(),
                     node,
                     read: false,
-                    rows: AHashMap::new(),
+                    rows: KeyMap::default(),
                 });
                 flow.roots.insert(relation.name.clone(), node);
             }
@@ -222,7 +223,7 @@ impl Dataflow {
                     name: relation.name.clone(),
                     node,
                     key: relation.key.clone(),
-                    rows: AHashMap::new(),
+                    rows: KeyMap::default(),
                     counts: AHashMap::new(),
                 });
             }
@@ -314,8 +315,8 @@ impl Dataflow {
     }
 
     /// A source's rows by key, as the last changes left them.
-    pub fn source_rows(&self, source: usize) -> impl Iterator<Item = (&Row, &Row)> {
-        self.sources[source].rows.iter()
+    pub fn source_rows(&self, source: usize) -> impl Iterator<Item = (&[Value], &Row)> {
+        self.sources[source].rows.iter().map(|(key, row)| (key.as_slice(), row))
     }
 
     pub fn views(&self) -> &[ViewRows] {
@@ -333,8 +334,11 @@ impl Dataflow {
             }
             let delta = &mut outputs[source.node];
             let before = match &change.after {
-                Some(row) => source.rows.insert(change.key, row.clone()),
-                None => source.rows.remove(&change.key),
+                Some(row) => match source.rows.get_mut(&change.key[..]) {
+                    Some(stored) => Some(std::mem::replace(stored, row.clone())),
+                    None => source.rows.insert(Key::from_slice(&change.key), row.clone()),
+                },
+                None => source.rows.remove(&change.key[..]),
             };
             if let Some(before) = before {
                 delta.push((before, -1));
@@ -410,7 +414,7 @@ impl Dataflow {
             }
         }
         self.run_nodes(first, &mut outputs);
-        let mut view = ViewRows { name: name.to_string(), node, key: spec.key.clone(), rows: AHashMap::new(), counts: AHashMap::new() };
+        let mut view = ViewRows { name: name.to_string(), node, key: spec.key.clone(), rows: KeyMap::default(), counts: AHashMap::new() };
         let rows = view.apply(std::mem::take(&mut outputs[node]));
         self.views.push(view);
         Ok(rows)

@@ -22,9 +22,43 @@ pub fn literal(l: &Literal) -> Value {
     }
 }
 
-pub fn eval(e: &Expr, row: &[Value]) -> Value {
+/// What an expression reads its columns from: a row, or a row in parts
+/// (a join's inputs side by side, not copied into one row).
+pub trait Columns {
+    fn column(&self, c: usize) -> &Value;
+}
+
+impl Columns for [Value] {
+    fn column(&self, c: usize) -> &Value {
+        &self[c]
+    }
+}
+
+impl Columns for Vec<Value> {
+    fn column(&self, c: usize) -> &Value {
+        &self[c]
+    }
+}
+
+/// Rows side by side, read as one: column `c` of the whole is in the part
+/// that covers it.
+pub struct Parts<'p, 'a>(pub &'p [&'a [Value]]);
+
+impl Columns for Parts<'_, '_> {
+    fn column(&self, mut c: usize) -> &Value {
+        for part in self.0 {
+            if c < part.len() {
+                return &part[c];
+            }
+            c -= part.len();
+        }
+        panic!("column {c} past the parts' end")
+    }
+}
+
+pub fn eval<R: Columns + ?Sized>(e: &Expr, row: &R) -> Value {
     match e {
-        Expr::Column(c) => row[*c].clone(),
+        Expr::Column(c) => row.column(*c).clone(),
         Expr::Literal(l, _) => literal(l),
         Expr::Not(x) => match eval(x, row) {
             Value::Bool(b) => Value::Bool(!b),
@@ -74,7 +108,7 @@ pub fn eval(e: &Expr, row: &[Value]) -> Value {
     }
 }
 
-fn binary(op: BinaryOp, a: &Expr, b: &Expr, row: &[Value]) -> Value {
+fn binary<R: Columns + ?Sized>(op: BinaryOp, a: &Expr, b: &Expr, row: &R) -> Value {
     // AND and OR look at both sides even when one is NULL.
     match op {
         BinaryOp::And => {
@@ -214,7 +248,7 @@ fn base_10000_lead(d: Decimal) -> (i64, u32) {
     (-((zeros / 4) as i64 + 1), digits.parse().unwrap_or(0))
 }
 
-fn call(func: Func, args: &[Expr], row: &[Value]) -> Value {
+fn call<R: Columns + ?Sized>(func: Func, args: &[Expr], row: &R) -> Value {
     let arg = |i: usize| eval(&args[i], row);
     match func {
         Func::Coalesce => args.iter().map(|a| eval(a, row)).find(|v| !v.is_null()).unwrap_or(Value::Null),

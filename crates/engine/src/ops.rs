@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use crate::expr::{AggFunc, Aggregate, Expr};
 use crate::plan::JoinKind;
 use crate::types::SqlType;
-use ahash::{AHashMap, AHashSet};
+use ahash::AHashMap;
+
+use crate::key::{Key, KeyMap, KeySet};
 use rust_decimal::Decimal;
 
 use crate::eval::eval;
@@ -238,7 +240,7 @@ impl Join {
 pub struct Reduce {
     n_keys: usize,
     aggregates: Vec<Aggregate>,
-    groups: AHashMap<Row, Group>,
+    groups: KeyMap<Group>,
 }
 
 struct Group {
@@ -377,15 +379,15 @@ impl Accumulator {
 
 impl Reduce {
     pub fn new(n_keys: usize, aggregates: Vec<Aggregate>) -> Self {
-        Reduce { n_keys, aggregates, groups: AHashMap::new() }
+        Reduce { n_keys, aggregates, groups: KeyMap::default() }
     }
 
     pub fn step(&mut self, input: &Delta) -> Delta {
-        let mut dirty: AHashSet<Row> = AHashSet::new();
+        let mut dirty = KeySet::default();
         for (row, d) in input {
-            let key: Row = row[..self.n_keys].to_vec();
+            let key = &row[..self.n_keys];
             let aggregates = &self.aggregates;
-            let group = self.groups.entry(key.clone()).or_insert_with(|| Group {
+            let group = self.groups.entry_ref(key).or_insert_with(|| Group {
                 rows: 0,
                 accumulators: aggregates.iter().map(Accumulator::new).collect(),
                 output: None,
@@ -394,13 +396,16 @@ impl Reduce {
             for (acc, a) in group.accumulators.iter_mut().zip(aggregates) {
                 acc.update(a, row, *d);
             }
-            dirty.insert(key);
+            if !dirty.contains(key) {
+                dirty.insert(Key::from_slice(key));
+            }
         }
         let mut out = Vec::new();
         for key in dirty {
-            let group = self.groups.get_mut(&key).expect("a dirty group exists");
+            let key = key.as_slice();
+            let group = self.groups.get_mut(key).expect("a dirty group exists");
             let new = (group.rows > 0).then(|| {
-                let mut row = key.clone();
+                let mut row = key.to_vec();
                 row.extend(group.accumulators.iter().zip(&self.aggregates).map(|(acc, a)| acc.value(a)));
                 row
             });
@@ -414,7 +419,7 @@ impl Reduce {
                 group.output = new;
             }
             if group.rows == 0 {
-                self.groups.remove(&key);
+                self.groups.remove(key);
             }
         }
         out
@@ -469,7 +474,7 @@ pub struct Ranked {
     order_by: Vec<(usize, bool)>,
     /// Number every row (`ROW_NUMBER`) or keep the first (`TopOne`).
     number: bool,
-    partitions: AHashMap<Row, Partition>,
+    partitions: KeyMap<Partition>,
 }
 
 #[derive(Default)]
@@ -480,20 +485,20 @@ struct Partition {
 
 impl Ranked {
     pub fn new(partition_by: Vec<usize>, order_by: Vec<(usize, bool)>, number: bool) -> Self {
-        Ranked { partition_by, order_by, number, partitions: AHashMap::new() }
+        Ranked { partition_by, order_by, number, partitions: KeyMap::default() }
     }
 
     pub fn step(&mut self, input: &Delta) -> Delta {
-        let mut dirty: AHashSet<Row> = AHashSet::new();
+        let mut dirty = KeySet::default();
         for (row, d) in input {
-            let key: Row = self.partition_by.iter().map(|&c| row[c].clone()).collect();
+            let key = Key::of(row, &self.partition_by);
             let sort: Vec<SortKey> = self.order_by.iter().map(|&(c, desc)| SortKey { value: row[c].clone(), desc }).collect();
             count_in_order(&mut self.partitions.entry(key.clone()).or_default().rows, &(sort, row.clone()), *d);
             dirty.insert(key);
         }
         let mut out = Vec::new();
         for key in dirty {
-            let partition = self.partitions.get_mut(&key).expect("a dirty partition exists");
+            let partition = self.partitions.get_mut(key.as_slice()).expect("a dirty partition exists");
             let mut new = Vec::new();
             'rows: for ((_, row), n) in &partition.rows {
                 for _ in 0..*n {
@@ -513,7 +518,7 @@ impl Ranked {
             out.extend(new[unchanged..].iter().map(|r| (r.clone(), 1)));
             partition.output = new;
             if partition.rows.is_empty() {
-                self.partitions.remove(&key);
+                self.partitions.remove(key.as_slice());
             }
         }
         consolidate(out)

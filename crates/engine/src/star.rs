@@ -17,8 +17,9 @@
 use ahash::AHashMap;
 use hashbrown::HashTable;
 
-use crate::eval::eval;
+use crate::eval::{eval, Parts};
 use crate::expr::Expr;
+use crate::key::{Key, KeyMap};
 use crate::ops::{Delta, KeyRows};
 use crate::plan::JoinKind;
 use crate::value::{Row, Value};
@@ -31,15 +32,14 @@ struct Dim {
     root_on: Vec<usize>,
     dim_on: Vec<usize>,
     width: usize,
-    rows: AHashMap<Row, KeyRows>,
-    referrers: AHashMap<Row, Vec<u32>>,
+    rows: KeyMap<KeyRows>,
+    referrers: KeyMap<Vec<u32>>,
 }
 
-/// Scratch space reused across the output rows of a step: the joined row
-/// being put together, and a composite join key.
+/// Scratch space reused across the output rows of a step: a composite
+/// join key.
 #[derive(Default)]
 struct Buffers {
-    row: Row,
     key: Row,
 }
 
@@ -59,9 +59,14 @@ impl Dim {
         (!buf.iter().any(Value::is_null)).then_some(&buf[..])
     }
 
-    fn key_of_row(&self, row: &Row) -> Option<Row> {
-        let key: Row = self.dim_on.iter().map(|&c| row[c].clone()).collect();
-        (!key.iter().any(Value::is_null)).then_some(key)
+    fn key_of_row(&self, row: &Row) -> Option<Key> {
+        if self.dim_on.iter().any(|&c| row[c].is_null()) {
+            return None;
+        }
+        Some(match self.dim_on[..] {
+            [c] => Key::One(row[c].clone()),
+            _ => Key::Many(self.dim_on.iter().map(|&c| row[c].clone()).collect()),
+        })
     }
 }
 
@@ -119,9 +124,11 @@ pub struct Star {
     dims: Vec<Dim>,
     roots: Roots,
     /// The expressions of a `Map` over the joins, computed here from each
-    /// joined row as it is put together, so that the wide row is built in
-    /// one reused buffer and never stored or passed on.
+    /// joined row as its inputs' rows side by side, so that the wide row is
+    /// never copied, stored or passed on.
     project: Option<Vec<Expr>>,
+    /// What a LEFT JOIN pads with: NULLs, as many as the widest input.
+    nulls: Row,
 }
 
 impl Star {
@@ -129,18 +136,19 @@ impl Star {
     /// as (root column, input column) pairs, and its width.
     /// `project`: the expressions of a `Map` over the joined rows, if any.
     pub fn new(dims: Vec<DimSpec>, project: Option<Vec<Expr>>) -> Self {
-        let dims = dims
+        let dims: Vec<Dim> = dims
             .into_iter()
             .map(|(kind, on, width)| Dim {
                 kind,
                 root_on: on.iter().map(|(l, _)| *l).collect(),
                 dim_on: on.iter().map(|(_, r)| *r).collect(),
                 width,
-                rows: AHashMap::new(),
-                referrers: AHashMap::new(),
+                rows: KeyMap::default(),
+                referrers: KeyMap::default(),
             })
             .collect();
-        Star { dims, roots: Roots::default(), project }
+        let widest = dims.iter().map(|d: &Dim| d.width).max().unwrap_or(0);
+        Star { dims, roots: Roots::default(), project, nulls: vec![Value::Null; widest] }
     }
 
     /// The change of `root ⋈ d1 ⋈ ... ⋈ dk` for these changes of its inputs.
@@ -164,7 +172,7 @@ impl Star {
     }
 
     fn apply_dim(&mut self, i: usize, delta: &Delta, out: &mut Delta) {
-        let mut by_key: AHashMap<Row, Vec<(&Row, isize)>> = AHashMap::new();
+        let mut by_key: AHashMap<Key, Vec<(&Row, isize)>> = AHashMap::new();
         for (row, d) in delta {
             // A row whose key has a NULL meets no root row.
             if let Some(key) = self.dims[i].key_of_row(row) {
@@ -199,34 +207,50 @@ impl Star {
     /// every input as its state has it, except input `i` of `special`,
     /// which contributes the given parts.
     fn product(&self, root: &Row, n: isize, special: Option<(usize, &[Part])>, bufs: &mut Buffers, out: &mut Delta) {
-        bufs.row.clear();
-        bufs.row.extend_from_slice(root);
-        self.extend(0, root, n, special, &mut bufs.row, &mut bufs.key, out);
+        let mut parts: Vec<&[Value]> = Vec::with_capacity(self.dims.len() + 1);
+        parts.push(root);
+        self.extend(0, root, n, special, &mut parts, &mut bufs.key, out);
     }
 
+    /// Adds input `j`'s matches to the joined row in `parts` (each input's
+    /// row side by side, none copied), and the inputs after it, down to the
+    /// output rows.
     #[allow(clippy::too_many_arguments)]
-    fn extend(&self, j: usize, root: &Row, n: isize, special: Option<(usize, &[Part])>, row: &mut Row, buf: &mut Row, out: &mut Delta) {
+    fn extend<'a>(
+        &'a self,
+        j: usize,
+        root: &Row,
+        n: isize,
+        special: Option<(usize, &[Part<'a>])>,
+        parts: &mut Vec<&'a [Value]>,
+        buf: &mut Row,
+        out: &mut Delta,
+    ) {
         let Some(dim) = self.dims.get(j) else {
             let row = match &self.project {
-                Some(exprs) => exprs.iter().map(|e| eval(e, row)).collect(),
-                None => row.clone(),
+                Some(exprs) => {
+                    let joined = Parts(parts);
+                    exprs.iter().map(|e| eval(e, &joined)).collect()
+                }
+                None => {
+                    let mut row = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+                    parts.iter().for_each(|p| row.extend_from_slice(p));
+                    row
+                }
             };
             out.push((row, n));
             return;
         };
-        let mut emit = |part: Option<&Row>, m: isize, row: &mut Row, buf: &mut Row| {
-            let len = row.len();
-            match part {
-                Some(r) => row.extend_from_slice(r),
-                None => row.extend(std::iter::repeat_n(Value::Null, dim.width)),
-            }
-            self.extend(j + 1, root, n * m, special, row, buf, out);
-            row.truncate(len);
+        let nulls = &self.nulls[..dim.width];
+        let mut emit = |part: Option<&'a Row>, m: isize, parts: &mut Vec<&'a [Value]>, buf: &mut Row| {
+            parts.push(part.map_or(nulls, |r| &r[..]));
+            self.extend(j + 1, root, n * m, special, parts, buf, out);
+            parts.pop();
         };
-        if let Some((i, parts)) = special {
+        if let Some((i, changed)) = special {
             if i == j {
-                for &(part, m) in parts {
-                    emit(part, m, row, buf);
+                for &(part, m) in changed {
+                    emit(part, m, parts, buf);
                 }
                 return;
             }
@@ -236,10 +260,10 @@ impl Star {
         match rows {
             Some(rows) => {
                 for (r, m) in rows.iter() {
-                    emit(Some(r), *m, row, buf);
+                    emit(Some(r), *m, parts, buf);
                 }
             }
-            None if dim.kind == JoinKind::Left => emit(None, 1, row, buf),
+            None if dim.kind == JoinKind::Left => emit(None, 1, parts, buf),
             None => {}
         }
         *buf = key_buf;
@@ -257,7 +281,7 @@ impl Star {
                         match dim.referrers.get_mut(key) {
                             Some(slots) => slots.push(slot),
                             None => {
-                                dim.referrers.insert(key.to_vec(), vec![slot]);
+                                dim.referrers.insert(Key::from_slice(key), vec![slot]);
                             }
                         }
                     }
@@ -282,7 +306,7 @@ impl Star {
     }
 }
 
-fn add(index: &mut AHashMap<Row, KeyRows>, key: &Row, row: &Row, d: isize) {
+fn add(index: &mut KeyMap<KeyRows>, key: &Key, row: &Row, d: isize) {
     match index.get_mut(key) {
         Some(rows) => {
             rows.add(row, d);
