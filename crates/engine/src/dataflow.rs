@@ -151,19 +151,42 @@ impl ViewRows {
 /// first input (the root), as the root and each joined input with its kind
 /// and condition: `orders` joined to its user, address, items and status.
 /// Such a chain runs as one [`Star`] operator.
-type StarDims<'a> = Vec<(JoinKind, &'a [(usize, usize)], &'a Plan)>;
+///
+/// A condition on a column an earlier inner join made equal to a root
+/// column (`JOIN user_city c ON c.user_id = u.user_id` after `JOIN users u
+/// ON u.user_id = o.user_id`) reads that root column instead: every joined
+/// row has the same value in both. Not after a LEFT JOIN, whose padded
+/// rows have NULL there.
+type StarDims<'a> = Vec<(JoinKind, Vec<(usize, usize)>, &'a Plan)>;
 
 fn star_of(plan: &Plan) -> Option<(&Plan, StarDims<'_>)> {
-    let mut dims = Vec::new();
+    let mut chain = Vec::new();
     let mut at = plan;
     while let Plan::Join { kind, left, right, on } = at {
-        dims.push((*kind, on.as_slice(), right.as_ref()));
+        chain.push((*kind, on.as_slice(), right.as_ref()));
         at = left;
     }
-    dims.reverse();
+    chain.reverse();
     let root_width = at.columns().len();
-    let reads_root = dims.iter().all(|(_, on, _)| !on.is_empty() && on.iter().all(|(l, _)| *l < root_width));
-    (dims.len() >= 2 && reads_root).then_some((at, dims))
+    if chain.len() < 2 {
+        return None;
+    }
+    let mut same_as_root: AHashMap<usize, usize> = AHashMap::new();
+    let mut offset = root_width;
+    let mut dims = Vec::with_capacity(chain.len());
+    for (kind, on, dim) in chain {
+        let root_column = |l: usize| if l < root_width { Some(l) } else { same_as_root.get(&l).copied() };
+        let on: Vec<(usize, usize)> = on.iter().map(|&(l, r)| Some((root_column(l)?, r))).collect::<Option<_>>()?;
+        if on.is_empty() {
+            return None;
+        }
+        if kind == JoinKind::Inner {
+            same_as_root.extend(on.iter().map(|&(l, r)| (offset + r, l)));
+        }
+        offset += dim.columns().len();
+        dims.push((kind, on, dim));
+    }
+    Some((at, dims))
 }
 
 /// One changed row of a materialized view.
@@ -295,7 +318,7 @@ impl Dataflow {
         let (root, dims) = star_of(joins).expect("the caller checked the shape");
         let mut inputs = vec![self.compile(relations, root)];
         inputs.extend(dims.iter().map(|(_, _, dim)| self.compile(relations, dim)));
-        let dims = dims.iter().map(|(kind, on, dim)| (*kind, on.to_vec(), dim.columns().len())).collect();
+        let dims = dims.into_iter().map(|(kind, on, dim)| (kind, on, dim.columns().len())).collect();
         self.push(Op::Star(Star::new(dims, project)), inputs)
     }
 
@@ -440,5 +463,35 @@ impl Dataflow {
         let nodes = &self.nodes;
         self.roots.retain(|_, id| !matches!(nodes[*id].op, Op::Dropped));
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Column;
+    use crate::types::SqlType;
+
+    fn get(name: &str, width: usize) -> Plan {
+        let columns = (0..width).map(|i| Column { name: format!("c{i}"), ty: SqlType::Int, nullable: true }).collect();
+        Plan::Get { relation: name.into(), columns }
+    }
+
+    fn join(kind: JoinKind, left: Plan, right: Plan, on: Vec<(usize, usize)>) -> Plan {
+        Plan::Join { kind, left: Box::new(left), right: Box::new(right), on }
+    }
+
+    /// orders (3 columns) JOIN users ON users.0 = orders.1, JOIN user_city ON
+    /// user_city.0 = users.0 (column 3): user_city's condition reads
+    /// orders.1 instead. After a LEFT JOIN the same shape is no star.
+    #[test]
+    fn a_condition_on_a_column_an_inner_join_equated_with_the_root_reads_the_root() {
+        let chain = |kind| join(JoinKind::Inner, join(kind, get("orders", 3), get("users", 2), vec![(1, 0)]), get("user_city", 2), vec![(3, 0)]);
+        let inner = chain(JoinKind::Inner);
+        let (root, dims) = star_of(&inner).expect("a star");
+        assert_eq!(*root, get("orders", 3));
+        let conditions: Vec<_> = dims.iter().map(|(_, on, _)| on.clone()).collect();
+        assert_eq!(conditions, vec![vec![(1, 0)], vec![(1, 0)]]);
+        assert!(star_of(&chain(JoinKind::Left)).is_none());
     }
 }
