@@ -6,7 +6,9 @@ use ahash::AHashMap;
 use crate::expr::Expr;
 use crate::key::{Key, KeyMap};
 use crate::ops::{self, consolidate, Delta, Distinct, Join, Ranked, Reduce};
-use crate::plan::{JoinKind, Plan};
+#[cfg(test)]
+use crate::plan::JoinKind;
+use crate::plan::{star_of, Plan};
 use crate::star::Star;
 use crate::value::{Row, Value};
 
@@ -145,48 +147,6 @@ impl ViewRows {
         changes.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         changes
     }
-}
-
-/// A chain of two or more joins whose every condition reads the chain's
-/// first input (the root), as the root and each joined input with its kind
-/// and condition: `orders` joined to its user, address, items and status.
-/// Such a chain runs as one [`Star`] operator.
-///
-/// A condition on a column an earlier inner join made equal to a root
-/// column (`JOIN user_city c ON c.user_id = u.user_id` after `JOIN users u
-/// ON u.user_id = o.user_id`) reads that root column instead: every joined
-/// row has the same value in both. Not after a LEFT JOIN, whose padded
-/// rows have NULL there.
-type StarDims<'a> = Vec<(JoinKind, Vec<(usize, usize)>, &'a Plan)>;
-
-fn star_of(plan: &Plan) -> Option<(&Plan, StarDims<'_>)> {
-    let mut chain = Vec::new();
-    let mut at = plan;
-    while let Plan::Join { kind, left, right, on } = at {
-        chain.push((*kind, on.as_slice(), right.as_ref()));
-        at = left;
-    }
-    chain.reverse();
-    let root_width = at.columns().len();
-    if chain.len() < 2 {
-        return None;
-    }
-    let mut same_as_root: AHashMap<usize, usize> = AHashMap::new();
-    let mut offset = root_width;
-    let mut dims = Vec::with_capacity(chain.len());
-    for (kind, on, dim) in chain {
-        let root_column = |l: usize| if l < root_width { Some(l) } else { same_as_root.get(&l).copied() };
-        let on: Vec<(usize, usize)> = on.iter().map(|&(l, r)| Some((root_column(l)?, r))).collect::<Option<_>>()?;
-        if on.is_empty() {
-            return None;
-        }
-        if kind == JoinKind::Inner {
-            same_as_root.extend(on.iter().map(|&(l, r)| (offset + r, l)));
-        }
-        offset += dim.columns().len();
-        dims.push((kind, on, dim));
-    }
-    Some((at, dims))
 }
 
 /// One changed row of a materialized view.

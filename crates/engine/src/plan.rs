@@ -4,6 +4,8 @@
 use std::fmt;
 
 use crate::expr::{Aggregate, Expr};
+use ahash::AHashMap;
+
 use crate::types::SqlType;
 
 /// What key inference needs to know of the relations a plan reads.
@@ -220,7 +222,8 @@ impl Plan {
         }
     }
 
-    fn explain(&self, f: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
+    /// `in_star`: this node is a join of a star already announced above it.
+    fn explain(&self, f: &mut fmt::Formatter<'_>, depth: usize, in_star: bool) -> fmt::Result {
         let pad = "  ".repeat(depth);
         let list = |cols: &[usize]| cols.iter().map(|c| format!("#{c}")).collect::<Vec<_>>().join(", ");
         let order =
@@ -231,39 +234,91 @@ impl Plan {
             }
             Plan::Filter { input, predicate } => {
                 writeln!(f, "{pad}Filter {predicate}")?;
-                input.explain(f, depth + 1)
+                input.explain(f, depth + 1, false)
             }
             Plan::Map { input, exprs, names } => {
                 let items: Vec<String> = exprs.iter().zip(names).map(|(e, n)| format!("{e} AS {n}")).collect();
                 writeln!(f, "{pad}Map {}", items.join(", "))?;
-                input.explain(f, depth + 1)
+                input.explain(f, depth + 1, false)
             }
             Plan::Join { kind, left, right, on } => {
+                if !in_star {
+                    if let Some((root, dims)) = star_of(self) {
+                        let name = match root {
+                            Plan::Get { relation, .. } => relation.clone(),
+                            _ => "its first input".into(),
+                        };
+                        writeln!(f, "{pad}-- the {} joins below run as one Star operator on the rows of {name}", dims.len())?;
+                    }
+                }
+                let chain = in_star || star_of(self).is_some();
                 let width = left.columns().len();
                 let on: Vec<String> = on.iter().map(|(l, r)| format!("#{l} = #{}", r + width)).collect();
                 writeln!(f, "{pad}{} on {}", if *kind == JoinKind::Left { "LeftJoin" } else { "Join" }, on.join(" AND "))?;
-                left.explain(f, depth + 1)?;
-                right.explain(f, depth + 1)
+                left.explain(f, depth + 1, chain)?;
+                right.explain(f, depth + 1, false)
             }
             Plan::Reduce { input, group_by, aggregates, .. } => {
                 let aggs: Vec<String> = aggregates.iter().map(|a| a.to_string()).collect();
                 writeln!(f, "{pad}Reduce group by [{}] aggregates [{}]", list(group_by), aggs.join(", "))?;
-                input.explain(f, depth + 1)
+                input.explain(f, depth + 1, false)
             }
             Plan::RowNumber { input, partition_by, order_by, name } => {
                 writeln!(f, "{pad}RowNumber {name} partition by [{}] order by [{}]", list(partition_by), order(order_by))?;
-                input.explain(f, depth + 1)
+                input.explain(f, depth + 1, false)
             }
             Plan::TopOne { input, partition_by, order_by } => {
                 writeln!(f, "{pad}TopOne partition by [{}] order by [{}]", list(partition_by), order(order_by))?;
-                input.explain(f, depth + 1)
+                input.explain(f, depth + 1, false)
             }
             Plan::Distinct { input } => {
                 writeln!(f, "{pad}Distinct")?;
-                input.explain(f, depth + 1)
+                input.explain(f, depth + 1, false)
             }
         }
     }
+}
+
+/// A chain of two or more joins whose every condition reads the chain's
+/// first input (the root), as the root and each joined input with its kind
+/// and condition: `orders` joined to its user, address, items and status.
+/// Such a chain runs as one `Star` operator (`crate::star`).
+///
+/// A condition on a column an earlier inner join made equal to a root
+/// column (`JOIN user_city c ON c.user_id = u.user_id` after `JOIN users u
+/// ON u.user_id = o.user_id`) reads that root column instead: every joined
+/// row has the same value in both. Not after a LEFT JOIN, whose padded
+/// rows have NULL there.
+pub type StarDims<'a> = Vec<(JoinKind, Vec<(usize, usize)>, &'a Plan)>;
+
+pub fn star_of(plan: &Plan) -> Option<(&Plan, StarDims<'_>)> {
+    let mut chain = Vec::new();
+    let mut at = plan;
+    while let Plan::Join { kind, left, right, on } = at {
+        chain.push((*kind, on.as_slice(), right.as_ref()));
+        at = left;
+    }
+    chain.reverse();
+    let root_width = at.columns().len();
+    if chain.len() < 2 {
+        return None;
+    }
+    let mut same_as_root: AHashMap<usize, usize> = AHashMap::new();
+    let mut offset = root_width;
+    let mut dims = Vec::with_capacity(chain.len());
+    for (kind, on, dim) in chain {
+        let root_column = |l: usize| if l < root_width { Some(l) } else { same_as_root.get(&l).copied() };
+        let on: Vec<(usize, usize)> = on.iter().map(|&(l, r)| Some((root_column(l)?, r))).collect::<Option<_>>()?;
+        if on.is_empty() {
+            return None;
+        }
+        if kind == JoinKind::Inner {
+            same_as_root.extend(on.iter().map(|&(l, r)| (offset + r, l)));
+        }
+        offset += dim.columns().len();
+        dims.push((kind, on, dim));
+    }
+    Some((at, dims))
 }
 
 /// The output position of input column `c`, if an expression passes it through.
@@ -287,7 +342,7 @@ fn equals_one(predicate: &Expr) -> Option<usize> {
 /// input's column `n` (a join's right columns follow its left ones).
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.explain(f, 0)
+        self.explain(f, 0, false)
     }
 }
 

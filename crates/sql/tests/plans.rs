@@ -188,6 +188,8 @@ fn explain_names_every_operator_of_the_shop_view() {
     for operator in ["Get orders", "Get users", "Join on", "LeftJoin on", "Get newest_address", "Get order_item_lines", "Get newest_status", "Map "] {
         assert!(text.contains(operator), "{operator} missing from\n{text}");
     }
+    assert!(text.contains("the 4 joins below run as one Star operator on the rows of orders"), "the star is not named in\n{text}");
     let items = catalog.get("order_item_lines").unwrap().explain();
+    assert!(!items.contains("Star"), "{items}");
     assert!(items.contains("Reduce group by [#0] aggregates [StringAgg(#1, ' | ' ORDER BY #2), Count(*), Sum(#3)]"), "{items}");
 }
