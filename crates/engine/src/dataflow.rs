@@ -4,7 +4,7 @@
 use ahash::AHashMap;
 
 use crate::expr::Expr;
-use crate::key::{Key, KeyMap};
+use crate::key::{replace_row, KeyMap};
 use crate::ops::{self, consolidate, Delta, Distinct, Join, Ranked, Reduce};
 #[cfg(test)]
 use crate::plan::JoinKind;
@@ -114,13 +114,7 @@ impl ViewRows {
             }
             // What is left with a positive count is the key's row now.
             let after = rows.into_iter().find(|(_, n)| *n > 0).map(|(row, _)| row);
-            let before = match &after {
-                Some(row) => match self.rows.get_mut(&key[..]) {
-                    Some(stored) => Some(std::mem::replace(stored, row.clone())),
-                    None => self.rows.insert(Key::from_slice(&key), row.clone()),
-                },
-                None => self.rows.remove(&key[..]),
-            };
+            let before = replace_row(&mut self.rows, &key, after.as_ref());
             if before != after {
                 changes.push(RowChange { key, before, after });
             }
@@ -316,13 +310,7 @@ impl Dataflow {
                 continue;
             }
             let delta = &mut outputs[source.node];
-            let before = match &change.after {
-                Some(row) => match source.rows.get_mut(&change.key[..]) {
-                    Some(stored) => Some(std::mem::replace(stored, row.clone())),
-                    None => source.rows.insert(Key::from_slice(&change.key), row.clone()),
-                },
-                None => source.rows.remove(&change.key[..]),
-            };
+            let before = replace_row(&mut source.rows, &change.key, change.after.as_ref());
             if let Some(before) = before {
                 delta.push((before, -1));
             }

@@ -62,6 +62,19 @@ impl hashbrown::Equivalent<Key> for [Value] {
 
 /// A hash map by [`Key`], looked up by `&[Value]`.
 pub type KeyMap<V> = hashbrown::HashMap<Key, V, ahash::RandomState>;
+/// Makes `row` the row of `key` (`None`: removes the key's row) and
+/// returns the row it had. A key that stays finds its slot without a new
+/// key being made.
+pub fn replace_row(rows: &mut KeyMap<Vec<Value>>, key: &[Value], row: Option<&Vec<Value>>) -> Option<Vec<Value>> {
+    match row {
+        Some(row) => match rows.get_mut(key) {
+            Some(stored) => Some(std::mem::replace(stored, row.clone())),
+            None => rows.insert(Key::from_slice(key), row.clone()),
+        },
+        None => rows.remove(key),
+    }
+}
+
 /// A set of [`Key`]s.
 pub type KeySet = hashbrown::HashSet<Key, ahash::RandomState>;
 
