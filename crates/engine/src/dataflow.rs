@@ -4,13 +4,14 @@
 use ahash::AHashMap;
 
 use crate::expr::Expr;
-use crate::key::{replace_row, KeyMap};
+use crate::key::{replace_row, Key, KeyMap};
 use crate::ops::{self, consolidate, Delta, Distinct, Join, Ranked, Reduce};
 #[cfg(test)]
 use crate::plan::JoinKind;
 use crate::plan::{star_of, Plan};
 use crate::star::Star;
 use crate::value::{Row, Value};
+use smallvec::SmallVec;
 
 /// A source or view to run, as the SQL front end declared it.
 #[derive(Debug, Clone)]
@@ -83,13 +84,6 @@ impl ViewRows {
         self.len() == 0
     }
 
-    fn key_of(&self, row: &Row) -> Row {
-        match &self.key {
-            Some(key) => key.iter().map(|&c| row[c].clone()).collect(),
-            None => row.clone(),
-        }
-    }
-
     /// Applies the view's changes of one batch; returns one change per key
     /// that changed: `(key, before, after)`.
     fn apply(&mut self, delta: Delta) -> Vec<RowChange> {
@@ -99,9 +93,10 @@ impl ViewRows {
         }
         // Grouped by key first, and the few changes of each key added up
         // there: cheaper than hashing every (wide) row to consolidate.
-        let mut by_key: AHashMap<Row, Vec<(Row, isize)>> = AHashMap::with_capacity(delta.len() / 2);
+        let columns = self.key.as_deref().unwrap_or_default();
+        let mut by_key: KeyMap<SmallVec<[(Row, isize); 2]>> = KeyMap::with_capacity_and_hasher(delta.len() / 2, Default::default());
         for (row, d) in delta {
-            let changes = by_key.entry(self.key_of(&row)).or_default();
+            let changes = by_key.entry(Key::of(&row, columns)).or_default();
             match changes.iter_mut().find(|(r, _)| *r == row) {
                 Some((_, n)) => *n += d,
                 None => changes.push((row, d)),
@@ -114,9 +109,9 @@ impl ViewRows {
             }
             // What is left with a positive count is the key's row now.
             let after = rows.into_iter().find(|(_, n)| *n > 0).map(|(row, _)| row);
-            let before = replace_row(&mut self.rows, &key, after.as_ref());
+            let before = replace_row(&mut self.rows, key.as_slice(), after.as_ref());
             if before != after {
-                changes.push(RowChange { key, before, after });
+                changes.push(RowChange { key: key.as_slice().to_vec(), before, after });
             }
         }
         changes.sort_unstable_by(|a, b| a.key.cmp(&b.key));

@@ -20,16 +20,28 @@ use crate::value::{sql_cmp, sql_exact, Row, Value};
 
 pub type Delta = Vec<(Row, isize)>;
 
-/// Adds up the changes of equal rows and drops those that cancel.
+/// Adds up the changes of equal rows and drops those that cancel; rows keep
+/// the order of their first change (an update's old row stays just before
+/// its new one, which the star join's look-ups and slots make use of).
 pub fn consolidate(delta: Delta) -> Delta {
     if delta.len() <= 1 {
         return delta.into_iter().filter(|(_, d)| *d != 0).collect();
     }
-    let mut sum: AHashMap<Row, isize> = AHashMap::with_capacity(delta.len());
+    let hasher = ahash::RandomState::new();
+    let mut first: hashbrown::HashTable<usize> = hashbrown::HashTable::with_capacity(delta.len());
+    let mut out: Delta = Vec::with_capacity(delta.len());
     for (row, d) in delta {
-        *sum.entry(row).or_default() += d;
+        let hash = hasher.hash_one(&row);
+        match first.find(hash, |&i| out[i].0 == row) {
+            Some(&i) => out[i].1 += d,
+            None => {
+                first.insert_unique(hash, out.len(), |&i| hasher.hash_one(&out[i].0));
+                out.push((row, d));
+            }
+        }
     }
-    sum.into_iter().filter(|(_, d)| *d != 0).collect()
+    out.retain(|(_, d)| *d != 0);
+    out
 }
 
 pub fn filter(input: &Delta, predicate: &Expr) -> Delta {
@@ -149,11 +161,20 @@ fn padded(l: &[Value], width: usize) -> Row {
 }
 
 /// Adds `d` to the count of `row` in an ordered multiset; at zero it goes.
-fn count_in_order<K: Ord + Clone>(rows: &mut BTreeMap<K, isize>, row: &K, d: isize) {
-    let n = rows.entry(row.clone()).or_default();
-    *n += d;
-    if *n == 0 {
-        rows.remove(row);
+fn count_in_order<K: Ord>(rows: &mut BTreeMap<K, isize>, row: K, d: isize) {
+    use std::collections::btree_map::Entry;
+    match rows.entry(row) {
+        Entry::Vacant(entry) => {
+            if d != 0 {
+                entry.insert(d);
+            }
+        }
+        Entry::Occupied(mut entry) => {
+            *entry.get_mut() += d;
+            if *entry.get() == 0 {
+                entry.remove();
+            }
+        }
     }
 }
 
@@ -319,10 +340,10 @@ impl Accumulator {
                 *sum += arg.map_or(0.0, |v| crate::eval::as_double(v).unwrap_or(f64::NAN)) * d as f64;
                 *values += d as i64;
             }
-            Accumulator::Values(values) => count_in_order(values, &SqlOrdered(arg.cloned().unwrap_or(Value::Null)), d),
+            Accumulator::Values(values) => count_in_order(values, SqlOrdered(arg.cloned().unwrap_or(Value::Null)), d),
             Accumulator::Ordered(values) => {
                 let keys = a.order_by.iter().map(|&(c, desc)| SortKey { value: row[c].clone(), desc }).collect();
-                count_in_order(values, &(keys, arg.cloned().unwrap_or(Value::Null)), d);
+                count_in_order(values, (keys, arg.cloned().unwrap_or(Value::Null)), d);
             }
         }
     }
@@ -490,11 +511,16 @@ impl Ranked {
 
     pub fn step(&mut self, input: &Delta) -> Delta {
         let mut dirty = KeySet::default();
+        let mut key_buf = Row::new();
         for (row, d) in input {
-            let key = Key::of(row, &self.partition_by);
+            key_buf.clear();
+            key_buf.extend(self.partition_by.iter().map(|&c| row[c].clone()));
+            let key = &key_buf[..];
             let sort: Vec<SortKey> = self.order_by.iter().map(|&(c, desc)| SortKey { value: row[c].clone(), desc }).collect();
-            count_in_order(&mut self.partitions.entry(key.clone()).or_default().rows, &(sort, row.clone()), *d);
-            dirty.insert(key);
+            count_in_order(&mut self.partitions.entry_ref(key).or_default().rows, (sort, row.clone()), *d);
+            if !dirty.contains(key) {
+                dirty.insert(Key::from_slice(key));
+            }
         }
         let mut out = Vec::new();
         for key in dirty {
@@ -521,7 +547,14 @@ impl Ranked {
                 self.partitions.remove(key.as_slice());
             }
         }
-        consolidate(out)
+        // Each partition gives at most its old first row and its new one,
+        // which differ, and partitions differ in their key columns: only
+        // numbered rows can cancel (a row that keeps its number).
+        if self.number {
+            consolidate(out)
+        } else {
+            out
+        }
     }
 }
 

@@ -16,6 +16,7 @@
 
 use ahash::AHashMap;
 use hashbrown::HashTable;
+use smallvec::SmallVec;
 
 use crate::eval::{eval, Parts};
 use crate::expr::Expr;
@@ -36,13 +37,6 @@ struct Dim {
     referrers: KeyMap<Vec<u32>>,
 }
 
-/// Scratch space reused across the output rows of a step: a composite
-/// join key.
-#[derive(Default)]
-struct Buffers {
-    key: Row,
-}
-
 /// A row a join input contributes to an output row: one of its rows, or
 /// the NULLs a LEFT JOIN pads with.
 type Part<'a> = (Option<&'a Row>, isize);
@@ -57,6 +51,11 @@ impl Dim {
         buf.clear();
         buf.extend(self.root_on.iter().map(|&c| root[c].clone()));
         (!buf.iter().any(Value::is_null)).then_some(&buf[..])
+    }
+
+    /// Whether two root rows look this input up by the same key.
+    fn same_key(&self, a: &[Value], b: &[Value]) -> bool {
+        self.root_on.iter().all(|&c| a[c] == b[c])
     }
 
     fn key_of_row(&self, row: &Row) -> Option<Key> {
@@ -86,33 +85,34 @@ impl Roots {
         self.by_row.find(hash, |&s| self.slots[s as usize].0 == *row).copied()
     }
 
-    /// The slot of `row`, and whether it was just made.
-    fn slot(&mut self, row: &Row) -> (u32, bool) {
-        if let Some(slot) = self.find(row) {
-            return (slot, false);
-        }
+    /// Stores a row that has no slot yet, counted `n` times.
+    fn insert(&mut self, row: &Row, n: isize) -> u32 {
         let slot = match self.free.pop() {
             Some(slot) => {
-                self.slots[slot as usize] = (row.clone(), 0);
+                self.slots[slot as usize] = (row.clone(), n);
                 slot
             }
             None => {
-                self.slots.push((row.clone(), 0));
+                self.slots.push((row.clone(), n));
                 (self.slots.len() - 1) as u32
             }
         };
-        let (slots, hasher) = (&self.slots, &self.hasher);
-        self.by_row.insert_unique(hasher.hash_one(row), slot, |&s| hasher.hash_one(&slots[s as usize].0));
-        (slot, true)
+        self.link(slot);
+        slot
     }
 
-    fn release(&mut self, slot: u32) {
+    /// Makes a slot's row findable.
+    fn link(&mut self, slot: u32) {
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.by_row.insert_unique(hasher.hash_one(&slots[slot as usize].0), slot, |&s| hasher.hash_one(&slots[s as usize].0));
+    }
+
+    /// Makes a slot's row no longer findable (the slot keeps it).
+    fn unlink(&mut self, slot: u32) {
         let hash = self.hasher.hash_one(&self.slots[slot as usize].0);
         if let Ok(entry) = self.by_row.find_entry(hash, |&s| s == slot) {
             entry.remove();
         }
-        self.slots[slot as usize] = (Vec::new(), 0);
-        self.free.push(slot);
     }
 }
 
@@ -163,9 +163,11 @@ impl Star {
                 self.apply_dim(i, delta, &mut out);
             }
         }
-        let mut bufs = Buffers::default();
+        // An update arrives as its old row and its new one, one after the
+        // other: they mostly look the inputs up by the same keys.
+        let mut memo = Memo::new(self.dims.len());
         for (row, d) in root {
-            self.product(row, *d, None, &mut bufs, &mut out);
+            self.product(row, *d, None, &mut memo, &mut out);
         }
         self.apply_root(root);
         out
@@ -179,15 +181,15 @@ impl Star {
                 by_key.entry(key).or_default().push((row, *d));
             }
         }
-        let mut bufs = Buffers::default();
         for (key, changes) in by_key {
             let dim = &mut self.dims[i];
             let had = dim.rows.contains_key(&key);
             for (row, d) in &changes {
                 add(&mut dim.rows, &key, row, *d);
             }
-            let Some(referrers) = dim.referrers.get(&key) else { continue };
             let has = dim.rows.contains_key(&key);
+            let dim = &self.dims[i];
+            let Some(referrers) = dim.referrers.get(&key) else { continue };
             // What the input contributes to each referring root row changes
             // by its changed rows; under a LEFT JOIN, the NULL padding goes
             // when the key gets rows and comes back when it loses them.
@@ -195,38 +197,60 @@ impl Star {
             if dim.kind == JoinKind::Left && had != has {
                 parts.push((None, if has { -1 } else { 1 }));
             }
-            let referrers = referrers.clone();
-            for slot in referrers {
+            // The root rows of one key often share the other inputs' keys
+            // too (a user's orders, for the user's address).
+            let mut memo = Memo::new(self.dims.len());
+            for &slot in referrers {
                 let (row, n) = &self.roots.slots[slot as usize];
-                self.product(row, *n, Some((i, &parts)), &mut bufs, out);
+                self.product(row, *n, Some((i, &parts)), &mut memo, out);
             }
         }
     }
 
     /// Adds to `out` the output rows of `root` (counted `n` times), with
     /// every input as its state has it, except input `i` of `special`,
-    /// which contributes the given parts.
-    fn product(&self, root: &Row, n: isize, special: Option<(usize, &[Part])>, bufs: &mut Buffers, out: &mut Delta) {
-        let mut parts: Vec<&[Value]> = Vec::with_capacity(self.dims.len() + 1);
+    /// which contributes the given parts. Each input is looked up once (or
+    /// not at all, when `memo`'s previous root row had the same key).
+    fn product<'a>(&'a self, root: &'a Row, n: isize, special: Option<(usize, &'a [Part<'a>])>, memo: &mut Memo<'a>, out: &mut Delta) {
+        let mut found: SmallVec<[Found<'a>; 8]> = SmallVec::new();
+        let previous = memo.root.replace(root);
+        for (j, dim) in self.dims.iter().enumerate() {
+            if let Some((i, changed)) = special {
+                if i == j {
+                    found.push(Found::Parts(changed, &self.nulls[..dim.width]));
+                    continue;
+                }
+            }
+            let rows = match (previous, memo.found[j]) {
+                (Some(previous), Some(rows)) if dim.same_key(previous, root) => rows,
+                _ => {
+                    let rows = dim.key_of_root(root, &mut memo.key).and_then(|key| dim.rows.get(key));
+                    memo.found[j] = Some(rows);
+                    rows
+                }
+            };
+            found.push(match rows {
+                Some(rows) => Found::Rows(rows),
+                None if dim.kind == JoinKind::Left => Found::Pad(&self.nulls[..dim.width]),
+                // An inner join without a match: no output row. The inputs
+                // after this one are not looked up, so forget what the memo
+                // has of them.
+                None => {
+                    memo.found[j + 1..].iter_mut().for_each(|f| *f = None);
+                    return;
+                }
+            });
+        }
+        let mut parts: SmallVec<[&'a [Value]; 8]> = SmallVec::new();
         parts.push(root);
-        self.extend(0, root, n, special, &mut parts, &mut bufs.key, out);
+        self.emit(&found, n, &mut parts, out);
     }
 
-    /// Adds input `j`'s matches to the joined row in `parts` (each input's
-    /// row side by side, none copied), and the inputs after it, down to the
-    /// output rows.
-    #[allow(clippy::too_many_arguments)]
-    fn extend<'a>(
-        &'a self,
-        j: usize,
-        root: &Row,
-        n: isize,
-        special: Option<(usize, &[Part<'a>])>,
-        parts: &mut Vec<&'a [Value]>,
-        buf: &mut Row,
-        out: &mut Delta,
-    ) {
-        let Some(dim) = self.dims.get(j) else {
+    /// The output rows of the joined row in `parts` (each input's row side
+    /// by side, none copied) with every combination of the rows `found`
+    /// for the inputs after it.
+    fn emit<'a>(&self, found: &[Found<'a>], n: isize, parts: &mut SmallVec<[&'a [Value]; 8]>, out: &mut Delta) {
+        let Some((first, rest)) = found.split_first() else {
             let row = match &self.project {
                 Some(exprs) => {
                     let joined = Parts(parts);
@@ -241,67 +265,132 @@ impl Star {
             out.push((row, n));
             return;
         };
-        let nulls = &self.nulls[..dim.width];
-        let mut emit = |part: Option<&'a Row>, m: isize, parts: &mut Vec<&'a [Value]>, buf: &mut Row| {
-            parts.push(part.map_or(nulls, |r| &r[..]));
-            self.extend(j + 1, root, n * m, special, parts, buf, out);
+        let mut with = |part: &'a [Value], m: isize, parts: &mut SmallVec<[&'a [Value]; 8]>| {
+            parts.push(part);
+            self.emit(rest, n * m, parts, out);
             parts.pop();
         };
-        if let Some((i, changed)) = special {
-            if i == j {
-                for &(part, m) in changed {
-                    emit(part, m, parts, buf);
-                }
-                return;
-            }
+        match *first {
+            Found::Rows(rows) => rows.iter().for_each(|(r, m)| with(r, *m, parts)),
+            Found::Pad(nulls) => with(nulls, 1, parts),
+            Found::Parts(changed, nulls) => changed.iter().for_each(|&(part, m)| with(part.map_or(nulls, |r| &r[..]), m, parts)),
         }
-        let mut key_buf = std::mem::take(buf);
-        let rows = dim.key_of_root(root, &mut key_buf).and_then(|key| dim.rows.get(key));
-        match rows {
-            Some(rows) => {
-                for (r, m) in rows.iter() {
-                    emit(Some(r), *m, parts, buf);
-                }
-            }
-            None if dim.kind == JoinKind::Left => emit(None, 1, parts, buf),
-            None => {}
-        }
-        *buf = key_buf;
     }
 
     /// Takes the root's changes into its slots and into each input's
-    /// referrers.
+    /// referrers. An update (a row that goes, then a new one) keeps its
+    /// slot, so the referrers change only for the keys that changed.
     fn apply_root(&mut self, root: &Delta) {
         let mut buf = Row::new();
+        // A slot whose row just went, kept for the next new row.
+        let mut vacated: Option<u32> = None;
         for (row, d) in root {
-            let (slot, new) = self.roots.slot(row);
-            if new {
-                for dim in &mut self.dims {
-                    if let Some(key) = dim.key_of_root(row, &mut buf) {
-                        match dim.referrers.get_mut(key) {
-                            Some(slots) => slots.push(slot),
-                            None => {
-                                dim.referrers.insert(Key::from_slice(key), vec![slot]);
-                            }
+            if *d == 0 {
+                continue;
+            }
+            match self.roots.find(row) {
+                Some(slot) => {
+                    let n = &mut self.roots.slots[slot as usize].1;
+                    *n += d;
+                    if *n == 0 {
+                        self.roots.unlink(slot);
+                        if let Some(earlier) = vacated.replace(slot) {
+                            self.vacate(earlier, &mut buf);
                         }
                     }
                 }
-            }
-            let n = &mut self.roots.slots[slot as usize].1;
-            *n += d;
-            if *n == 0 {
-                for dim in &mut self.dims {
-                    if let Some(key) = dim.key_of_root(row, &mut buf) {
-                        if let Some(slots) = dim.referrers.get_mut(key) {
-                            slots.retain(|&s| s != slot);
-                            if slots.is_empty() {
-                                dim.referrers.remove(key);
+                None => match vacated.take() {
+                    Some(slot) => self.reuse(slot, row, *d, &mut buf),
+                    None => {
+                        let slot = self.roots.insert(row, *d);
+                        for dim in &mut self.dims {
+                            if let Some(key) = dim.key_of_root(row, &mut buf) {
+                                refer(&mut dim.referrers, key, slot);
                             }
                         }
                     }
-                }
-                self.roots.release(slot);
+                },
             }
+        }
+        if let Some(slot) = vacated {
+            self.vacate(slot, &mut buf);
+        }
+    }
+
+    /// Puts `row` into a slot whose row went in this step, and moves the
+    /// slot between referrers where the two rows' keys differ.
+    fn reuse(&mut self, slot: u32, row: &Row, d: isize, buf: &mut Row) {
+        let old = std::mem::replace(&mut self.roots.slots[slot as usize], (row.clone(), d)).0;
+        self.roots.link(slot);
+        for dim in &mut self.dims {
+            if dim.same_key(&old, row) {
+                continue;
+            }
+            if let Some(key) = dim.key_of_root(&old, buf) {
+                unrefer(&mut dim.referrers, key, slot);
+            }
+            if let Some(key) = dim.key_of_root(row, buf) {
+                refer(&mut dim.referrers, key, slot);
+            }
+        }
+    }
+
+    /// Frees a slot whose row went (and is already unlinked from the rows'
+    /// table): no input's key refers to it any more.
+    fn vacate(&mut self, slot: u32, buf: &mut Row) {
+        let row = std::mem::take(&mut self.roots.slots[slot as usize].0);
+        for dim in &mut self.dims {
+            if let Some(key) = dim.key_of_root(&row, buf) {
+                unrefer(&mut dim.referrers, key, slot);
+            }
+        }
+        self.roots.free.push(slot);
+    }
+}
+
+/// What one input contributes to the output rows of one root row.
+#[derive(Clone, Copy)]
+enum Found<'a> {
+    /// The rows of the root row's key.
+    Rows(&'a KeyRows),
+    /// No row: a LEFT JOIN pads with these NULLs.
+    Pad(&'a [Value]),
+    /// The changed rows of the input whose changes are being applied, and
+    /// the NULLs it pads with.
+    Parts(&'a [Part<'a>], &'a [Value]),
+}
+
+/// The look-ups of the previous root row, by input: reused for the next
+/// root row when it has the same key.
+struct Memo<'a> {
+    root: Option<&'a Row>,
+    found: Vec<Option<Option<&'a KeyRows>>>,
+    /// Scratch space for a composite key.
+    key: Row,
+}
+
+impl Memo<'_> {
+    fn new(dims: usize) -> Self {
+        Memo { root: None, found: vec![None; dims], key: Row::new() }
+    }
+}
+
+fn refer(referrers: &mut KeyMap<Vec<u32>>, key: &[Value], slot: u32) {
+    match referrers.get_mut(key) {
+        Some(slots) => slots.push(slot),
+        None => {
+            referrers.insert(Key::from_slice(key), vec![slot]);
+        }
+    }
+}
+
+fn unrefer(referrers: &mut KeyMap<Vec<u32>>, key: &[Value], slot: u32) {
+    if let Some(slots) = referrers.get_mut(key) {
+        if let Some(at) = slots.iter().position(|&s| s == slot) {
+            slots.swap_remove(at);
+        }
+        if slots.is_empty() {
+            referrers.remove(key);
         }
     }
 }
@@ -361,12 +450,24 @@ mod tests {
             seed % m
         };
         let mut live: [Vec<Row>; 4] = Default::default();
-        for _ in 0..300 {
+        for _ in 0..600 {
             let mut deltas: [Delta; 4] = Default::default();
             for _ in 0..1 + next(6) {
                 let input = next(4) as usize;
                 let remove = !live[input].is_empty() && next(3) == 0;
-                if remove {
+                let update = !live[input].is_empty() && next(3) == 0;
+                if update {
+                    // An update: the old row, then the new one (one column
+                    // changed, a join key or not), as a source emits it.
+                    let at = next(live[input].len() as u64) as usize;
+                    let old = live[input][at].clone();
+                    let mut new = old.clone();
+                    let column = next(new.len() as u64) as usize;
+                    new[column] = if next(4) == 0 { Value::Null } else { int(next(5) as i64) };
+                    live[input][at] = new.clone();
+                    deltas[input].push((old, -1));
+                    deltas[input].push((new, 1));
+                } else if remove {
                     let at = next(live[input].len() as u64) as usize;
                     let row = live[input].swap_remove(at);
                     deltas[input].push((row, -1));
