@@ -55,10 +55,13 @@ pub fn map(input: &Delta, exprs: &[Expr]) -> Delta {
     input.iter().map(|(row, d)| (exprs.iter().map(|e| eval(e, row)).collect(), *d)).collect()
 }
 
-fn key_of(row: &[Value], columns: &[usize]) -> Option<Row> {
-    let key: Row = columns.iter().map(|&c| row[c].clone()).collect();
-    // NULL equals nothing in a join condition.
-    (!key.iter().any(Value::is_null)).then_some(key)
+/// The join key of `row` on `columns`; `None` when one of them is NULL
+/// (NULL equals nothing in a join condition).
+pub(crate) fn join_key(row: &[Value], columns: &[usize]) -> Option<Key> {
+    if columns.iter().any(|&c| row[c].is_null()) {
+        return None;
+    }
+    Some(Key::of(row, columns))
 }
 
 /// The rows of one join key, with their counts. Few rows share a key in
@@ -142,8 +145,8 @@ pub struct Join {
     left_on: Vec<usize>,
     right_on: Vec<usize>,
     right_width: usize,
-    left: AHashMap<Row, KeyRows>,
-    right: AHashMap<Row, KeyRows>,
+    left: KeyMap<KeyRows>,
+    right: KeyMap<KeyRows>,
 }
 
 fn joined(l: &[Value], r: &[Value]) -> Row {
@@ -178,17 +181,18 @@ fn count_in_order<K: Ord>(rows: &mut BTreeMap<K, isize>, row: K, d: isize) {
     }
 }
 
-fn add(index: &mut AHashMap<Row, KeyRows>, key: Row, row: &Row, d: isize) {
-    use std::collections::hash_map::Entry;
-    match index.entry(key) {
-        Entry::Occupied(mut entry) => {
-            entry.get_mut().add(row, d);
-            if entry.get().is_empty() {
-                entry.remove();
+/// Adds `d` copies of `row` to the rows of `key` in a join index; a key
+/// left without rows goes.
+pub(crate) fn add(index: &mut KeyMap<KeyRows>, key: &Key, row: &Row, d: isize) {
+    match index.get_mut(key) {
+        Some(rows) => {
+            rows.add(row, d);
+            if rows.is_empty() {
+                index.remove(key);
             }
         }
-        Entry::Vacant(entry) => {
-            entry.insert(KeyRows::one(row, d));
+        None => {
+            index.insert(key.clone(), KeyRows::one(row, d));
         }
     }
 }
@@ -200,8 +204,8 @@ impl Join {
             left_on: on.iter().map(|(l, _)| *l).collect(),
             right_on: on.iter().map(|(_, r)| *r).collect(),
             right_width,
-            left: AHashMap::new(),
-            right: AHashMap::new(),
+            left: KeyMap::default(),
+            right: KeyMap::default(),
         }
     }
 
@@ -212,14 +216,14 @@ impl Join {
         let mut out = Vec::new();
         let left_join = self.kind == JoinKind::Left;
         for (l, d) in left {
-            match key_of(l, &self.left_on) {
+            match join_key(l, &self.left_on) {
                 Some(key) => {
                     match self.right.get(&key) {
                         Some(rights) => out.extend(rights.iter().map(|(r, n)| (joined(l, r), d * n))),
                         None if left_join => out.push((padded(l, self.right_width), *d)),
                         None => {}
                     }
-                    add(&mut self.left, key, l, *d);
+                    add(&mut self.left, &key, l, *d);
                 }
                 None if left_join => out.push((padded(l, self.right_width), *d)),
                 None => {}
@@ -227,9 +231,9 @@ impl Join {
         }
         // Right changes by key, so that a key's move between "no right rows"
         // and "some" is seen once.
-        let mut by_key: AHashMap<Row, Vec<(&Row, isize)>> = AHashMap::new();
+        let mut by_key: AHashMap<Key, Vec<(&Row, isize)>> = AHashMap::new();
         for (r, d) in right {
-            if let Some(key) = key_of(r, &self.right_on) {
+            if let Some(key) = join_key(r, &self.right_on) {
                 by_key.entry(key).or_default().push((r, *d));
             }
         }
@@ -241,7 +245,7 @@ impl Join {
                 }
             }
             for (r, d) in changes {
-                add(&mut self.right, key.clone(), r, d);
+                add(&mut self.right, &key, r, d);
             }
             let has = self.right.contains_key(&key);
             if left_join && had != has {

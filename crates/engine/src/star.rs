@@ -21,7 +21,7 @@ use smallvec::SmallVec;
 use crate::eval::{eval, Parts};
 use crate::expr::Expr;
 use crate::key::{Key, KeyMap};
-use crate::ops::{Delta, KeyRows};
+use crate::ops::{add, join_key, Delta, KeyRows};
 use crate::plan::JoinKind;
 use crate::value::{Row, Value};
 
@@ -59,13 +59,7 @@ impl Dim {
     }
 
     fn key_of_row(&self, row: &Row) -> Option<Key> {
-        if self.dim_on.iter().any(|&c| row[c].is_null()) {
-            return None;
-        }
-        Some(match self.dim_on[..] {
-            [c] => Key::One(row[c].clone()),
-            _ => Key::Many(self.dim_on.iter().map(|&c| row[c].clone()).collect()),
-        })
+        join_key(row, &self.dim_on)
     }
 }
 
@@ -391,20 +385,6 @@ fn unrefer(referrers: &mut KeyMap<Vec<u32>>, key: &[Value], slot: u32) {
         }
         if slots.is_empty() {
             referrers.remove(key);
-        }
-    }
-}
-
-fn add(index: &mut KeyMap<KeyRows>, key: &Key, row: &Row, d: isize) {
-    match index.get_mut(key) {
-        Some(rows) => {
-            rows.add(row, d);
-            if rows.is_empty() {
-                index.remove(key);
-            }
-        }
-        None => {
-            index.insert(key.clone(), KeyRows::one(row, d));
         }
     }
 }
