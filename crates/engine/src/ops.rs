@@ -385,7 +385,11 @@ impl Accumulator {
                     return Value::Null;
                 }
                 let separator = a.separator.as_deref().unwrap_or("");
-                let mut out = String::new();
+                // Sized once: a busy group's text is long, and growing it
+                // step by step copied it over and over.
+                let length: usize =
+                    values.iter().map(|((_, v), n)| *n as usize * (separator.len() + if let Value::Text(t) = v { t.len() } else { 24 })).sum();
+                let mut out = String::with_capacity(length);
                 let mut first = true;
                 for ((_, v), n) in values {
                     for _ in 0..*n {
@@ -434,7 +438,7 @@ impl Reduce {
                 row.extend(group.accumulators.iter().zip(&self.aggregates).map(|(acc, a)| acc.value(a)));
                 row
             });
-            if new != group.output {
+            if !same_row(new.as_deref(), group.output.as_deref()) {
                 if let Some(old) = group.output.take() {
                     out.push((old, -1));
                 }
@@ -448,6 +452,17 @@ impl Reduce {
             }
         }
         out
+    }
+}
+
+/// Whether a group's output row stays: compared from the last column, as
+/// counts and sums change more often than a long aggregated text, whose
+/// comparison would read through its common prefix first.
+fn same_row(a: Option<&[Value]>, b: Option<&[Value]>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.len() == b.len() && a.iter().rev().zip(b.iter().rev()).all(|(x, y)| x == y),
+        (None, None) => true,
+        _ => false,
     }
 }
 
