@@ -387,8 +387,10 @@ impl Accumulator {
                 let separator = a.separator.as_deref().unwrap_or("");
                 // Sized once: a busy group's text is long, and growing it
                 // step by step copied it over and over.
-                let length: usize =
-                    values.iter().map(|((_, v), n)| *n as usize * (separator.len() + if let Value::Text(t) = v { t.len() } else { 24 })).sum();
+                let length: usize = values
+                    .iter()
+                    .map(|((_, v), n)| (*n).max(0) as usize * (separator.len() + if let Value::Text(t) = v { t.len() } else { 24 }))
+                    .sum();
                 let mut out = String::with_capacity(length);
                 let mut first = true;
                 for ((_, v), n) in values {
