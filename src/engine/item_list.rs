@@ -8,8 +8,8 @@
 use rust_decimal::Decimal;
 use smallvec::SmallVec;
 
-use super::idmap::{prefetch_bytes, prefetch_text};
 use crate::change::Text;
+use cdcview_engine::idmap::{prefetch_bytes, prefetch_text};
 
 const SEPARATOR: &str = " | ";
 

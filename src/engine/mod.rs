@@ -11,15 +11,14 @@
 //! The engine knows nothing of Kafka, HTTP or databases.
 
 mod dedup;
-mod idmap;
 mod item_list;
 mod order_details;
 pub mod shop_rows;
 
 use std::sync::Arc;
 
+pub use cdcview_engine::idmap::IdMap;
 pub use dedup::Deduplicator;
-pub use idmap::IdMap;
 pub use order_details::{format_address, item_line, sql_exact, EngineState, OrderDetails, OrderDetailsView};
 
 use crate::change::Change;

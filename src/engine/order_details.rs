@@ -32,10 +32,10 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
 use smallvec::SmallVec;
 
-use super::idmap::{prefetch, prefetch_text};
 use super::item_list::ItemList;
 use super::{Deduplicator, IdMap, IncrementalView, ViewDelta};
 use crate::change::{micros, Address, Change, Item, Order, RowChange, StatusEvent, TableChange, Text, Timestamp, User};
+use cdcview_engine::idmap::{prefetch, prefetch_text};
 
 /// A row of `order_details_mv`. Money is an exact decimal string, times are RFC 3339.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]

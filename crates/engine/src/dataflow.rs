@@ -4,13 +4,13 @@
 use ahash::AHashMap;
 
 use crate::expr::Expr;
-use crate::key::{replace_row, Key, KeyMap};
+use crate::key::{replace_row, Key, KeyIndex, KeyMap};
 use crate::ops::{self, consolidate, Delta, Distinct, Join, Ranked, Reduce};
 #[cfg(test)]
 use crate::plan::JoinKind;
 use crate::plan::{star_of, Plan};
 use crate::star::Star;
-use crate::value::{Row, Value};
+use crate::value::Row;
 use smallvec::SmallVec;
 
 /// A source or view to run, as the SQL front end declared it.
@@ -50,7 +50,7 @@ struct SourceState {
     /// Whether a compiled view reads it: the rows of a source no view reads
     /// are not kept.
     read: bool,
-    rows: KeyMap<Row>,
+    rows: KeyIndex<Row>,
 }
 
 /// A materialized view's rows by key.
@@ -60,7 +60,7 @@ pub struct ViewRows {
     /// Key columns; `None`: the whole row is its own key, and equal rows
     /// are counted.
     pub key: Option<Vec<usize>>,
-    rows: KeyMap<Row>,
+    rows: KeyIndex<Row>,
     counts: AHashMap<Row, isize>,
 }
 
@@ -182,7 +182,7 @@ impl Dataflow {
                     key: relation.key.clone().unwrap_or_default(),
                     node,
                     read: false,
-                    rows: KeyMap::default(),
+                    rows: KeyIndex::default(),
                 });
                 flow.roots.insert(relation.name.clone(), node);
             }
@@ -195,7 +195,7 @@ impl Dataflow {
                     name: relation.name.clone(),
                     node,
                     key: relation.key.clone(),
-                    rows: KeyMap::default(),
+                    rows: KeyIndex::default(),
                     counts: AHashMap::new(),
                 });
             }
@@ -287,8 +287,8 @@ impl Dataflow {
     }
 
     /// A source's rows by key, as the last changes left them.
-    pub fn source_rows(&self, source: usize) -> impl Iterator<Item = (&[Value], &Row)> {
-        self.sources[source].rows.iter().map(|(key, row)| (key.as_slice(), row))
+    pub fn source_rows(&self, source: usize) -> impl Iterator<Item = (Key, &Row)> {
+        self.sources[source].rows.iter()
     }
 
     pub fn views(&self) -> &[ViewRows] {
@@ -380,7 +380,7 @@ impl Dataflow {
             }
         }
         self.run_nodes(first, &mut outputs);
-        let mut view = ViewRows { name: name.to_string(), node, key: spec.key.clone(), rows: KeyMap::default(), counts: AHashMap::new() };
+        let mut view = ViewRows { name: name.to_string(), node, key: spec.key.clone(), rows: KeyIndex::default(), counts: AHashMap::new() };
         let rows = view.apply(std::mem::take(&mut outputs[node]));
         self.views.push(view);
         Ok(rows)

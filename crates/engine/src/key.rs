@@ -8,6 +8,7 @@
 
 use std::hash::{Hash, Hasher};
 
+use crate::idmap::IdMap;
 use crate::value::Value;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +41,13 @@ impl Key {
     }
 }
 
+/// Written as the sequence of its values, as a slice of them is.
+impl serde::Serialize for Key {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.as_slice().serialize(serializer)
+    }
+}
+
 impl From<&[Value]> for Key {
     fn from(values: &[Value]) -> Key {
         Key::from_slice(values)
@@ -65,13 +73,101 @@ pub type KeyMap<V> = hashbrown::HashMap<Key, V, ahash::RandomState>;
 /// Makes `row` the row of `key` (`None`: removes the key's row) and
 /// returns the row it had. A key that stays finds its slot without a new
 /// key being made.
-pub fn replace_row(rows: &mut KeyMap<Vec<Value>>, key: &[Value], row: Option<&Vec<Value>>) -> Option<Vec<Value>> {
+pub fn replace_row(rows: &mut KeyIndex<Vec<Value>>, key: &[Value], row: Option<&Vec<Value>>) -> Option<Vec<Value>> {
     match row {
-        Some(row) => match rows.get_mut(key) {
-            Some(stored) => Some(std::mem::replace(stored, row.clone())),
-            None => rows.insert(Key::from_slice(key), row.clone()),
-        },
+        Some(row) => rows.insert(key, row.clone()),
         None => rows.remove(key),
+    }
+}
+
+/// An index by key for the engine's state: keys of one integer (ids, as
+/// most primary and join keys are) in an [`IdMap`], a plain vector where
+/// they are packed, so that a look-up is one slot instead of a hash probe's
+/// control bytes and then its bucket; every other key in a hash map.
+pub struct KeyIndex<V> {
+    ints: IdMap<V>,
+    others: KeyMap<V>,
+}
+
+impl<V> Default for KeyIndex<V> {
+    fn default() -> Self {
+        KeyIndex { ints: IdMap::default(), others: KeyMap::default() }
+    }
+}
+
+/// The integer of a key of one integer column.
+#[inline]
+fn one_int(key: &[Value]) -> Option<i64> {
+    match key {
+        [Value::Int(i)] => Some(*i),
+        _ => None,
+    }
+}
+
+impl<V> KeyIndex<V> {
+    pub fn len(&self) -> usize {
+        self.ints.len() + self.others.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[inline]
+    pub fn get(&self, key: &[Value]) -> Option<&V> {
+        match one_int(key) {
+            Some(i) => self.ints.get(i),
+            None => self.others.get(key),
+        }
+    }
+
+    #[inline]
+    pub fn get_mut(&mut self, key: &[Value]) -> Option<&mut V> {
+        match one_int(key) {
+            Some(i) => self.ints.get_mut(i),
+            None => self.others.get_mut(key),
+        }
+    }
+
+    pub fn contains_key(&self, key: &[Value]) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Stores `value` under `key`, returning the value it replaced; the key
+    /// is copied only when it was not there.
+    pub fn insert(&mut self, key: &[Value], value: V) -> Option<V> {
+        match one_int(key) {
+            Some(i) => self.ints.insert(i, value),
+            None => match self.others.get_mut(key) {
+                Some(stored) => Some(std::mem::replace(stored, value)),
+                None => self.others.insert(Key::from_slice(key), value),
+            },
+        }
+    }
+
+    pub fn remove(&mut self, key: &[Value]) -> Option<V> {
+        match one_int(key) {
+            Some(i) => self.ints.remove(i),
+            None => self.others.remove(key),
+        }
+    }
+
+    /// The value under `key`, inserted with `make` first if there is none.
+    pub fn get_or_insert_with(&mut self, key: &[Value], make: impl FnOnce() -> V) -> &mut V {
+        match one_int(key) {
+            Some(i) => self.ints.get_or_insert_with(i, make),
+            None => self.others.entry_ref(key).or_insert_with(make),
+        }
+    }
+
+    /// Every key and value, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (Key, &V)> {
+        let ints = self.ints.iter().map(|(i, v)| (Key::One(Value::Int(i)), v));
+        ints.chain(self.others.iter().map(|(k, v)| (k.clone(), v)))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.ints.values().chain(self.others.values())
     }
 }
 
@@ -91,5 +187,39 @@ mod tests {
         assert_eq!(map.get(&[Value::Int(7), Value::text("a")][..]), Some(&2));
         assert_eq!(map.get(&[Value::Int(8)][..]), None);
         assert_eq!(map.get(&[Value::Int(7), Value::text("b")][..]), None);
+    }
+
+    /// Keys of one integer and any other keys side by side, against an
+    /// ordinary map: inserts, replacements, removals and iteration agree.
+    #[test]
+    fn a_key_index_behaves_as_a_map_for_any_keys() {
+        let mut index: KeyIndex<u32> = KeyIndex::default();
+        let mut model: std::collections::BTreeMap<Vec<Value>, u32> = Default::default();
+        let mut seed = 11u64;
+        let mut next = |m: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % m
+        };
+        for step in 0..20_000u32 {
+            let key: Vec<Value> = match next(5) {
+                0 => vec![Value::Int(-(next(50) as i64))],
+                1 => vec![Value::Int(next(1 << 40) as i64)],
+                2 => vec![Value::Int(next(10) as i64), Value::Int(next(3) as i64)],
+                3 => vec![Value::text(&format!("k{}", next(40)))],
+                _ => vec![Value::Int(next(3_000) as i64)],
+            };
+            match next(4) {
+                0 => assert_eq!(index.remove(&key), model.remove(&key), "step {step}"),
+                1 => assert_eq!(*index.get_or_insert_with(&key, || step), *model.entry(key.clone()).or_insert(step), "step {step}"),
+                _ => assert_eq!(index.insert(&key, step), model.insert(key.clone(), step), "step {step}"),
+            }
+            assert_eq!(index.get(&key), model.get(&key), "step {step}");
+            assert_eq!(index.len(), model.len());
+        }
+        let mut all: Vec<(Vec<Value>, u32)> = index.iter().map(|(k, v)| (k.as_slice().to_vec(), *v)).collect();
+        all.sort();
+        assert_eq!(all, model.into_iter().collect::<Vec<_>>());
     }
 }

@@ -18,6 +18,7 @@
 pub mod dataflow;
 pub mod eval;
 pub mod expr;
+pub mod idmap;
 pub mod key;
 pub mod ops;
 pub mod plan;

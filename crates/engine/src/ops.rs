@@ -11,8 +11,9 @@ use crate::expr::{AggFunc, Aggregate, Expr};
 use crate::plan::JoinKind;
 use crate::types::SqlType;
 use ahash::AHashMap;
+use smallvec::SmallVec;
 
-use crate::key::{Key, KeyMap, KeySet};
+use crate::key::{Key, KeyIndex, KeySet};
 use rust_decimal::Decimal;
 
 use crate::eval::eval;
@@ -66,10 +67,11 @@ pub(crate) fn join_key(row: &[Value], columns: &[usize]) -> Option<Key> {
 
 /// The rows of one join key, with their counts. Few rows share a key in
 /// most joins, so a list searched by row beats hashing every (wide) row;
-/// a key with many (a busy customer's orders) gets a hash map.
+/// a key with many (a busy customer's orders) gets a hash map. A key's
+/// only row sits in the index's own slot: no pointer to follow to it.
 pub(crate) enum KeyRows {
-    Few(Vec<(Row, isize)>),
-    Many(AHashMap<Row, isize>),
+    Few(SmallVec<[(Row, isize); 1]>),
+    Many(Box<AHashMap<Row, isize>>),
 }
 
 /// Rows a key holds in a list before they move to a hash map.
@@ -77,7 +79,7 @@ const FEW_ROWS: usize = 16;
 
 impl KeyRows {
     pub(crate) fn one(row: &Row, d: isize) -> Self {
-        KeyRows::Few(vec![(row.clone(), d)])
+        KeyRows::Few(smallvec::smallvec![(row.clone(), d)])
     }
 
     pub(crate) fn iter(&self) -> KeyRowsIter<'_> {
@@ -107,7 +109,7 @@ impl KeyRows {
                 None => {
                     let mut many: AHashMap<Row, isize> = rows.drain(..).collect();
                     many.insert(row.clone(), d);
-                    *self = KeyRows::Many(many);
+                    *self = KeyRows::Many(Box::new(many));
                 }
             },
             KeyRows::Many(rows) => {
@@ -145,8 +147,8 @@ pub struct Join {
     left_on: Vec<usize>,
     right_on: Vec<usize>,
     right_width: usize,
-    left: KeyMap<KeyRows>,
-    right: KeyMap<KeyRows>,
+    left: KeyIndex<KeyRows>,
+    right: KeyIndex<KeyRows>,
 }
 
 fn joined(l: &[Value], r: &[Value]) -> Row {
@@ -183,7 +185,7 @@ fn count_in_order<K: Ord>(rows: &mut BTreeMap<K, isize>, row: K, d: isize) {
 
 /// Adds `d` copies of `row` to the rows of `key` in a join index; a key
 /// left without rows goes.
-pub(crate) fn add(index: &mut KeyMap<KeyRows>, key: &Key, row: &Row, d: isize) {
+pub(crate) fn add(index: &mut KeyIndex<KeyRows>, key: &[Value], row: &Row, d: isize) {
     match index.get_mut(key) {
         Some(rows) => {
             rows.add(row, d);
@@ -192,7 +194,7 @@ pub(crate) fn add(index: &mut KeyMap<KeyRows>, key: &Key, row: &Row, d: isize) {
             }
         }
         None => {
-            index.insert(key.clone(), KeyRows::one(row, d));
+            index.insert(key, KeyRows::one(row, d));
         }
     }
 }
@@ -204,8 +206,8 @@ impl Join {
             left_on: on.iter().map(|(l, _)| *l).collect(),
             right_on: on.iter().map(|(_, r)| *r).collect(),
             right_width,
-            left: KeyMap::default(),
-            right: KeyMap::default(),
+            left: KeyIndex::default(),
+            right: KeyIndex::default(),
         }
     }
 
@@ -218,12 +220,12 @@ impl Join {
         for (l, d) in left {
             match join_key(l, &self.left_on) {
                 Some(key) => {
-                    match self.right.get(&key) {
+                    match self.right.get(key.as_slice()) {
                         Some(rights) => out.extend(rights.iter().map(|(r, n)| (joined(l, r), d * n))),
                         None if left_join => out.push((padded(l, self.right_width), *d)),
                         None => {}
                     }
-                    add(&mut self.left, &key, l, *d);
+                    add(&mut self.left, key.as_slice(), l, *d);
                 }
                 None if left_join => out.push((padded(l, self.right_width), *d)),
                 None => {}
@@ -238,18 +240,18 @@ impl Join {
             }
         }
         for (key, changes) in by_key {
-            let had = self.right.contains_key(&key);
-            if let Some(lefts) = self.left.get(&key) {
+            let had = self.right.contains_key(key.as_slice());
+            if let Some(lefts) = self.left.get(key.as_slice()) {
                 for (r, d) in &changes {
                     out.extend(lefts.iter().map(|(l, n)| (joined(l, r), d * n)));
                 }
             }
             for (r, d) in changes {
-                add(&mut self.right, &key, r, d);
+                add(&mut self.right, key.as_slice(), r, d);
             }
-            let has = self.right.contains_key(&key);
+            let has = self.right.contains_key(key.as_slice());
             if left_join && had != has {
-                if let Some(lefts) = self.left.get(&key) {
+                if let Some(lefts) = self.left.get(key.as_slice()) {
                     let sign = if has { -1 } else { 1 };
                     out.extend(lefts.iter().map(|(l, n)| (padded(l, self.right_width), sign * n)));
                 }
@@ -265,7 +267,7 @@ impl Join {
 pub struct Reduce {
     n_keys: usize,
     aggregates: Vec<Aggregate>,
-    groups: KeyMap<Group>,
+    groups: KeyIndex<Group>,
 }
 
 struct Group {
@@ -410,7 +412,7 @@ impl Accumulator {
 
 impl Reduce {
     pub fn new(n_keys: usize, aggregates: Vec<Aggregate>) -> Self {
-        Reduce { n_keys, aggregates, groups: KeyMap::default() }
+        Reduce { n_keys, aggregates, groups: KeyIndex::default() }
     }
 
     pub fn step(&mut self, input: &Delta) -> Delta {
@@ -418,7 +420,7 @@ impl Reduce {
         for (row, d) in input {
             let key = &row[..self.n_keys];
             let aggregates = &self.aggregates;
-            let group = self.groups.entry_ref(key).or_insert_with(|| Group {
+            let group = self.groups.get_or_insert_with(key, || Group {
                 rows: 0,
                 accumulators: aggregates.iter().map(Accumulator::new).collect(),
                 output: None,
@@ -516,7 +518,7 @@ pub struct Ranked {
     order_by: Vec<(usize, bool)>,
     /// Number every row (`ROW_NUMBER`) or keep the first (`TopOne`).
     number: bool,
-    partitions: KeyMap<Partition>,
+    partitions: KeyIndex<Partition>,
 }
 
 #[derive(Default)]
@@ -527,7 +529,7 @@ struct Partition {
 
 impl Ranked {
     pub fn new(partition_by: Vec<usize>, order_by: Vec<(usize, bool)>, number: bool) -> Self {
-        Ranked { partition_by, order_by, number, partitions: KeyMap::default() }
+        Ranked { partition_by, order_by, number, partitions: KeyIndex::default() }
     }
 
     pub fn step(&mut self, input: &Delta) -> Delta {
@@ -538,7 +540,7 @@ impl Ranked {
             key_buf.extend(self.partition_by.iter().map(|&c| row[c].clone()));
             let key = &key_buf[..];
             let sort: Vec<SortKey> = self.order_by.iter().map(|&(c, desc)| SortKey { value: row[c].clone(), desc }).collect();
-            count_in_order(&mut self.partitions.entry_ref(key).or_default().rows, (sort, row.clone()), *d);
+            count_in_order(&mut self.partitions.get_or_insert_with(key, Partition::default).rows, (sort, row.clone()), *d);
             if !dirty.contains(key) {
                 dirty.insert(Key::from_slice(key));
             }

@@ -20,7 +20,7 @@ use smallvec::SmallVec;
 
 use crate::eval::{eval, Parts};
 use crate::expr::Expr;
-use crate::key::{Key, KeyMap};
+use crate::key::{Key, KeyIndex};
 use crate::ops::{add, join_key, Delta, KeyRows};
 use crate::plan::JoinKind;
 use crate::value::{Row, Value};
@@ -33,9 +33,13 @@ struct Dim {
     root_on: Vec<usize>,
     dim_on: Vec<usize>,
     width: usize,
-    rows: KeyMap<KeyRows>,
-    referrers: KeyMap<Vec<u32>>,
+    rows: KeyIndex<KeyRows>,
+    referrers: KeyIndex<Referrers>,
 }
+
+/// The root rows' slots that refer to one key of an input: a few per key
+/// (a user's orders), kept in the index's own slot.
+type Referrers = SmallVec<[u32; 4]>;
 
 /// A row a join input contributes to an output row: one of its rows, or
 /// the NULLs a LEFT JOIN pads with.
@@ -137,8 +141,8 @@ impl Star {
                 root_on: on.iter().map(|(l, _)| *l).collect(),
                 dim_on: on.iter().map(|(_, r)| *r).collect(),
                 width,
-                rows: KeyMap::default(),
-                referrers: KeyMap::default(),
+                rows: KeyIndex::default(),
+                referrers: KeyIndex::default(),
             })
             .collect();
         let widest = dims.iter().map(|d: &Dim| d.width).max().unwrap_or(0);
@@ -177,13 +181,13 @@ impl Star {
         }
         for (key, changes) in by_key {
             let dim = &mut self.dims[i];
-            let had = dim.rows.contains_key(&key);
+            let had = dim.rows.contains_key(key.as_slice());
             for (row, d) in &changes {
-                add(&mut dim.rows, &key, row, *d);
+                add(&mut dim.rows, key.as_slice(), row, *d);
             }
-            let has = dim.rows.contains_key(&key);
+            let has = dim.rows.contains_key(key.as_slice());
             let dim = &self.dims[i];
-            let Some(referrers) = dim.referrers.get(&key) else { continue };
+            let Some(referrers) = dim.referrers.get(key.as_slice()) else { continue };
             // What the input contributes to each referring root row changes
             // by its changed rows; under a LEFT JOIN, the NULL padding goes
             // when the key gets rows and comes back when it loses them.
@@ -369,16 +373,11 @@ impl Memo<'_> {
     }
 }
 
-fn refer(referrers: &mut KeyMap<Vec<u32>>, key: &[Value], slot: u32) {
-    match referrers.get_mut(key) {
-        Some(slots) => slots.push(slot),
-        None => {
-            referrers.insert(Key::from_slice(key), vec![slot]);
-        }
-    }
+fn refer(referrers: &mut KeyIndex<Referrers>, key: &[Value], slot: u32) {
+    referrers.get_or_insert_with(key, Referrers::new).push(slot);
 }
 
-fn unrefer(referrers: &mut KeyMap<Vec<u32>>, key: &[Value], slot: u32) {
+fn unrefer(referrers: &mut KeyIndex<Referrers>, key: &[Value], slot: u32) {
     if let Some(slots) = referrers.get_mut(key) {
         if let Some(at) = slots.iter().position(|&s| s == slot) {
             slots.swap_remove(at);

@@ -192,7 +192,7 @@ pub fn prefetch_bytes(at: *const u8, len: usize) {
 /// reference counts that lie just before them (an `Arc`'s header), which a
 /// clone or a drop touches; inline text is already where its holder is.
 #[inline]
-pub fn prefetch_text(text: &crate::change::Text) {
+pub fn prefetch_text(text: &smol_str::SmolStr) {
     const ARC_HEADER: usize = 2 * size_of::<usize>();
     if text.is_heap_allocated() {
         prefetch_bytes(text.as_ptr().wrapping_sub(ARC_HEADER), ARC_HEADER + text.len());
