@@ -195,13 +195,8 @@ mod tests {
     fn a_key_index_behaves_as_a_map_for_any_keys() {
         let mut index: KeyIndex<u32> = KeyIndex::default();
         let mut model: std::collections::BTreeMap<Vec<Value>, u32> = Default::default();
-        let mut seed = 11u64;
-        let mut next = |m: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % m
-        };
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(11);
+        let mut next = |m: u64| rand::Rng::random_range(&mut rng, 0..m);
         for step in 0..20_000u32 {
             let key: Vec<Value> = match next(5) {
                 0 => vec![Value::Int(-(next(50) as i64))],

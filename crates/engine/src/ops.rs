@@ -654,13 +654,8 @@ mod tests {
             order_by: vec![(2, false)],
             ty: SqlType::Text,
         };
-        let mut seed = 3u64;
-        let mut next = |m: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % m
-        };
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
+        let mut next = |m: u64| rand::Rng::random_range(&mut rng, 0..m);
         let mut reduce = Reduce::new(1, vec![aggregate]);
         // The rows of every group with their counts.
         let mut live: BTreeMap<(i64, Row), isize> = BTreeMap::new();

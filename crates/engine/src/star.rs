@@ -421,13 +421,8 @@ mod tests {
             vec![(JoinKind::Inner, vec![(1, 0)], 2), (JoinKind::Left, vec![(2, 0)], 2), (JoinKind::Left, vec![(1, 0)], 2)],
             Some(project.clone()),
         );
-        let mut seed = 7u64;
-        let mut next = |m: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % m
-        };
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7);
+        let mut next = |m: u64| rand::Rng::random_range(&mut rng, 0..m);
         let mut live: [Vec<Row>; 4] = Default::default();
         for _ in 0..600 {
             let mut deltas: [Delta; 4] = Default::default();
