@@ -80,3 +80,40 @@ fn the_sql_view_equals_the_hand_written_engine_on_the_churn_mix() {
         run(Mix::Churn, seed);
     }
 }
+
+/// A view over order_details_mv (whose star gives its rows by key) gets
+/// that view's changes: after every batch, its groups are those of
+/// order_details_mv's rows as they are.
+#[test]
+fn a_view_over_a_keyed_view_follows_its_rows() {
+    use cdcview_engine::Value;
+    use std::collections::BTreeMap;
+    let mut catalog = cdcview_sql::Catalog::new();
+    let sql = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/views/shop.sql")).unwrap();
+    catalog.load(&sql).unwrap();
+    catalog
+        .load("CREATE MATERIALIZED VIEW per_address AS SELECT full_address, COUNT(*) AS orders, MAX(order_id) AS last_order FROM order_details_mv GROUP BY full_address;")
+        .unwrap();
+    let mut flow = Dataflow::new(&catalog.specs());
+    assert!(flow.views()[0].is_keyed(), "order_details_mv runs as a keyed star");
+    let sources = ShopSources::of(&flow).unwrap();
+    let mut workload = Workload::with_mix(Sizes { users: 40, orders: 150, items: 300, events: 100 }, 9, Mix::Churn);
+    let mut batches = vec![workload.initial()];
+    batches.extend((0..40).map(|_| (0..50).map(|_| workload.next_change()).collect::<Vec<_>>()));
+    for (round, batch) in batches.into_iter().enumerate() {
+        let mut changes = Vec::new();
+        for change in batch {
+            sources.changes(change, &mut changes);
+        }
+        flow.apply(changes);
+        let mut expected: BTreeMap<Value, (i64, i64)> = BTreeMap::new();
+        for row in flow.views()[0].rows() {
+            let (Value::Int(order_id), address) = (&row[0], &row[7]) else { panic!("an order id") };
+            let group = expected.entry(address.clone()).or_insert((0, i64::MIN));
+            *group = (group.0 + 1, group.1.max(*order_id));
+        }
+        let expected: Vec<Row> = expected.into_iter().map(|(a, (n, last))| vec![a, Value::Int(n), Value::Int(last)]).collect();
+        assert!(expected.len() > 5, "batch {round}: few groups prove little");
+        assert_eq!(sorted(flow.views()[1].rows().cloned().collect()), expected, "batch {round}");
+    }
+}

@@ -8,7 +8,7 @@ use crate::key::{replace_row, Key, KeyIndex, KeyMap};
 use crate::ops::{self, consolidate, Delta, Distinct, Join, Ranked, Reduce};
 #[cfg(test)]
 use crate::plan::JoinKind;
-use crate::plan::{star_of, Plan};
+use crate::plan::{star_of, Plan, RelationInfo};
 use crate::star::Star;
 use crate::value::Row;
 use smallvec::SmallVec;
@@ -62,6 +62,11 @@ pub struct ViewRows {
     pub key: Option<Vec<usize>>,
     rows: KeyIndex<Row>,
     counts: AHashMap<Row, isize>,
+    /// Whether its node is a keyed star ([`Star::keyed`]) that gives each
+    /// changed key's row, which [`Self::apply_keyed`] takes.
+    keyed: bool,
+    /// The changes a keyed star's step made, until the batch returns them.
+    pending: Vec<RowChange>,
 }
 
 impl ViewRows {
@@ -82,6 +87,21 @@ impl ViewRows {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Whether its rows come by key from a keyed star ([`Star::keyed`]).
+    pub fn is_keyed(&self) -> bool {
+        self.keyed
+    }
+
+    /// The view's changes of this batch: the ones its keyed star made, or
+    /// those of its node's delta.
+    fn take_changes(&mut self, outputs: &mut [Delta]) -> Vec<RowChange> {
+        if self.keyed {
+            std::mem::take(&mut self.pending)
+        } else {
+            self.apply(std::mem::take(&mut outputs[self.node]))
+        }
     }
 
     /// Applies the view's changes of one batch; returns one change per key
@@ -120,6 +140,29 @@ impl ViewRows {
 }
 
 impl ViewRows {
+    fn new(name: &str, node: usize, key: Option<Vec<usize>>) -> Self {
+        ViewRows { name: name.to_string(), node, key, rows: KeyIndex::default(), counts: AHashMap::new(), keyed: false, pending: Vec::new() }
+    }
+
+    /// Makes each key's row the last one `updates` gives it; returns one
+    /// change per key whose row changed.
+    fn apply_keyed(&mut self, mut updates: Vec<(Key, Option<Row>)>) -> Vec<RowChange> {
+        // Stable: of a key's updates, the last one is its row now.
+        updates.sort_by(|a, b| a.0.as_slice().cmp(b.0.as_slice()));
+        let mut changes = Vec::with_capacity(updates.len());
+        let mut updates = updates.into_iter().peekable();
+        while let Some((key, mut after)) = updates.next() {
+            while let Some((_, later)) = updates.next_if(|(next, _)| *next == key) {
+                after = later;
+            }
+            let before = replace_row(&mut self.rows, key.as_slice(), after.as_ref());
+            if before != after {
+                changes.push(RowChange { key: key.as_slice().to_vec(), before, after });
+            }
+        }
+        changes
+    }
+
     /// A view without a key: each change of a row's count is one change per
     /// copy (the row is its own key).
     fn apply_counted(&mut self, delta: Delta) -> Vec<RowChange> {
@@ -191,19 +234,33 @@ impl Dataflow {
             let wanted = only.is_none_or(|names| names.contains(&relation.name));
             if relation.materialized && wanted {
                 let node = flow.compile_view(relations, &relation.name);
-                flow.views.push(ViewRows {
-                    name: relation.name.clone(),
-                    node,
-                    key: relation.key.clone(),
-                    rows: KeyIndex::default(),
-                    counts: AHashMap::new(),
-                });
+                flow.views.push(ViewRows::new(&relation.name, node, relation.key.clone()));
             }
         }
         for source in &mut flow.sources {
             source.read = flow.nodes.iter().any(|n| n.inputs.contains(&source.node));
         }
+        for at in 0..flow.views.len() {
+            flow.key_star(relations, at);
+        }
         flow
+    }
+
+    /// Lets a view's star give its rows by key ([`Star::keyed`]) when the
+    /// plan shows each key has at most one root row, each join key at most
+    /// one row of its input, and the view's key is root columns the view
+    /// passes through.
+    fn key_star(&mut self, relations: &[RelationSpec], at: usize) {
+        let view = &self.views[at];
+        if self.views.iter().filter(|v| v.node == view.node).count() > 1 {
+            return; // two views of one node: each takes its changes
+        }
+        let Some(root_key) = relations.iter().find(|r| r.name == view.name).and_then(|spec| keyed_star_root_key(relations, spec)) else {
+            return;
+        };
+        let Op::Star(star) = &mut self.nodes[view.node].op else { return };
+        star.keyed(root_key);
+        self.views[at].keyed = true;
     }
 
     /// The output node of a view, compiled the first time it is read.
@@ -318,13 +375,19 @@ impl Dataflow {
             outputs[s.node] = consolidate(delta);
         }
         self.run_nodes(0, &mut outputs);
-        self.views.iter_mut().map(|v| v.apply(std::mem::take(&mut outputs[v.node]))).collect()
+        self.views.iter_mut().map(|v| v.take_changes(&mut outputs)).collect()
     }
 
     /// Runs the operators from `first` on, in order, each on its inputs'
     /// deltas in `outputs`.
     fn run_nodes(&mut self, first: usize, outputs: &mut [Delta]) {
         for id in first..self.nodes.len() {
+            if let Op::Star(star) = &self.nodes[id].op {
+                if star.is_keyed() {
+                    outputs[id] = self.run_keyed_star(id, outputs);
+                    continue;
+                }
+            }
             let node = &mut self.nodes[id];
             if matches!(node.op, Op::Source | Op::Dropped) || node.inputs.iter().all(|&i| outputs[i].is_empty()) {
                 continue;
@@ -345,6 +408,28 @@ impl Dataflow {
             };
             outputs[id] = out;
         }
+    }
+
+    /// Runs a keyed star into its view's rows; returns the view's change as
+    /// a delta when another operator reads it.
+    fn run_keyed_star(&mut self, id: usize, outputs: &[Delta]) -> Delta {
+        let node = &mut self.nodes[id];
+        if node.inputs.iter().all(|&i| outputs[i].is_empty()) {
+            return Vec::new();
+        }
+        let Op::Star(star) = &mut node.op else { unreachable!("the caller matched a star") };
+        let dims: Vec<&Delta> = node.inputs[1..].iter().map(|&i| &outputs[i]).collect();
+        let updates = star.step_keyed(&outputs[node.inputs[0]], &dims);
+        let view = self.views.iter_mut().find(|v| v.node == id && v.keyed).expect("a keyed star feeds its view");
+        let changes = view.apply_keyed(updates);
+        let read = self.nodes.iter().any(|n| n.inputs.contains(&id));
+        let delta = if read {
+            changes.iter().flat_map(|c| c.before.iter().map(|r| (r.clone(), -1)).chain(c.after.iter().map(|r| (r.clone(), 1)))).collect()
+        } else {
+            Vec::new()
+        };
+        view.pending.extend(changes);
+        delta
     }
 
     /// Keeps the rows of every source, whether a view reads it or not, so
@@ -379,11 +464,11 @@ impl Dataflow {
                 outputs[source.node] = source.rows.values().map(|row| (row.clone(), 1)).collect();
             }
         }
+        self.views.push(ViewRows::new(name, node, spec.key.clone()));
+        let at = self.views.len() - 1;
+        self.key_star(relations, at);
         self.run_nodes(first, &mut outputs);
-        let mut view = ViewRows { name: name.to_string(), node, key: spec.key.clone(), rows: KeyIndex::default(), counts: AHashMap::new() };
-        let rows = view.apply(std::mem::take(&mut outputs[node]));
-        self.views.push(view);
-        Ok(rows)
+        Ok(self.views[at].take_changes(&mut outputs))
     }
 
     /// Stops maintaining a view: its operators that no other view reads
@@ -407,6 +492,57 @@ impl Dataflow {
         self.roots.retain(|_, id| !matches!(nodes[*id].op, Op::Dropped));
         true
     }
+}
+
+/// The relations' keys, as key inference reads them.
+struct Specs<'a>(&'a [RelationSpec]);
+
+impl RelationInfo for Specs<'_> {
+    fn key(&self, name: &str) -> Option<Vec<usize>> {
+        self.0.iter().find(|r| r.name == name).and_then(|r| r.key.clone())
+    }
+
+    fn row_numbers(&self, name: &str) -> Vec<(usize, Vec<usize>)> {
+        self.0.iter().find(|r| r.name == name).and_then(|r| r.plan.as_ref()).map_or_else(Vec::new, |plan| plan.row_numbers(self))
+    }
+}
+
+/// The root columns of a materialized view's key, when its plan is a star
+/// (with or without a `Map` over it) that can run keyed: the key is root
+/// columns passed through, which cover a key of the root, and every joined
+/// input is unique on its join columns.
+fn keyed_star_root_key(relations: &[RelationSpec], spec: &RelationSpec) -> Option<Vec<usize>> {
+    let info = Specs(relations);
+    let plan = spec.plan.as_ref()?;
+    let (joins, project) = match plan {
+        Plan::Map { input, exprs, .. } => (input.as_ref(), Some(exprs)),
+        joins => (joins, None),
+    };
+    let (root, dims) = star_of(joins)?;
+    let root_width = root.columns().len();
+    let root_key: Vec<usize> = spec
+        .key
+        .as_ref()?
+        .iter()
+        .map(|&k| match project {
+            Some(exprs) => match exprs.get(k)? {
+                Expr::Column(c) if *c < root_width => Some(*c),
+                _ => None,
+            },
+            None => (k < root_width).then_some(k),
+        })
+        .collect::<Option<_>>()?;
+    let covers = |columns: &[usize], keys: Vec<Vec<usize>>| keys.iter().any(|key| key.iter().all(|c| columns.contains(c)));
+    if !covers(&root_key, root.unique_keys(&info)) {
+        return None;
+    }
+    for (_, on, dim) in &dims {
+        let dim_on: Vec<usize> = on.iter().map(|(_, r)| *r).collect();
+        if !covers(&dim_on, dim.unique_keys(&info)) {
+            return None;
+        }
+    }
+    Some(root_key)
 }
 
 #[cfg(test)]

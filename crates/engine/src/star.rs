@@ -125,6 +125,8 @@ pub struct Star {
     /// joined row as its inputs' rows side by side, so that the wide row is
     /// never copied, stored or passed on.
     project: Option<Vec<Expr>>,
+    /// Set by [`Star::keyed`]: the root columns that hold the output's key.
+    keyed: Option<Vec<usize>>,
     /// What a LEFT JOIN pads with: NULLs, as many as the widest input.
     nulls: Row,
 }
@@ -146,7 +148,64 @@ impl Star {
             })
             .collect();
         let widest = dims.iter().map(|d: &Dim| d.width).max().unwrap_or(0);
-        Star { dims, roots: Roots::default(), project, nulls: vec![Value::Null; widest] }
+        Star { dims, roots: Roots::default(), project, keyed: None, nulls: vec![Value::Null; widest] }
+    }
+
+    /// Makes the star give, instead of changes, each changed key's output
+    /// row as it is now ([`Star::step_keyed`]). For a star the plan shows
+    /// to have at most one row per key of `root_key` (root columns) and at
+    /// most one row per join key in every input: then the output row of a
+    /// root row is whatever the inputs hold now, and the row it replaces is
+    /// the one the view keeps, so the old one need not be computed again.
+    pub fn keyed(&mut self, root_key: Vec<usize>) {
+        self.keyed = Some(root_key);
+    }
+
+    pub fn is_keyed(&self) -> bool {
+        self.keyed.is_some()
+    }
+
+    /// Applies these changes and returns, for every key whose output row
+    /// may have changed, its row now (`None`: no row), as (key, row) pairs;
+    /// a key may come twice (a removed root row, then its new one), the
+    /// last one counting.
+    pub fn step_keyed(&mut self, root: &Delta, dims: &[&Delta]) -> Vec<(Key, Option<Row>)> {
+        let key_columns = self.keyed.clone().expect("a keyed star");
+        let mut updates = Vec::new();
+        // Removed root rows first: their key's new row, if any, comes after.
+        for (row, d) in root {
+            if *d < 0 {
+                updates.push((Key::of(row, &key_columns), None));
+            }
+        }
+        let mut dirty: Vec<u32> = Vec::new();
+        self.apply_root_collecting(root, &mut dirty);
+        for (i, delta) in dims.iter().enumerate() {
+            let dim = &mut self.dims[i];
+            for (row, d) in delta.iter() {
+                let Some(key) = dim.key_of_row(row) else { continue };
+                add(&mut dim.rows, key.as_slice(), row, *d);
+                if let Some(referrers) = dim.referrers.get(key.as_slice()) {
+                    dirty.extend_from_slice(referrers);
+                }
+            }
+        }
+        dirty.sort_unstable();
+        dirty.dedup();
+        let mut memo = Memo::new(self.dims.len());
+        let mut out = Vec::with_capacity(1);
+        for slot in dirty {
+            let (row, n) = &self.roots.slots[slot as usize];
+            if *n <= 0 {
+                continue;
+            }
+            debug_assert_eq!(*n, 1, "a keyed star's root has one row per key");
+            self.product(row, 1, None, &mut memo, &mut out);
+            debug_assert!(out.len() <= 1, "a keyed star's inputs have one row per join key");
+            updates.push((Key::of(row, &key_columns), out.pop().map(|(r, _)| r)));
+            out.clear();
+        }
+        updates
     }
 
     /// The change of `root ⋈ d1 ⋈ ... ⋈ dk` for these changes of its inputs.
@@ -279,6 +338,12 @@ impl Star {
     /// referrers. An update (a row that goes, then a new one) keeps its
     /// slot, so the referrers change only for the keys that changed.
     fn apply_root(&mut self, root: &Delta) {
+        self.apply_root_collecting(root, &mut Vec::new());
+    }
+
+    /// [`Self::apply_root`], adding to `filled` the slots that got a row
+    /// or more copies of one.
+    fn apply_root_collecting(&mut self, root: &Delta, filled: &mut Vec<u32>) {
         let mut buf = Row::new();
         // A slot whose row just went, kept for the next new row.
         let mut vacated: Option<u32> = None;
@@ -290,6 +355,9 @@ impl Star {
                 Some(slot) => {
                     let n = &mut self.roots.slots[slot as usize].1;
                     *n += d;
+                    if *d > 0 {
+                        filled.push(slot);
+                    }
                     if *n == 0 {
                         self.roots.unlink(slot);
                         if let Some(earlier) = vacated.replace(slot) {
@@ -298,9 +366,13 @@ impl Star {
                     }
                 }
                 None => match vacated.take() {
-                    Some(slot) => self.reuse(slot, row, *d, &mut buf),
+                    Some(slot) => {
+                        self.reuse(slot, row, *d, &mut buf);
+                        filled.push(slot);
+                    }
                     None => {
                         let slot = self.roots.insert(row, *d);
+                        filled.push(slot);
                         for dim in &mut self.dims {
                             if let Some(key) = dim.key_of_root(row, &mut buf) {
                                 refer(&mut dim.referrers, key, slot);
@@ -392,6 +464,7 @@ fn unrefer(referrers: &mut KeyIndex<Referrers>, key: &[Value], slot: u32) {
 mod tests {
     use super::*;
     use crate::ops::{consolidate, Join};
+    use std::collections::BTreeMap;
 
     fn int(i: i64) -> Value {
         Value::Int(i)
@@ -401,6 +474,76 @@ mod tests {
         let mut d = consolidate(delta);
         d.sort();
         d
+    }
+
+    /// A keyed star's rows by key equal the rows its changes add up to, over
+    /// random upserts and deletes that keep the root unique on its first
+    /// column and each input unique on its join column: rows moving between
+    /// keys, join keys going NULL, inputs' rows coming and going under
+    /// inner and LEFT joins.
+    #[test]
+    fn a_keyed_star_keeps_the_rows_its_changes_add_up_to() {
+        // root (id, a, b); d1 (a, x) inner on a; d2 (b, y) left on b.
+        let dims = || vec![(JoinKind::Inner, vec![(1, 0)], 2), (JoinKind::Left, vec![(2, 0)], 2)];
+        let project: Vec<Expr> = [0, 4, 6, 2].into_iter().map(Expr::Column).collect();
+        let mut star = Star::new(dims(), Some(project.clone()));
+        let mut keyed = Star::new(dims(), Some(project));
+        keyed.keyed(vec![0]);
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(11);
+        let mut next = |m: u64| rand::Rng::random_range(&mut rng, 0..m);
+        // Each input's rows by their unique column.
+        let mut live: [BTreeMap<i64, Row>; 3] = Default::default();
+        let mut expected: BTreeMap<Row, isize> = BTreeMap::new();
+        let mut got: BTreeMap<Row, Row> = BTreeMap::new();
+        for batch in 0..2_000 {
+            let mut deltas: [Delta; 3] = Default::default();
+            let mut touched: [Vec<i64>; 3] = Default::default();
+            for _ in 0..1 + next(5) {
+                let input = next(3) as usize;
+                let id = next(if input == 0 { 12 } else { 5 }) as i64;
+                if touched[input].contains(&id) {
+                    continue; // one change per row and batch, as a source consolidates them
+                }
+                touched[input].push(id);
+                let key = |k: u64| if k == 0 { Value::Null } else { int(k as i64) };
+                let new = if next(4) == 0 {
+                    None
+                } else if input == 0 {
+                    Some(vec![int(id), key(next(5)), key(next(5))])
+                } else {
+                    Some(vec![int(id), int(next(3) as i64)])
+                };
+                let old = match &new {
+                    Some(row) => live[input].insert(id, row.clone()),
+                    None => live[input].remove(&id),
+                };
+                if old == new {
+                    continue;
+                }
+                deltas[input].extend(old.map(|r| (r, -1)));
+                deltas[input].extend(new.map(|r| (r, 1)));
+            }
+            for (row, d) in star.step(&deltas[0], &[&deltas[1], &deltas[2]]) {
+                *expected.entry(row).or_default() += d;
+            }
+            expected.retain(|_, n| *n != 0);
+            for (key, row) in keyed.step_keyed(&deltas[0], &[&deltas[1], &deltas[2]]) {
+                let key = key.as_slice().to_vec();
+                match row {
+                    Some(row) => got.insert(key, row),
+                    None => got.remove(&key),
+                };
+            }
+            let expected_rows: Vec<&Row> = expected
+                .iter()
+                .map(|(row, n)| {
+                    assert_eq!(*n, 1, "batch {batch}: one row per key");
+                    row
+                })
+                .collect();
+            let got_rows: Vec<&Row> = got.values().collect();
+            assert_eq!(got_rows, expected_rows, "batch {batch}");
+        }
     }
 
     /// The same changes through binary joins and through the star, batch by
