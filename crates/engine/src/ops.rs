@@ -455,8 +455,9 @@ impl Reduce {
 /// writes no copy. Found from the end: rows mostly come in the order's
 /// direction (ascending ids), so a new one is found at once.
 fn edit_text(text: &mut String, values: &BTreeMap<(Vec<SortKey>, Value), isize>, entry: &(Vec<SortKey>, Value), d: isize, separator: &str) {
-    use std::ops::Bound::{Excluded, Unbounded};
-    let count = values.get(entry).copied().unwrap_or(0);
+    // One descent of the tree finds the value's count and the values after it.
+    let mut from = values.range(entry..).peekable();
+    let count = from.next_if(|(k, _)| k.cmp(&entry) == std::cmp::Ordering::Equal).map_or(0, |(_, n)| *n);
     let (before, after) = (count.max(0) as usize, (count + d).max(0) as usize);
     if before == after {
         return;
@@ -464,8 +465,7 @@ fn edit_text(text: &mut String, values: &BTreeMap<(Vec<SortKey>, Value), isize>,
     let mut piece = String::from(separator);
     crate::value::write_text(&entry.1, &mut piece);
     let mut scratch = String::new();
-    let later: usize =
-        values.range((Excluded(entry), Unbounded)).map(|((_, v), n)| (*n).max(0) as usize * (separator.len() + text_len(v, &mut scratch))).sum();
+    let later: usize = from.map(|((_, v), n)| (*n).max(0) as usize * (separator.len() + text_len(v, &mut scratch))).sum();
     // Where the value's copies end (they are all alike: which ones come or
     // go does not matter).
     let end = text.len() - later;

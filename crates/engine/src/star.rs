@@ -200,6 +200,9 @@ impl Star {
                 continue;
             }
             debug_assert_eq!(*n, 1, "a keyed star's root has one row per key");
+            // Slots come in slot order: the previous root row seldom shares
+            // a join key, and comparing for it costs more than it saves.
+            memo.root = None;
             self.product(row, 1, None, &mut memo, &mut out);
             debug_assert!(out.len() <= 1, "a keyed star's inputs have one row per join key");
             updates.push((Key::of(row, &key_columns), out.pop().map(|(r, _)| r)));
