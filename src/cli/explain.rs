@@ -28,11 +28,16 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
     if let Some(name) = &args.view {
         anyhow::ensure!(!relations.is_empty(), "no source or view named {name} in {}", paths_text(&args.paths));
     }
+    let specs = catalog.specs();
     for (i, relation) in relations.iter().enumerate() {
         if i > 0 {
             println!();
         }
         print!("{}", relation.explain());
+        let spec = specs.iter().find(|s| s.name == relation.name);
+        if let Some(root_key) = spec.filter(|s| s.materialized).and_then(|s| cdcview_engine::dataflow::keyed_star_root_key(&specs, s)) {
+            println!("  -- keyed: each changed key's row is computed from the star's inputs as they are now (root key columns {root_key:?})");
+        }
     }
     Ok(())
 }

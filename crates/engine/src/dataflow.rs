@@ -511,7 +511,7 @@ impl RelationInfo for Specs<'_> {
 /// (with or without a `Map` over it) that can run keyed: the key is root
 /// columns passed through, which cover a key of the root, and every joined
 /// input is unique on its join columns.
-fn keyed_star_root_key(relations: &[RelationSpec], spec: &RelationSpec) -> Option<Vec<usize>> {
+pub fn keyed_star_root_key(relations: &[RelationSpec], spec: &RelationSpec) -> Option<Vec<usize>> {
     let info = Specs(relations);
     let plan = spec.plan.as_ref()?;
     let (joins, project) = match plan {
