@@ -475,7 +475,12 @@ impl Dataflow {
     /// drop their state. Returns whether it was maintained.
     pub fn drop_view(&mut self, name: &str) -> bool {
         let Some(at) = self.views.iter().position(|v| v.name == name) else { return false };
-        self.views.remove(at);
+        let view = self.views.remove(at);
+        if let (true, Op::Star(star)) = (view.keyed, &mut self.nodes[view.node].op) {
+            // A view that reads it keeps the star: its state is the same
+            // either way, and it goes on giving changes.
+            star.unkey();
+        }
         let mut needed = vec![false; self.nodes.len()];
         let mut stack: Vec<usize> = self.views.iter().map(|v| v.node).collect();
         while let Some(id) = stack.pop() {

@@ -161,6 +161,11 @@ impl Star {
         self.keyed = Some(root_key);
     }
 
+    /// Back to giving changes ([`Star::step`]): the state is the same.
+    pub fn unkey(&mut self) {
+        self.keyed = None;
+    }
+
     pub fn is_keyed(&self) -> bool {
         self.keyed.is_some()
     }
