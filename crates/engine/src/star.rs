@@ -14,6 +14,8 @@
 //! The output is the binary joins' output, column for column: the root's
 //! columns, then each input's (NULLs where a LEFT JOIN finds no row).
 
+use std::hash::{BuildHasher, Hash, Hasher};
+
 use ahash::AHashMap;
 use hashbrown::HashTable;
 use smallvec::SmallVec;
@@ -75,12 +77,33 @@ struct Roots {
     free: Vec<u32>,
     by_row: HashTable<u32>,
     hasher: ahash::RandomState,
+    /// The columns a row is hashed by: a key of the rows (a keyed star's),
+    /// or `None` for the whole row. Rows are still found by equality of the
+    /// whole row; a unique key only makes hashing cheaper (one id instead
+    /// of every column) without making more rows share a hash.
+    hashed: Option<Vec<usize>>,
 }
 
 impl Roots {
+    fn hash(&self, row: &[Value]) -> u64 {
+        hash_row(&self.hasher, self.hashed.as_deref(), row)
+    }
+
     fn find(&self, row: &Row) -> Option<u32> {
-        let hash = self.hasher.hash_one(row);
-        self.by_row.find(hash, |&s| self.slots[s as usize].0 == *row).copied()
+        self.by_row.find(self.hash(row), |&s| self.slots[s as usize].0 == *row).copied()
+    }
+
+    /// Hashes the rows by these columns from now on (`None`: whole rows).
+    fn hash_by(&mut self, columns: Option<Vec<usize>>) {
+        self.hashed = columns;
+        let (slots, hasher, hashed) = (&self.slots, &self.hasher, self.hashed.as_deref());
+        self.by_row.clear();
+        for (slot, (row, n)) in slots.iter().enumerate() {
+            if *n != 0 {
+                let slot = slot as u32;
+                self.by_row.insert_unique(hash_row(hasher, hashed, row), slot, |&s| hash_row(hasher, hashed, &slots[s as usize].0));
+            }
+        }
     }
 
     /// Stores a row that has no slot yet, counted `n` times.
@@ -101,15 +124,27 @@ impl Roots {
 
     /// Makes a slot's row findable.
     fn link(&mut self, slot: u32) {
-        let (slots, hasher) = (&self.slots, &self.hasher);
-        self.by_row.insert_unique(hasher.hash_one(&slots[slot as usize].0), slot, |&s| hasher.hash_one(&slots[s as usize].0));
+        let (slots, hasher, hashed) = (&self.slots, &self.hasher, self.hashed.as_deref());
+        self.by_row.insert_unique(hash_row(hasher, hashed, &slots[slot as usize].0), slot, |&s| hash_row(hasher, hashed, &slots[s as usize].0));
     }
 
     /// Makes a slot's row no longer findable (the slot keeps it).
     fn unlink(&mut self, slot: u32) {
-        let hash = self.hasher.hash_one(&self.slots[slot as usize].0);
+        let hash = self.hash(&self.slots[slot as usize].0);
         if let Ok(entry) = self.by_row.find_entry(hash, |&s| s == slot) {
             entry.remove();
+        }
+    }
+}
+
+/// The hash of a row by these columns (`None`: all of them).
+fn hash_row(hasher: &ahash::RandomState, columns: Option<&[usize]>, row: &[Value]) -> u64 {
+    match columns {
+        None => hasher.hash_one(row),
+        Some(columns) => {
+            let mut state = hasher.build_hasher();
+            columns.iter().for_each(|&c| row[c].hash(&mut state));
+            state.finish()
         }
     }
 }
@@ -158,11 +193,13 @@ impl Star {
     /// root row is whatever the inputs hold now, and the row it replaces is
     /// the one the view keeps, so the old one need not be computed again.
     pub fn keyed(&mut self, root_key: Vec<usize>) {
+        self.roots.hash_by(Some(root_key.clone()));
         self.keyed = Some(root_key);
     }
 
     /// Back to giving changes ([`Star::step`]): the state is the same.
     pub fn unkey(&mut self) {
+        self.roots.hash_by(None);
         self.keyed = None;
     }
 
