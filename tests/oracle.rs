@@ -506,7 +506,7 @@ impl Reference {
 /// A row as PostgreSQL writes a record: `(a,b,...)`, NULL as nothing, a value
 /// quoted when it is empty or holds a quote, backslash, parenthesis, comma
 /// or white space.
-fn record_text(row: &Row) -> String {
+fn record_text(row: &[cdcview_engine::Value]) -> String {
     let mut out = String::from("(");
     for (i, v) in row.iter().enumerate() {
         if i > 0 {
@@ -564,7 +564,7 @@ impl SqlSide {
 
     fn view_rows(&self, name: &str) -> Vec<Row> {
         let view = self.flow.views().iter().find(|v| v.name == name).unwrap_or_else(|| panic!("the SQL engine maintains {name}"));
-        view.rows().cloned().collect()
+        view.rows().map(<[cdcview_engine::Value]>::to_vec).collect()
     }
 
     fn served(&self) -> BTreeMap<i64, Arc<OrderDetails>> {
@@ -586,7 +586,7 @@ static COMPARED: std::sync::Mutex<BTreeMap<String, usize>> = std::sync::Mutex::n
 /// same SQL.
 fn assert_same_as_postgres_on_the_same_sql(seed: u64, sql: &SqlSide, reference: &Reference) {
     for view in sql.flow.views() {
-        let mut ours: Vec<String> = sql.view_rows(&view.name).iter().map(record_text).collect();
+        let mut ours: Vec<String> = sql.view_rows(&view.name).iter().map(|r| record_text(r)).collect();
         ours.sort();
         let theirs = reference.view_records(&view.name);
         if ours == theirs {

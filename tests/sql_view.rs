@@ -50,7 +50,7 @@ fn run(mix: Mix, seed: u64) {
         assert_eq!(sql_keys, hand_keys, "seed {seed}, {mix:?}, batch {round}: the rows that changed");
         changed += sql_keys.len();
         let view = &flow.views()[0];
-        let sql_rows = sorted(view.rows().cloned().collect());
+        let sql_rows = sorted(view.rows().map(<[_]>::to_vec).collect());
         let hand_rows = sorted(engine.rows().map(|r| view_row(r)).collect());
         if sql_rows != hand_rows {
             let first = sql_rows.iter().zip(&hand_rows).find(|(a, b)| a != b);
@@ -119,7 +119,7 @@ fn a_view_over_a_keyed_view_follows_its_rows() {
         }
         let expected: Vec<Row> = expected.into_iter().map(|(a, (n, last))| vec![a, Value::Int(n), Value::Int(last)]).collect();
         assert!(expected.len() > 5, "batch {round}: few groups prove little");
-        assert_eq!(sorted(flow.views()[1].rows().cloned().collect()), expected, "batch {round}");
+        assert_eq!(sorted(flow.views()[1].rows().map(<[_]>::to_vec).collect()), expected, "batch {round}");
     }
 }
 
@@ -148,7 +148,7 @@ fn a_reader_of_a_dropped_keyed_view_goes_on() {
         flow.apply(changes.clone());
         alone.apply(changes);
         let reader = flow.views().iter().find(|v| v.name == "per_address").unwrap();
-        assert_eq!(sorted(reader.rows().cloned().collect()), sorted(alone.views()[0].rows().cloned().collect()), "batch {round}");
+        assert_eq!(sorted(reader.rows().map(<[_]>::to_vec).collect()), sorted(alone.views()[0].rows().map(<[_]>::to_vec).collect()), "batch {round}");
         assert!(reader.len() > 5, "batch {round}: few groups prove little");
     }
 }

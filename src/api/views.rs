@@ -13,7 +13,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::Event;
 use axum::response::IntoResponse;
 use axum::Json;
-use cdcview_engine::{Row, Value};
+use cdcview_engine::{Row, SharedRow, Value};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
@@ -233,7 +233,7 @@ fn view_event(view: &PublishedView, e: &ViewEvent) -> Event {
     };
     let key: serde_json::Map<String, serde_json::Value> =
         view.info.key.iter().zip(&e.key).map(|(&c, v)| (view.info.columns[c].name.clone(), value_json(v))).collect();
-    let row = |r: &Option<Row>| r.as_ref().map_or(serde_json::Value::Null, |r| json(&RowJson { view, row: r.clone() }));
+    let row = |r: &Option<SharedRow>| r.as_ref().map_or(serde_json::Value::Null, |r| json(&RowJson { view, row: r }));
     let data = serde_json::json!({"version": e.version, "op": op, "key": key, "before": row(&e.before), "after": row(&e.after)});
     Event::default().event(op).id(format!("{}.{}", e.version, e.index)).json_data(data).unwrap_or_default()
 }
@@ -253,13 +253,13 @@ pub async fn plan(State(state): State<AppState>, Path(name): Path<String>) -> Re
 /// A row as a JSON object, its columns in the view's order.
 struct RowJson<'a> {
     view: &'a PublishedView,
-    row: Row,
+    row: &'a [Value],
 }
 
 impl Serialize for RowJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.row.len()))?;
-        for (column, value) in self.view.info.columns.iter().zip(&self.row) {
+        for (column, value) in self.view.info.columns.iter().zip(self.row) {
             map.serialize_entry(&column.name, &value_json(value))?;
         }
         map.end()
@@ -284,14 +284,15 @@ fn key_of(view: &PublishedView, text: &str, name: &str) -> Result<Row, ApiError>
 
 /// The rows from `after` on, in key order, that `keep` accepts, at most
 /// `limit`; and the version they were read at.
-fn page(state: &AppState, view: &PublishedView, after: Option<Row>, limit: usize, keep: impl Fn(&Row) -> bool) -> (Vec<Row>, u64) {
+fn page(state: &AppState, view: &PublishedView, after: Option<Row>, limit: usize, keep: impl Fn(&[Value]) -> bool) -> (Vec<SharedRow>, u64) {
     if view.info.built_in {
         let shared = state.shared.view.read();
         let from = match after.as_deref() {
             Some([Value::Int(id)]) => Bound::Excluded(*id),
             _ => Bound::Unbounded,
         };
-        let rows = shared.rows.range((from, Bound::Unbounded)).map(|(_, r)| view_row(r)).filter(|r| keep(r)).take(limit).collect();
+        let rows =
+            shared.rows.range((from, Bound::Unbounded)).map(|(_, r)| view_row(r)).filter(|r| keep(r)).take(limit).map(SharedRow::from).collect();
         return (rows, shared.version);
     }
     let rows = view.rows.read();
@@ -339,9 +340,9 @@ pub async fn rows(
     let limit = p.limit()? as usize;
     debug_assert!(limit <= MAX_LIMIT as usize);
     let after = p.text("after", 4096)?.map(|t| key_of(view, t, "after")).transpose()?;
-    let keep = |row: &Row| filters.iter().all(|(c, want)| value_text(&row[*c]).as_deref() == Some(want.as_str()));
+    let keep = |row: &[Value]| filters.iter().all(|(c, want)| value_text(&row[*c]).as_deref() == Some(want.as_str()));
     let (rows, version) = page(&state, view, after, limit, keep);
-    let body: Vec<RowJson> = rows.into_iter().map(|row| RowJson { view, row }).collect();
+    let body: Vec<RowJson> = rows.iter().map(|row| RowJson { view, row }).collect();
     Ok((version_header(version), json_body(&body)))
 }
 
@@ -356,19 +357,19 @@ pub async fn rows(
 pub async fn one(State(state): State<AppState>, Path((name, key)): Path<(String, String)>) -> Result<impl IntoResponse, ApiError> {
     let view = &*view(&state, &name)?;
     let wanted = key_of(view, &key, "key")?;
-    let (rows, version): (Vec<Row>, u64) = if view.info.built_in {
+    let (rows, version): (Vec<SharedRow>, u64) = if view.info.built_in {
         let shared = state.shared.view.read();
         let id = match wanted.as_slice() {
             [Value::Int(id)] => Some(*id),
             _ => None,
         };
-        (id.and_then(|id| shared.rows.get(&id)).map(|r| view_row(r)).into_iter().collect(), shared.version)
+        (id.and_then(|id| shared.rows.get(&id)).map(|r| view_row(r).into()).into_iter().collect(), shared.version)
     } else {
         let rows = view.rows.read();
         (rows.by_key.get(&wanted).cloned().into_iter().collect(), rows.version)
     };
     let row = rows.into_iter().next().ok_or_else(|| ApiError::NotFound(format!("no row with key {} in {name}", key_text(&wanted))))?;
-    Ok((version_header(version), json_body(&RowJson { view, row })))
+    Ok((version_header(version), json_body(&RowJson { view, row: &row })))
 }
 
 #[cfg(test)]
@@ -390,7 +391,7 @@ mod tests {
     fn revenue_router() -> (axum::Router, Vec<serde_json::Value>) {
         let (_, _, store) = crate::views::tests::revenue_views(2000);
         let view = store.get("revenue_by_city").unwrap();
-        let all: Vec<serde_json::Value> = view.rows.read().by_key.values().map(|r| json(&RowJson { view: &view, row: r.clone() })).collect();
+        let all: Vec<serde_json::Value> = view.rows.read().by_key.values().map(|r| json(&RowJson { view: &view, row: r })).collect();
         (super::super::router(AppState::new(Shared::new(), None).with_views(store)), all)
     }
 
@@ -533,9 +534,9 @@ mod tests {
             row.extend([Value::Int(orders), Value::Int(1), Value::Int(0), Value::Decimal("0.00".parse().unwrap()), Value::Null]);
             row
         };
-        view.apply(vec![cdcview_engine::RowChange { key: key.clone(), before: None, after: Some(row(1)) }]);
+        view.apply(vec![cdcview_engine::RowChange { key: key.clone(), before: None, after: Some(row(1).into()) }]);
         let v1 = view.rows.read().version;
-        view.apply(vec![cdcview_engine::RowChange { key: key.clone(), before: Some(row(1)), after: Some(row(2)) }]);
+        view.apply(vec![cdcview_engine::RowChange { key: key.clone(), before: Some(row(1).into()), after: Some(row(2).into()) }]);
         let request = Request::get("/views/revenue_by_city/changes").header("last-event-id", v1.to_string()).body(Body::empty()).unwrap();
         let response = router.clone().oneshot(request).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use cdcview_engine::types::SqlType;
-use cdcview_engine::{Row, Value};
+use cdcview_engine::{Row, SharedRow, Value};
 use tokio_postgres::GenericClient;
 
 use crate::error::SinkError;
@@ -16,7 +16,7 @@ use crate::views::ServedView;
 
 /// A view's changes waiting to be written: the newest row of each key
 /// changed, `None` for deleted.
-pub type PendingRows = BTreeMap<Row, Option<Row>>;
+pub type PendingRows = BTreeMap<Row, Option<SharedRow>>;
 
 fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -112,7 +112,7 @@ pub async fn write(tx: &impl GenericClient, view: &ServedView, rows: &PendingRow
         let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p as _).collect();
         tx.execute(&sql, &refs).await?;
     }
-    let upserted: Vec<&Row> = rows.values().filter_map(Option::as_ref).collect();
+    let upserted: Vec<&SharedRow> = rows.values().filter_map(Option::as_ref).collect();
     for chunk in upserted.chunks(super::CHUNK) {
         let params: Vec<Vec<Option<String>>> = (0..view.columns.len()).map(|c| chunk.iter().map(|r| pg_text(&r[c])).collect()).collect();
         let names: Vec<String> = view.columns.iter().map(|c| ident(&c.name)).collect();
@@ -207,13 +207,13 @@ mod tests {
         assert!(ensure(&client, &[&v]).await.unwrap(), "and found as defined the next time");
         let mut changes = PendingRows::new();
         for r in [row("FR", Some("Paris"), 3, "10.50"), row("FR", None, 1, "0.00"), row("US", Some("Paris, TX"), 2, "-3.10")] {
-            changes.insert(r[..2].to_vec(), Some(r));
+            changes.insert(r[..2].to_vec(), Some(r.into()));
         }
         write(&client, &v, &changes).await.unwrap();
         let mut changes = PendingRows::new();
         changes.insert(vec![Value::text("FR"), Value::Null], None);
         let updated = row("FR", Some("Paris"), 4, "12.00");
-        changes.insert(updated[..2].to_vec(), Some(updated));
+        changes.insert(updated[..2].to_vec(), Some(updated.into()));
         write(&client, &v, &changes).await.unwrap();
         assert_eq!(table_rows(&client, &name).await, ["FR|Paris|4|12.00|0.25|t|1700000000.123456", "US|Paris, TX|2|-3.10|0.25|t|1700000000.123456"]);
         // Declared anew (another column): the table is created again.

@@ -22,7 +22,7 @@ mod store;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use cdcview_engine::{Dataflow, Row, RowChange, SourceChange};
+use cdcview_engine::{Dataflow, Row, RowChange, SharedRow, SourceChange};
 use serde::{Deserialize, Serialize};
 
 pub use declared::{located, sql_files, Declared, ServedView, ViewsError};
@@ -323,17 +323,17 @@ fn with_row_ids(copies: &mut HashMap<Row, u64>, changes: Vec<RowChange>) -> Vec<
     for change in changes {
         match (change.before, change.after) {
             (None, Some(row)) => {
-                let n = copies.entry(row.clone()).or_insert(0);
+                let n = copies.entry(row.to_vec()).or_insert(0);
                 *n += 1;
                 let id = row_id(&row, *n);
                 out.push(RowChange { key: vec![id.clone()], before: None, after: Some(with_id(id, row)) });
             }
             (Some(row), None) => {
-                let Some(n) = copies.get_mut(&row) else { continue };
+                let Some(n) = copies.get_mut(&row[..]) else { continue };
                 let id = row_id(&row, *n);
                 *n -= 1;
                 if *n == 0 {
-                    copies.remove(&row);
+                    copies.remove(&row[..]);
                 }
                 out.push(RowChange { key: vec![id.clone()], before: Some(with_id(id, row)), after: None });
             }
@@ -346,7 +346,7 @@ fn with_row_ids(copies: &mut HashMap<Row, u64>, changes: Vec<RowChange>) -> Vec<
 
 /// 128 bits of SipHash-1-3 (fixed keys) over the row's encoding and its
 /// copy number, as 32 hex digits: stable across runs and builds.
-fn row_id(row: &Row, copy: u64) -> cdcview_engine::Value {
+fn row_id(row: &[cdcview_engine::Value], copy: u64) -> cdcview_engine::Value {
     use std::hash::Hasher as _;
     let mut hasher = siphasher::sip128::SipHasher13::new_with_keys(0x6364_6376_6965_7700, 0x726f_775f_6964_0000);
     hasher.write(&postcard::to_stdvec(row).unwrap_or_default());
@@ -355,11 +355,8 @@ fn row_id(row: &Row, copy: u64) -> cdcview_engine::Value {
     cdcview_engine::Value::text(&format!("{hash:032x}"))
 }
 
-fn with_id(id: cdcview_engine::Value, row: Row) -> Row {
-    let mut out = Vec::with_capacity(row.len() + 1);
-    out.push(id);
-    out.extend(row);
-    out
+fn with_id(id: cdcview_engine::Value, row: SharedRow) -> SharedRow {
+    std::iter::once(id).chain(row.iter().cloned()).collect()
 }
 
 /// The catalog without one materialized view that nothing reads (a posted
@@ -405,7 +402,7 @@ pub(crate) mod tests {
     }
 
     fn rows(store: &ViewStore, name: &str) -> BTreeMap<Row, Row> {
-        store.get(name).unwrap().rows.read().by_key.clone()
+        store.get(name).unwrap().rows.read().by_key.iter().map(|(k, r)| (k.clone(), r.to_vec())).collect()
     }
 
     #[test]
@@ -415,7 +412,7 @@ pub(crate) mod tests {
         assert_eq!(served, [("order_details_mv", true), ("revenue_by_city", false)]);
         let flow_rows: BTreeMap<Row, Row> = {
             let v = &views.flow.views()[0];
-            v.rows().map(|r| (v.key.as_ref().unwrap().iter().map(|&k| r[k].clone()).collect(), r.clone())).collect()
+            v.rows().map(|r| (v.key.as_ref().unwrap().iter().map(|&k| r[k].clone()).collect(), r.to_vec())).collect()
         };
         let published = rows(&store, "revenue_by_city");
         assert!(published.len() > 3, "the workload spreads users over cities");
@@ -491,7 +488,7 @@ pub(crate) mod tests {
             sources.changes(c.clone(), &mut source_changes);
         }
         flow.apply(source_changes);
-        flow.views()[0].rows().map(|r| (r[..key_len].to_vec(), r.clone())).collect()
+        flow.views()[0].rows().map(|r| (r[..key_len].to_vec(), r.to_vec())).collect()
     }
 
     #[test]

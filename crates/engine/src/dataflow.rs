@@ -10,7 +10,7 @@ use crate::ops::{self, consolidate, Delta, Distinct, Join, Ranked, Reduce};
 use crate::plan::JoinKind;
 use crate::plan::{star_of, Plan, RelationInfo};
 use crate::star::Star;
-use crate::value::Row;
+use crate::value::{Row, SharedRow, Value};
 use smallvec::SmallVec;
 
 /// A source or view to run, as the SQL front end declared it.
@@ -60,7 +60,7 @@ pub struct ViewRows {
     /// Key columns; `None`: the whole row is its own key, and equal rows
     /// are counted.
     pub key: Option<Vec<usize>>,
-    rows: KeyIndex<Row>,
+    rows: KeyIndex<SharedRow>,
     counts: AHashMap<Row, isize>,
     /// Whether its node is a keyed star ([`Star::keyed`]) that gives each
     /// changed key's row, which [`Self::apply_keyed`] takes.
@@ -70,14 +70,14 @@ pub struct ViewRows {
 }
 
 impl ViewRows {
-    pub fn get(&self, key: &Row) -> Option<&Row> {
-        self.rows.get(&key[..])
+    pub fn get(&self, key: &[Value]) -> Option<&SharedRow> {
+        self.rows.get(key)
     }
 
     /// Every row, a row without a key as many times as it occurs.
-    pub fn rows(&self) -> impl Iterator<Item = &Row> {
-        let keyed = self.rows.values();
-        let counted = self.counts.iter().flat_map(|(row, n)| std::iter::repeat_n(row, (*n).max(0) as usize));
+    pub fn rows(&self) -> impl Iterator<Item = &[Value]> {
+        let keyed = self.rows.values().map(|row| &row[..]);
+        let counted = self.counts.iter().flat_map(|(row, n)| std::iter::repeat_n(&row[..], (*n).max(0) as usize));
         keyed.chain(counted)
     }
 
@@ -129,9 +129,8 @@ impl ViewRows {
             }
             // What is left with a positive count is the key's row now.
             let after = rows.into_iter().find(|(_, n)| *n > 0).map(|(row, _)| row);
-            let before = replace_row(&mut self.rows, key.as_slice(), after.as_ref());
-            if before != after {
-                changes.push(RowChange { key: key.as_slice().to_vec(), before, after });
+            if let Some(change) = self.replace(key.as_slice(), after) {
+                changes.push(change);
             }
         }
         changes.sort_unstable_by(|a, b| a.key.cmp(&b.key));
@@ -155,12 +154,26 @@ impl ViewRows {
             while let Some((_, later)) = updates.next_if(|(next, _)| *next == key) {
                 after = later;
             }
-            let before = replace_row(&mut self.rows, key.as_slice(), after.as_ref());
-            if before != after {
-                changes.push(RowChange { key: key.as_slice().to_vec(), before, after });
+            if let Some(change) = self.replace(key.as_slice(), after) {
+                changes.push(change);
             }
         }
         changes
+    }
+
+    /// Makes `after` the row of `key` (`None`: no row); the change, unless
+    /// the key's row stays as it was.
+    fn replace(&mut self, key: &[Value], after: Option<Row>) -> Option<RowChange> {
+        // Compared first: a key whose row stays is not written again.
+        if self.rows.get(key).map(|row| &row[..]) == after.as_deref() {
+            return None;
+        }
+        let after: Option<SharedRow> = after.map(SharedRow::from);
+        let before = match &after {
+            Some(row) => self.rows.insert(key, SharedRow::clone(row)),
+            None => self.rows.remove(key),
+        };
+        Some(RowChange { key: key.to_vec(), before, after })
     }
 
     /// A view without a key: each change of a row's count is one change per
@@ -173,7 +186,8 @@ impl ViewRows {
             if *n == 0 {
                 self.counts.remove(&row);
             }
-            let (before, after) = if d > 0 { (None, Some(row.clone())) } else { (Some(row.clone()), None) };
+            let shared = SharedRow::from(&row[..]);
+            let (before, after) = if d > 0 { (None, Some(shared)) } else { (Some(shared), None) };
             changes.extend(std::iter::repeat_n(RowChange { key: row, before, after }, d.unsigned_abs()));
         }
         changes.sort_unstable_by(|a, b| a.key.cmp(&b.key));
@@ -185,8 +199,8 @@ impl ViewRows {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowChange {
     pub key: Row,
-    pub before: Option<Row>,
-    pub after: Option<Row>,
+    pub before: Option<SharedRow>,
+    pub after: Option<SharedRow>,
 }
 
 /// A change of a source row: the row with this primary key is now `after`
@@ -424,7 +438,7 @@ impl Dataflow {
         let changes = view.apply_keyed(updates);
         let read = self.nodes.iter().any(|n| n.inputs.contains(&id));
         let delta = if read {
-            changes.iter().flat_map(|c| c.before.iter().map(|r| (r.clone(), -1)).chain(c.after.iter().map(|r| (r.clone(), 1)))).collect()
+            changes.iter().flat_map(|c| c.before.iter().map(|r| (r.to_vec(), -1)).chain(c.after.iter().map(|r| (r.to_vec(), 1)))).collect()
         } else {
             Vec::new()
         };

@@ -27,4 +27,4 @@ pub mod types;
 pub mod value;
 
 pub use dataflow::{Dataflow, RelationSpec, RowChange, SourceChange, ViewRows};
-pub use value::{Row, Value};
+pub use value::{Row, SharedRow, Value};

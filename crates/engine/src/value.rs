@@ -24,6 +24,10 @@ pub enum Value {
 /// A row: one value per column of the operator's output.
 pub type Row = Vec<Value>;
 
+/// A materialized view's row as it is stored and handed out: shared, so
+/// that the view's index, its change and whoever serves it hold one copy.
+pub type SharedRow = std::sync::Arc<[Value]>;
+
 impl Value {
     fn rank(&self) -> u8 {
         match self {
