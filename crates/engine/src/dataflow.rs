@@ -195,6 +195,31 @@ impl ViewRows {
     }
 }
 
+/// A source key's row before and after one change.
+type KeyEdit = (Row, Option<Row>, Option<Row>);
+
+/// A source's delta for one batch of changes of its rows by key: each key's
+/// row before its first change out, after its last one in, nothing where
+/// the two are the same. (Grouping by key, which is mostly one integer,
+/// costs less than hashing whole rows to consolidate.)
+fn net_delta(mut edits: Vec<KeyEdit>) -> Delta {
+    // Stable: a key's changes stay in the order they were made.
+    edits.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut delta = Vec::with_capacity(edits.len() * 2);
+    let mut edits = edits.into_iter().peekable();
+    while let Some((key, before, mut after)) = edits.next() {
+        while let Some((_, _, later)) = edits.next_if(|(next, _, _)| *next == key) {
+            after = later;
+        }
+        if before == after {
+            continue;
+        }
+        delta.extend(before.map(|row| (row, -1)));
+        delta.extend(after.map(|row| (row, 1)));
+    }
+    delta
+}
+
 /// One changed row of a materialized view.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowChange {
@@ -370,23 +395,17 @@ impl Dataflow {
     /// view's changed rows (by view, in declaration order).
     pub fn apply(&mut self, changes: Vec<SourceChange>) -> Vec<Vec<RowChange>> {
         let mut outputs: Vec<Delta> = (0..self.nodes.len()).map(|_| Vec::new()).collect();
+        let mut edits: Vec<Vec<KeyEdit>> = (0..self.sources.len()).map(|_| Vec::new()).collect();
         for change in changes {
             let source = &mut self.sources[change.source];
             if !source.read {
                 continue;
             }
-            let delta = &mut outputs[source.node];
             let before = replace_row(&mut source.rows, &change.key, change.after.as_ref());
-            if let Some(before) = before {
-                delta.push((before, -1));
-            }
-            if let Some(after) = change.after {
-                delta.push((after, 1));
-            }
+            edits[change.source].push((change.key, before, change.after));
         }
-        for s in &self.sources {
-            let delta = std::mem::take(&mut outputs[s.node]);
-            outputs[s.node] = consolidate(delta);
+        for (source, edits) in self.sources.iter().zip(edits) {
+            outputs[source.node] = net_delta(edits);
         }
         self.run_nodes(0, &mut outputs);
         self.views.iter_mut().map(|v| v.take_changes(&mut outputs)).collect()
@@ -591,5 +610,26 @@ mod tests {
         let conditions: Vec<_> = dims.iter().map(|(_, on, _)| on.clone()).collect();
         assert_eq!(conditions, vec![vec![(1, 0)], vec![(1, 0)]]);
         assert!(star_of(&chain(JoinKind::Left)).is_none());
+    }
+
+    /// A key changed several times in a batch contributes its row before
+    /// the first change and after the last; a key back where it started
+    /// contributes nothing.
+    #[test]
+    fn a_sources_delta_nets_each_keys_changes() {
+        use crate::value::Value::Int;
+        let row = |k: i64, v: i64| vec![Int(k), Int(v)];
+        let edits = vec![
+            (vec![Int(2)], Some(row(2, 1)), Some(row(2, 2))),
+            (vec![Int(1)], None, Some(row(1, 1))),
+            (vec![Int(2)], Some(row(2, 2)), Some(row(2, 3))),
+            (vec![Int(3)], Some(row(3, 1)), Some(row(3, 2))),
+            (vec![Int(1)], Some(row(1, 1)), None),
+            (vec![Int(3)], Some(row(3, 2)), Some(row(3, 1))),
+            (vec![Int(4)], Some(row(4, 1)), None),
+        ];
+        let mut delta = net_delta(edits);
+        delta.sort();
+        assert_eq!(delta, vec![(row(2, 1), -1), (row(2, 3), 1), (row(4, 1), -1)]);
     }
 }
