@@ -109,21 +109,31 @@ pub fn eval<R: Columns + ?Sized>(e: &Expr, row: &R) -> Value {
 }
 
 fn binary<R: Columns + ?Sized>(op: BinaryOp, a: &Expr, b: &Expr, row: &R) -> Value {
-    // AND and OR look at both sides even when one is NULL.
+    // AND and OR look at the second side when the first is NULL; when the
+    // first decides, the second cannot change the answer (evaluating is
+    // free of effects: a failure is NULL), so it is not evaluated.
     match op {
         BinaryOp::And => {
-            return match (eval(a, row), eval(b, row)) {
-                (Value::Bool(false), _) | (_, Value::Bool(false)) => Value::Bool(false),
+            let x = eval(a, row);
+            if matches!(x, Value::Bool(false)) {
+                return x;
+            }
+            return match (x, eval(b, row)) {
+                (_, Value::Bool(false)) => Value::Bool(false),
                 (Value::Bool(true), Value::Bool(true)) => Value::Bool(true),
                 _ => Value::Null,
-            }
+            };
         }
         BinaryOp::Or => {
-            return match (eval(a, row), eval(b, row)) {
-                (Value::Bool(true), _) | (_, Value::Bool(true)) => Value::Bool(true),
+            let x = eval(a, row);
+            if matches!(x, Value::Bool(true)) {
+                return x;
+            }
+            return match (x, eval(b, row)) {
+                (_, Value::Bool(true)) => Value::Bool(true),
                 (Value::Bool(false), Value::Bool(false)) => Value::Bool(false),
                 _ => Value::Null,
-            }
+            };
         }
         _ => {}
     }
