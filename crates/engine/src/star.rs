@@ -96,12 +96,11 @@ impl Roots {
     /// Hashes the rows by these columns from now on (`None`: whole rows).
     fn hash_by(&mut self, columns: Option<Vec<usize>>) {
         self.hashed = columns;
-        let (slots, hasher, hashed) = (&self.slots, &self.hasher, self.hashed.as_deref());
         self.by_row.clear();
-        for (slot, (row, n)) in slots.iter().enumerate() {
-            if *n != 0 {
-                let slot = slot as u32;
-                self.by_row.insert_unique(hash_row(hasher, hashed, row), slot, |&s| hash_row(hasher, hashed, &slots[s as usize].0));
+        for slot in 0..self.slots.len() as u32 {
+            // A slot holds a findable row while its count is not zero.
+            if self.slots[slot as usize].1 != 0 {
+                self.link(slot);
             }
         }
     }
