@@ -1369,7 +1369,19 @@ async fn a_transaction_is_never_seen_half_applied() {
     use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
+    // Read on its own task from the start: a client that stops reading
+    // while other tests write thousands of changes falls behind and is
+    // dropped by the server (a `lagged` event), as it should be.
     let mut stream = reqwest::get(format!("{}/order_details_mv/changes", api())).await.unwrap();
+    let streamed = Arc::new(Mutex::new(String::new()));
+    let stream_reader = {
+        let streamed = streamed.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(chunk)) = stream.chunk().await {
+                streamed.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk));
+            }
+        })
+    };
     let mut db = mysql().await;
     let tag: u32 = rand::random();
     db.exec_drop("INSERT INTO users (name, email) VALUES ('Tx Buyer', ?)", (format!("e2e-tx{tag}@example.com"),)).await.unwrap();
@@ -1432,18 +1444,17 @@ async fn a_transaction_is_never_seen_half_applied() {
         r.await.unwrap();
     }
 
-    let mut text = String::new();
-    let seen_last = tokio::time::timeout(Duration::from_secs(15), async {
-        while let Some(chunk) = stream.chunk().await.unwrap() {
-            text.push_str(&String::from_utf8_lossy(&chunk));
-            if sse_events(&text).iter().any(|(_, d)| d["order_id"] == last) {
-                return true;
-            }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let text = loop {
+        let text = streamed.lock().unwrap().clone();
+        if sse_events(&text).iter().any(|(_, d)| d["order_id"] == last) {
+            break text;
         }
-        false
-    })
-    .await;
-    assert_eq!(seen_last, Ok(true), "the change stream never showed order {last}");
+        let lagged = text.contains("event: lagged");
+        assert!(!lagged && Instant::now() < deadline, "the change stream never showed order {last} (dropped as lagging: {lagged})");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    stream_reader.abort();
     let expected = expected.lock().unwrap().clone();
     let mut events = 0;
     for (kind, event) in sse_events(&text) {
