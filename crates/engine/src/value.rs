@@ -143,7 +143,11 @@ pub fn write_text(v: &Value, out: &mut String) {
         Value::Null => {}
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
-        Value::Decimal(d) => out.push_str(&d.to_string()),
+        // Written in place: no text of its own to allocate and copy.
+        Value::Decimal(d) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{d}");
+        }
         Value::Double(f) => out.push_str(&format_double(*f)),
         Value::Text(t) => out.push_str(t),
         Value::Timestamp(t) => write_timestamp(*t, out),
