@@ -395,7 +395,11 @@ impl Dataflow {
     /// view's changed rows (by view, in declaration order).
     pub fn apply(&mut self, changes: Vec<SourceChange>) -> Vec<Vec<RowChange>> {
         let mut outputs: Vec<Delta> = (0..self.nodes.len()).map(|_| Vec::new()).collect();
-        let mut edits: Vec<Vec<KeyEdit>> = (0..self.sources.len()).map(|_| Vec::new()).collect();
+        // Each source's list sized at once: grown, a large batch's was
+        // copied again and again.
+        let mut per_source = vec![0; self.sources.len()];
+        changes.iter().for_each(|c| per_source[c.source] += 1);
+        let mut edits: Vec<Vec<KeyEdit>> = per_source.into_iter().map(Vec::with_capacity).collect();
         for change in changes {
             let source = &mut self.sources[change.source];
             if !source.read {

@@ -427,7 +427,8 @@ impl Reduce {
             let key = key.as_slice();
             let group = self.groups.get_mut(key).expect("a dirty group exists");
             let new = (group.rows > 0).then(|| {
-                let mut row = key.to_vec();
+                let mut row = Vec::with_capacity(key.len() + self.aggregates.len());
+                row.extend_from_slice(key);
                 row.extend(group.accumulators.iter().zip(&self.aggregates).map(|(acc, a)| acc.value(a)));
                 row
             });
@@ -462,7 +463,12 @@ fn edit_text(text: &mut String, values: &BTreeMap<(Vec<SortKey>, Value), isize>,
     if before == after {
         return;
     }
-    let mut piece = String::from(separator);
+    let value_len = match &entry.1 {
+        Value::Text(t) => t.len(),
+        _ => 24,
+    };
+    let mut piece = String::with_capacity(separator.len() + value_len);
+    piece.push_str(separator);
     crate::value::write_text(&entry.1, &mut piece);
     let mut scratch = String::new();
     let later: usize = from.map(|((_, v), n)| (*n).max(0) as usize * (separator.len() + text_len(v, &mut scratch))).sum();
@@ -578,7 +584,7 @@ impl Ranked {
         let mut out = Vec::new();
         for key in dirty {
             let partition = self.partitions.get_mut(key.as_slice()).expect("a dirty partition exists");
-            let mut new = Vec::new();
+            let mut new = Vec::with_capacity(if self.number { partition.rows.len() } else { 1 });
             'rows: for ((_, row), n) in &partition.rows {
                 for _ in 0..*n {
                     if self.number {

@@ -212,14 +212,17 @@ impl Star {
     /// last one counting.
     pub fn step_keyed(&mut self, root: &Delta, dims: &[&Delta]) -> Vec<(Key, Option<Row>)> {
         let key_columns = self.keyed.clone().expect("a keyed star");
-        let mut updates = Vec::new();
+        // Sized for a change of each root row and input row touching one
+        // root row: growing these lists copied them over and over.
+        let touched = root.len() + dims.iter().map(|d| d.len()).sum::<usize>();
+        let mut updates = Vec::with_capacity(touched);
         // Removed root rows first: their key's new row, if any, comes after.
         for (row, d) in root {
             if *d < 0 {
                 updates.push((Key::of(row, &key_columns), None));
             }
         }
-        let mut dirty: Vec<u32> = Vec::new();
+        let mut dirty: Vec<u32> = Vec::with_capacity(touched);
         self.apply_root_collecting(root, &mut dirty);
         for (i, delta) in dims.iter().enumerate() {
             let dim = &mut self.dims[i];
