@@ -145,7 +145,7 @@ impl ViewRows {
 
     /// Makes each key's row the last one `updates` gives it; returns one
     /// change per key whose row changed.
-    fn apply_keyed(&mut self, mut updates: Vec<(Key, Option<Row>)>) -> Vec<RowChange> {
+    fn apply_keyed(&mut self, mut updates: Vec<(Key, Option<SharedRow>)>) -> Vec<RowChange> {
         // Stable: of a key's updates, the last one is its row now.
         updates.sort_by(|a, b| a.0.as_slice().cmp(b.0.as_slice()));
         let mut changes = Vec::with_capacity(updates.len());
@@ -163,12 +163,12 @@ impl ViewRows {
 
     /// Makes `after` the row of `key` (`None`: no row); the change, unless
     /// the key's row stays as it was.
-    fn replace(&mut self, key: &[Value], after: Option<Row>) -> Option<RowChange> {
+    fn replace<R: AsRef<[Value]> + Into<SharedRow>>(&mut self, key: &[Value], after: Option<R>) -> Option<RowChange> {
         // Compared first: a key whose row stays is not written again.
-        if self.rows.get(key).map(|row| &row[..]) == after.as_deref() {
+        if self.rows.get(key).map(|row| &row[..]) == after.as_ref().map(|row| row.as_ref()) {
             return None;
         }
-        let after: Option<SharedRow> = after.map(SharedRow::from);
+        let after: Option<SharedRow> = after.map(Into::into);
         let before = match &after {
             Some(row) => self.rows.insert(key, SharedRow::clone(row)),
             None => self.rows.remove(key),

@@ -25,7 +25,7 @@ use crate::expr::Expr;
 use crate::key::{Key, KeyIndex};
 use crate::ops::{add, join_key, Delta, KeyRows};
 use crate::plan::JoinKind;
-use crate::value::{Row, Value};
+use crate::value::{Row, SharedRow, Value};
 
 /// One joined input: its rows by join key, and the root rows that refer to
 /// each key.
@@ -210,7 +210,7 @@ impl Star {
     /// may have changed, its row now (`None`: no row), as (key, row) pairs;
     /// a key may come twice (a removed root row, then its new one), the
     /// last one counting.
-    pub fn step_keyed(&mut self, root: &Delta, dims: &[&Delta]) -> Vec<(Key, Option<Row>)> {
+    pub fn step_keyed(&mut self, root: &Delta, dims: &[&Delta]) -> Vec<(Key, Option<SharedRow>)> {
         let key_columns = self.keyed.clone().expect("a keyed star");
         // Sized for a change of each root row and input row touching one
         // root row: growing these lists copied them over and over.
@@ -237,7 +237,6 @@ impl Star {
         dirty.sort_unstable();
         dirty.dedup();
         let mut memo = Memo::new(self.dims.len());
-        let mut out = Vec::with_capacity(1);
         for slot in dirty {
             let (row, n) = &self.roots.slots[slot as usize];
             if *n <= 0 {
@@ -247,10 +246,9 @@ impl Star {
             // Slots come in slot order: the previous root row seldom shares
             // a join key, and comparing for it costs more than it saves.
             memo.root = None;
+            let mut out: Option<SharedRow> = None;
             self.product(row, 1, None, &mut memo, &mut out);
-            debug_assert!(out.len() <= 1, "a keyed star's inputs have one row per join key");
-            updates.push((Key::of(row, &key_columns), out.pop().map(|(r, _)| r)));
-            out.clear();
+            updates.push((Key::of(row, &key_columns), out));
         }
         updates
     }
@@ -315,7 +313,7 @@ impl Star {
     /// every input as its state has it, except input `i` of `special`,
     /// which contributes the given parts. Each input is looked up once (or
     /// not at all, when `memo`'s previous root row had the same key).
-    fn product<'a>(&'a self, root: &'a Row, n: isize, special: Option<(usize, &'a [Part<'a>])>, memo: &mut Memo<'a>, out: &mut Delta) {
+    fn product<'a, O: Output>(&'a self, root: &'a Row, n: isize, special: Option<(usize, &'a [Part<'a>])>, memo: &mut Memo<'a>, out: &mut O) {
         let mut found: SmallVec<[Found<'a>; 8]> = SmallVec::new();
         let previous = memo.root.replace(root);
         for (j, dim) in self.dims.iter().enumerate() {
@@ -353,20 +351,9 @@ impl Star {
     /// The output rows of the joined row in `parts` (each input's row side
     /// by side, none copied) with every combination of the rows `found`
     /// for the inputs after it.
-    fn emit<'a>(&self, found: &[Found<'a>], n: isize, parts: &mut SmallVec<[&'a [Value]; 8]>, out: &mut Delta) {
+    fn emit<'a, O: Output>(&self, found: &[Found<'a>], n: isize, parts: &mut SmallVec<[&'a [Value]; 8]>, out: &mut O) {
         let Some((first, rest)) = found.split_first() else {
-            let row = match &self.project {
-                Some(exprs) => {
-                    let joined = Parts(parts);
-                    exprs.iter().map(|e| eval(e, &joined)).collect()
-                }
-                None => {
-                    let mut row = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
-                    parts.iter().for_each(|p| row.extend_from_slice(p));
-                    row
-                }
-            };
-            out.push((row, n));
+            out.put(self, parts, n);
             return;
         };
         let mut with = |part: &'a [Value], m: isize, parts: &mut SmallVec<[&'a [Value]; 8]>| {
@@ -462,6 +449,53 @@ impl Star {
             }
         }
         self.roots.free.push(slot);
+    }
+}
+
+impl Star {
+    /// The output row of the joined row in `parts`.
+    fn joined(&self, parts: &[&[Value]]) -> Row {
+        match &self.project {
+            Some(exprs) => {
+                let joined = Parts(parts);
+                exprs.iter().map(|e| eval(e, &joined)).collect()
+            }
+            None => {
+                let mut row = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+                parts.iter().for_each(|p| row.extend_from_slice(p));
+                row
+            }
+        }
+    }
+
+    /// [`Self::joined`], made where it is kept (one allocation, no copy).
+    fn joined_shared(&self, parts: &[&[Value]]) -> SharedRow {
+        match &self.project {
+            Some(exprs) => {
+                let joined = Parts(parts);
+                exprs.iter().map(|e| eval(e, &joined)).collect()
+            }
+            None => self.joined(parts).into(),
+        }
+    }
+}
+
+/// Where a star's output rows go: a delta, or the one row of a keyed
+/// star's root row, made as the view keeps it.
+trait Output {
+    fn put(&mut self, star: &Star, parts: &[&[Value]], n: isize);
+}
+
+impl Output for Delta {
+    fn put(&mut self, star: &Star, parts: &[&[Value]], n: isize) {
+        self.push((star.joined(parts), n));
+    }
+}
+
+impl Output for Option<SharedRow> {
+    fn put(&mut self, star: &Star, parts: &[&[Value]], _: isize) {
+        debug_assert!(self.is_none(), "a keyed star's inputs have one row per join key");
+        *self = Some(star.joined_shared(parts));
     }
 }
 
@@ -577,7 +611,7 @@ mod tests {
             for (key, row) in keyed.step_keyed(&deltas[0], &[&deltas[1], &deltas[2]]) {
                 let key = key.as_slice().to_vec();
                 match row {
-                    Some(row) => got.insert(key, row),
+                    Some(row) => got.insert(key, row.to_vec()),
                     None => got.remove(&key),
                 };
             }
