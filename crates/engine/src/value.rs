@@ -143,14 +143,35 @@ pub fn write_text(v: &Value, out: &mut String) {
         Value::Null => {}
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
-        // Written in place: no text of its own to allocate and copy.
-        Value::Decimal(d) => {
-            use std::fmt::Write;
-            let _ = write!(out, "{d}");
-        }
+        Value::Decimal(d) => write_decimal(d, out),
         Value::Double(f) => out.push_str(&format_double(*f)),
         Value::Text(t) => out.push_str(t),
         Value::Timestamp(t) => write_timestamp(*t, out),
+    }
+}
+
+/// An exact numeric as `Decimal`'s `Display` writes it (all of its scale's
+/// digits, a sign when negative), written in place from the integer of its
+/// digits: formatting through `Display` cost more than the rest of a
+/// `CONCAT`.
+fn write_decimal(d: &Decimal, out: &mut String) {
+    let mut buffer = itoa::Buffer::new();
+    let digits = buffer.format(d.mantissa().unsigned_abs());
+    let scale = d.scale() as usize;
+    if d.is_sign_negative() {
+        out.push('-');
+    }
+    if scale == 0 {
+        out.push_str(digits);
+    } else if digits.len() > scale {
+        let (whole, fraction) = digits.split_at(digits.len() - scale);
+        out.push_str(whole);
+        out.push('.');
+        out.push_str(fraction);
+    } else {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', scale - digits.len()));
+        out.push_str(digits);
     }
 }
 
@@ -178,5 +199,28 @@ fn format_double(f: f64) -> String {
         if f > 0.0 { "Infinity" } else { "-Infinity" }.into()
     } else {
         format!("{f}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every sign, scale and size of digits, negative zero included, is
+    /// written as `Decimal`'s own `Display` writes it.
+    #[test]
+    fn a_decimal_is_written_as_its_display_writes_it() {
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(5);
+        let mut cases = vec![Decimal::ZERO, -Decimal::new(0, 2), Decimal::new(5, 2), Decimal::new(-5, 3), Decimal::MAX, Decimal::MIN];
+        for _ in 0..20_000 {
+            let size = 10i64.pow(rand::Rng::random_range(&mut rng, 0..18));
+            let digits: i64 = rand::Rng::random_range(&mut rng, -size..=size);
+            cases.push(Decimal::new(digits, rand::Rng::random_range(&mut rng, 0..=28)));
+        }
+        for d in cases {
+            let mut written = String::new();
+            write_decimal(&d, &mut written);
+            assert_eq!(written, d.to_string(), "{d:?}");
+        }
     }
 }
