@@ -329,6 +329,14 @@ impl Dataflow {
             }
             Plan::Join { .. } if star_of(plan).is_some() => self.compile_star(relations, plan, None),
             Plan::Map { input, exprs, .. } if star_of(input).is_some() => self.compile_star(relations, input, Some(exprs.clone())),
+            // A Map over a GROUP BY (a view's SELECT list over its groups) is
+            // computed where each group's row is made: no second copy of
+            // every changed group's rows.
+            Plan::Map { input, exprs, .. } if matches!(**input, Plan::Reduce { .. }) => self.compile_reduce(relations, input, Some(exprs.clone())),
+            // The same over the rows kept in order (a DISTINCT ON's SELECT list).
+            Plan::Map { input, exprs, .. } if matches!(**input, Plan::RowNumber { .. } | Plan::TopOne { .. }) => {
+                self.compile_ranked(relations, input, Some(exprs.clone()))
+            }
             Plan::Map { input, exprs, .. } => {
                 let i = self.compile(relations, input);
                 self.push(Op::Map(exprs.clone()), vec![i])
@@ -337,24 +345,32 @@ impl Dataflow {
                 let (l, r) = (self.compile(relations, left), self.compile(relations, right));
                 self.push(Op::Join(Join::new(*kind, on, right.columns().len())), vec![l, r])
             }
-            Plan::Reduce { input, group_by, aggregates, .. } => {
-                let i = self.compile(relations, input);
-                debug_assert!(group_by.iter().enumerate().all(|(k, &c)| k == c), "the planner puts the group columns first");
-                self.push(Op::Reduce(Reduce::new(group_by.len(), aggregates.clone())), vec![i])
-            }
-            Plan::RowNumber { input, partition_by, order_by, .. } => {
-                let i = self.compile(relations, input);
-                self.push(Op::Ranked(Ranked::new(partition_by.clone(), order_by.clone(), true)), vec![i])
-            }
-            Plan::TopOne { input, partition_by, order_by } => {
-                let i = self.compile(relations, input);
-                self.push(Op::Ranked(Ranked::new(partition_by.clone(), order_by.clone(), false)), vec![i])
-            }
+            Plan::Reduce { .. } => self.compile_reduce(relations, plan, None),
+            Plan::RowNumber { .. } | Plan::TopOne { .. } => self.compile_ranked(relations, plan, None),
             Plan::Distinct { input } => {
                 let i = self.compile(relations, input);
                 self.push(Op::Distinct(Distinct::default()), vec![i])
             }
         }
+    }
+
+    /// A `ROW_NUMBER()` or a `TopOne`, with the `Map` over it when there is one.
+    fn compile_ranked(&mut self, relations: &[RelationSpec], plan: &Plan, project: Option<Vec<Expr>>) -> usize {
+        let (input, partition_by, order_by, number) = match plan {
+            Plan::RowNumber { input, partition_by, order_by, .. } => (input, partition_by, order_by, true),
+            Plan::TopOne { input, partition_by, order_by } => (input, partition_by, order_by, false),
+            _ => unreachable!("the caller matched a RowNumber or a TopOne"),
+        };
+        let i = self.compile(relations, input);
+        self.push(Op::Ranked(Ranked::new(partition_by.clone(), order_by.clone(), number, project)), vec![i])
+    }
+
+    /// A `GROUP BY`, with the `Map` over it when there is one.
+    fn compile_reduce(&mut self, relations: &[RelationSpec], plan: &Plan, project: Option<Vec<Expr>>) -> usize {
+        let Plan::Reduce { input, group_by, aggregates, .. } = plan else { unreachable!("the caller matched a Reduce") };
+        let i = self.compile(relations, input);
+        debug_assert!(group_by.iter().enumerate().all(|(k, &c)| k == c), "the planner puts the group columns first");
+        self.push(Op::Reduce(Reduce::new(group_by.len(), aggregates.clone(), project)), vec![i])
     }
 
     /// A chain of joins [`star_of`] accepts, as one [`Star`] node, with

@@ -267,6 +267,9 @@ impl Join {
 pub struct Reduce {
     n_keys: usize,
     aggregates: Vec<Aggregate>,
+    /// The expressions of a `Map` over the groups' rows (the group columns,
+    /// then the aggregates), computed as each row is made.
+    project: Option<Vec<Expr>>,
     groups: KeyIndex<Group>,
 }
 
@@ -400,8 +403,8 @@ impl Accumulator {
 }
 
 impl Reduce {
-    pub fn new(n_keys: usize, aggregates: Vec<Aggregate>) -> Self {
-        Reduce { n_keys, aggregates, groups: KeyIndex::default() }
+    pub fn new(n_keys: usize, aggregates: Vec<Aggregate>, project: Option<Vec<Expr>>) -> Self {
+        Reduce { n_keys, aggregates, project, groups: KeyIndex::default() }
     }
 
     pub fn step(&mut self, input: &Delta) -> Delta {
@@ -427,10 +430,20 @@ impl Reduce {
             let key = key.as_slice();
             let group = self.groups.get_mut(key).expect("a dirty group exists");
             let new = (group.rows > 0).then(|| {
-                let mut row = Vec::with_capacity(key.len() + self.aggregates.len());
-                row.extend_from_slice(key);
-                row.extend(group.accumulators.iter().zip(&self.aggregates).map(|(acc, a)| acc.value(a)));
-                row
+                let values = group.accumulators.iter().zip(&self.aggregates).map(|(acc, a)| acc.value(a));
+                match &self.project {
+                    Some(exprs) => {
+                        let values: SmallVec<[Value; 8]> = values.collect();
+                        let row = crate::eval::Parts(&[key, &values]);
+                        exprs.iter().map(|e| eval(e, &row)).collect()
+                    }
+                    None => {
+                        let mut row = Vec::with_capacity(key.len() + self.aggregates.len());
+                        row.extend_from_slice(key);
+                        row.extend(values);
+                        row
+                    }
+                }
             });
             if !same_row(new.as_deref(), group.output.as_deref()) {
                 if let Some(old) = group.output.take() {
@@ -554,6 +567,9 @@ pub struct Ranked {
     order_by: Vec<(usize, bool)>,
     /// Number every row (`ROW_NUMBER`) or keep the first (`TopOne`).
     number: bool,
+    /// The expressions of a `Map` over the output rows (a numbered row's
+    /// number last), computed as each row is given.
+    project: Option<Vec<Expr>>,
     partitions: KeyIndex<Partition>,
 }
 
@@ -564,8 +580,8 @@ struct Partition {
 }
 
 impl Ranked {
-    pub fn new(partition_by: Vec<usize>, order_by: Vec<(usize, bool)>, number: bool) -> Self {
-        Ranked { partition_by, order_by, number, partitions: KeyIndex::default() }
+    pub fn new(partition_by: Vec<usize>, order_by: Vec<(usize, bool)>, number: bool, project: Option<Vec<Expr>>) -> Self {
+        Ranked { partition_by, order_by, number, project, partitions: KeyIndex::default() }
     }
 
     pub fn step(&mut self, input: &Delta) -> Delta {
@@ -582,17 +598,16 @@ impl Ranked {
             }
         }
         let mut out = Vec::new();
+        let project = self.project.as_deref();
         for key in dirty {
             let partition = self.partitions.get_mut(key.as_slice()).expect("a dirty partition exists");
             let mut new = Vec::with_capacity(if self.number { partition.rows.len() } else { 1 });
             'rows: for ((_, row), n) in &partition.rows {
                 for _ in 0..*n {
                     if self.number {
-                        let mut numbered = row.clone();
-                        numbered.push(Value::Int(new.len() as i64 + 1));
-                        new.push(numbered);
+                        new.push(ranked_output(project, row, Some(new.len() as i64 + 1)));
                     } else {
-                        new.push(row.clone());
+                        new.push(ranked_output(project, row, None));
                         break 'rows;
                     }
                 }
@@ -612,6 +627,25 @@ impl Ranked {
         if self.number {
             consolidate(out)
         } else {
+            out
+        }
+    }
+}
+
+/// The output row of `row` (with its number, if numbered), through the
+/// `Map` over it if there is one.
+fn ranked_output(project: Option<&[Expr]>, row: &Row, number: Option<i64>) -> Row {
+    let number = number.map(Value::Int);
+    match project {
+        Some(exprs) => {
+            let parts = [&row[..], number.as_slice()];
+            let row = crate::eval::Parts(&parts);
+            exprs.iter().map(|e| eval(e, &row)).collect()
+        }
+        None => {
+            let mut out = Vec::with_capacity(row.len() + 1);
+            out.extend_from_slice(row);
+            out.extend(number);
             out
         }
     }
@@ -662,7 +696,7 @@ mod tests {
         };
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
         let mut next = |m: u64| rand::Rng::random_range(&mut rng, 0..m);
-        let mut reduce = Reduce::new(1, vec![aggregate]);
+        let mut reduce = Reduce::new(1, vec![aggregate], None);
         // The rows of every group with their counts.
         let mut live: BTreeMap<(i64, Row), isize> = BTreeMap::new();
         for batch in 0..3_000 {
