@@ -28,7 +28,8 @@ enum Op {
     /// A node of a dropped view: no input, no state.
     Dropped,
     Filter(Expr),
-    Map(Vec<Expr>),
+    /// The rows the predicate keeps (all without one), mapped.
+    Map(Option<Expr>, Vec<Expr>),
     Join(Join),
     Star(Star),
     Reduce(Reduce),
@@ -337,9 +338,14 @@ impl Dataflow {
             Plan::Map { input, exprs, .. } if matches!(**input, Plan::RowNumber { .. } | Plan::TopOne { .. }) => {
                 self.compile_ranked(relations, input, Some(exprs.clone()))
             }
+            // A Map over a Filter maps the rows it keeps: no copy of each kept row.
             Plan::Map { input, exprs, .. } => {
+                let (input, predicate) = match &**input {
+                    Plan::Filter { input, predicate } => (&**input, Some(predicate.clone())),
+                    input => (input, None),
+                };
                 let i = self.compile(relations, input);
-                self.push(Op::Map(exprs.clone()), vec![i])
+                self.push(Op::Map(predicate, exprs.clone()), vec![i])
             }
             Plan::Join { kind, left, right, on } => {
                 let (l, r) = (self.compile(relations, left), self.compile(relations, right));
@@ -449,7 +455,7 @@ impl Dataflow {
             let out = match &mut node.op {
                 Op::Source | Op::Dropped => unreachable!("skipped above"),
                 Op::Filter(predicate) => ops::filter(input(0), predicate),
-                Op::Map(exprs) => ops::map(input(0), exprs),
+                Op::Map(predicate, exprs) => ops::map(input(0), predicate.as_ref(), exprs),
                 Op::Join(join) => join.step(input(0), input(1)),
                 Op::Star(star) => {
                     let dims: Vec<&Delta> = (1..node.inputs.len()).map(input).collect();

@@ -52,8 +52,10 @@ pub fn filter(input: &Delta, predicate: &Expr) -> Delta {
 /// Not consolidated: every operator takes unconsolidated changes, and the
 /// views consolidate theirs, so hashing each (wide) mapped row here would
 /// be done twice.
-pub fn map(input: &Delta, exprs: &[Expr]) -> Delta {
-    input.iter().map(|(row, d)| (exprs.iter().map(|e| eval(e, row)).collect(), *d)).collect()
+/// With a predicate, only the rows it keeps are mapped (a Filter below).
+pub fn map(input: &Delta, predicate: Option<&Expr>, exprs: &[Expr]) -> Delta {
+    let kept = |row: &Row| predicate.is_none_or(|p| matches!(eval(p, row), Value::Bool(true)));
+    input.iter().filter(|(row, _)| kept(row)).map(|(row, d)| (exprs.iter().map(|e| eval(e, row)).collect(), *d)).collect()
 }
 
 /// The join key of `row` on `columns`; `None` when one of them is NULL

@@ -682,7 +682,7 @@ mod tests {
             let expected = j3.step(&b, &deltas[3]);
             let got = star.step(&deltas[0], &[&deltas[1], &deltas[2], &deltas[3]]);
             let got_projected = projected.step(&deltas[0], &[&deltas[1], &deltas[2], &deltas[3]]);
-            assert_eq!(sorted(got_projected), sorted(crate::ops::map(&expected, &project)));
+            assert_eq!(sorted(got_projected), sorted(crate::ops::map(&expected, None, &project)));
             assert_eq!(sorted(got), sorted(expected));
         }
     }
