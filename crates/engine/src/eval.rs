@@ -56,6 +56,14 @@ impl Columns for Parts<'_, '_> {
     }
 }
 
+/// Each expression over the row given in parts (side by side), collected
+/// into a row of either kind: a `SharedRow` is made in one allocation.
+#[inline]
+pub fn eval_all<C: FromIterator<Value>>(exprs: &[Expr], parts: &[&[Value]]) -> C {
+    let row = Parts(parts);
+    exprs.iter().map(|e| eval(e, &row)).collect()
+}
+
 /// A column is read where the expression is evaluated; everything else
 /// goes to [`computed`], whose entry and exit (saving registers for its
 /// many cases) a column need not pay.

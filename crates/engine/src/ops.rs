@@ -16,7 +16,7 @@ use smallvec::SmallVec;
 use crate::key::{Key, KeyIndex, KeySet};
 use rust_decimal::Decimal;
 
-use crate::eval::eval;
+use crate::eval::{eval, eval_all};
 use crate::value::{sql_cmp, sql_exact, Row, Value};
 
 pub type Delta = Vec<(Row, isize)>;
@@ -436,8 +436,7 @@ impl Reduce {
                 match &self.project {
                     Some(exprs) => {
                         let values: SmallVec<[Value; 8]> = values.collect();
-                        let row = crate::eval::Parts(&[key, &values]);
-                        exprs.iter().map(|e| eval(e, &row)).collect()
+                        eval_all(exprs, &[key, &values])
                     }
                     None => {
                         let mut row = Vec::with_capacity(key.len() + self.aggregates.len());
@@ -639,11 +638,7 @@ impl Ranked {
 fn ranked_output(project: Option<&[Expr]>, row: &Row, number: Option<i64>) -> Row {
     let number = number.map(Value::Int);
     match project {
-        Some(exprs) => {
-            let parts = [&row[..], number.as_slice()];
-            let row = crate::eval::Parts(&parts);
-            exprs.iter().map(|e| eval(e, &row)).collect()
-        }
+        Some(exprs) => eval_all(exprs, &[row, number.as_slice()]),
         None => {
             let mut out = Vec::with_capacity(row.len() + 1);
             out.extend_from_slice(row);

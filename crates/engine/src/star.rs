@@ -20,7 +20,7 @@ use ahash::AHashMap;
 use hashbrown::HashTable;
 use smallvec::SmallVec;
 
-use crate::eval::{eval, Parts};
+use crate::eval::eval_all;
 use crate::expr::Expr;
 use crate::key::{Key, KeyIndex};
 use crate::ops::{add, join_key, Delta, KeyRows};
@@ -456,10 +456,7 @@ impl Star {
     /// The output row of the joined row in `parts`.
     fn joined(&self, parts: &[&[Value]]) -> Row {
         match &self.project {
-            Some(exprs) => {
-                let joined = Parts(parts);
-                exprs.iter().map(|e| eval(e, &joined)).collect()
-            }
+            Some(exprs) => eval_all(exprs, parts),
             None => {
                 let mut row = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
                 parts.iter().for_each(|p| row.extend_from_slice(p));
@@ -471,10 +468,7 @@ impl Star {
     /// [`Self::joined`], made where it is kept (one allocation, no copy).
     fn joined_shared(&self, parts: &[&[Value]]) -> SharedRow {
         match &self.project {
-            Some(exprs) => {
-                let joined = Parts(parts);
-                exprs.iter().map(|e| eval(e, &joined)).collect()
-            }
+            Some(exprs) => eval_all(exprs, parts),
             None => self.joined(parts).into(),
         }
     }
