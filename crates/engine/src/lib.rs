@@ -21,6 +21,7 @@ pub mod expr;
 pub mod idmap;
 pub mod key;
 pub mod ops;
+pub mod ordered;
 pub mod plan;
 pub mod star;
 pub mod types;

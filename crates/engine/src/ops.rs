@@ -5,8 +5,6 @@
 //! them away. A batch of changes goes through the operators in order, each
 //! reading its inputs' changes of this batch and writing its own.
 
-use std::collections::BTreeMap;
-
 use crate::expr::{AggFunc, Aggregate, Expr};
 use crate::plan::JoinKind;
 use crate::types::SqlType;
@@ -14,6 +12,7 @@ use ahash::AHashMap;
 use smallvec::SmallVec;
 
 use crate::key::{Key, KeyIndex, KeySet};
+use crate::ordered::OrderedCounts;
 use rust_decimal::Decimal;
 
 use crate::eval::{eval, eval_all};
@@ -167,24 +166,6 @@ fn padded(l: &[Value], width: usize) -> Row {
     row
 }
 
-/// Adds `d` to the count of `row` in an ordered multiset; at zero it goes.
-fn count_in_order<K: Ord>(rows: &mut BTreeMap<K, isize>, row: K, d: isize) {
-    use std::collections::btree_map::Entry;
-    match rows.entry(row) {
-        Entry::Vacant(entry) => {
-            if d != 0 {
-                entry.insert(d);
-            }
-        }
-        Entry::Occupied(mut entry) => {
-            *entry.get_mut() += d;
-            if *entry.get() == 0 {
-                entry.remove();
-            }
-        }
-    }
-}
-
 /// Adds `d` copies of `row` to the rows of `key` in a join index; a key
 /// left without rows goes.
 pub(crate) fn add(index: &mut KeyIndex<KeyRows>, key: &[Value], row: &Row, d: isize) {
@@ -288,18 +269,18 @@ enum Accumulator {
     Count(i64),
     /// Exact sums: the sum, how many values, and how many values of each
     /// scale (SQL writes the sum with the largest scale among them).
-    Sum { sum: Decimal, values: i64, scales: BTreeMap<u32, i64> },
+    Sum { sum: Decimal, values: i64, scales: OrderedCounts<u32> },
     /// A double sum (or average): the sum and how many values.
     SumDouble { sum: f64, values: i64 },
     /// The distinct values, or the values in SQL order (MIN, MAX, DISTINCT
     /// aggregates), each with its count.
-    Values(BTreeMap<SqlOrdered, isize>),
+    Values(OrderedCounts<SqlOrdered>),
     /// `STRING_AGG`: the values in the aggregate's ORDER BY, and the text
     /// they make, each copy of a value written after a separator (the
     /// output is the text after the first one). Kept up to date change by
     /// change: a busy group's text is long, and writing it again from its
     /// values on every change read each value where it lies on the heap.
-    Ordered { values: BTreeMap<(Vec<SortKey>, Value), isize>, text: String },
+    Ordered { values: OrderedCounts<(Vec<SortKey>, Value)>, text: String },
 }
 
 /// A value ordered as SQL compares it; equal values of different scales by scale.
@@ -323,9 +304,9 @@ impl Accumulator {
         match (a.func, a.distinct) {
             (AggFunc::Count, false) => Accumulator::Count(0),
             (AggFunc::Sum | AggFunc::Avg, false) if a.ty == SqlType::Double => Accumulator::SumDouble { sum: 0.0, values: 0 },
-            (AggFunc::Sum | AggFunc::Avg, false) => Accumulator::Sum { sum: Decimal::ZERO, values: 0, scales: BTreeMap::new() },
-            (AggFunc::StringAgg, _) => Accumulator::Ordered { values: BTreeMap::new(), text: String::new() },
-            _ => Accumulator::Values(BTreeMap::new()),
+            (AggFunc::Sum | AggFunc::Avg, false) => Accumulator::Sum { sum: Decimal::ZERO, values: 0, scales: OrderedCounts::default() },
+            (AggFunc::StringAgg, _) => Accumulator::Ordered { values: OrderedCounts::default(), text: String::new() },
+            _ => Accumulator::Values(OrderedCounts::default()),
         }
     }
 
@@ -345,22 +326,18 @@ impl Accumulator {
                 };
                 *sum += v * Decimal::from(d as i64);
                 *values += d as i64;
-                let n = scales.entry(v.scale()).or_default();
-                *n += d as i64;
-                if *n == 0 {
-                    scales.remove(&v.scale());
-                }
+                scales.add(v.scale(), d);
             }
             Accumulator::SumDouble { sum, values } => {
                 *sum += arg.map_or(0.0, |v| crate::eval::as_double(v).unwrap_or(f64::NAN)) * d as f64;
                 *values += d as i64;
             }
-            Accumulator::Values(values) => count_in_order(values, SqlOrdered(arg.cloned().unwrap_or(Value::Null)), d),
+            Accumulator::Values(values) => values.add(SqlOrdered(arg.cloned().unwrap_or(Value::Null)), d),
             Accumulator::Ordered { values, text } => {
                 let keys = a.order_by.iter().map(|&(c, desc)| SortKey { value: row[c].clone(), desc }).collect();
                 let entry = (keys, arg.cloned().unwrap_or(Value::Null));
                 edit_text(text, values, &entry, d, a.separator.as_deref().unwrap_or(""));
-                count_in_order(values, entry, d);
+                values.add(entry, d);
             }
         }
     }
@@ -370,7 +347,7 @@ impl Accumulator {
             Accumulator::Count(n) => Value::Int(*n),
             Accumulator::Sum { values: 0, .. } | Accumulator::SumDouble { values: 0, .. } => Value::Null,
             Accumulator::Sum { sum, values, scales } => {
-                let sum = sql_exact(*sum, scales.keys().next_back().copied().unwrap_or(0));
+                let sum = sql_exact(*sum, scales.last().copied().unwrap_or(0));
                 if a.func == AggFunc::Avg {
                     // PostgreSQL's AVG of numeric is its numeric division of the sum by the count.
                     crate::eval::decimal_div(sum, Decimal::from(*values)).map_or(Value::Null, Value::Decimal)
@@ -381,13 +358,13 @@ impl Accumulator {
             Accumulator::SumDouble { sum, values } => Value::Double(if a.func == AggFunc::Avg { sum / *values as f64 } else { *sum }),
             Accumulator::Values(values) => match a.func {
                 AggFunc::Count => Value::Int(values.len() as i64),
-                AggFunc::Min => values.keys().next().map_or(Value::Null, |v| v.0.clone()),
-                AggFunc::Max => values.keys().next_back().map_or(Value::Null, |v| v.0.clone()),
+                AggFunc::Min => values.first().map_or(Value::Null, |v| v.0.clone()),
+                AggFunc::Max => values.last().map_or(Value::Null, |v| v.0.clone()),
                 // SUM or AVG of the distinct values.
                 _ => {
                     let mut each = Accumulator::new(&Aggregate { distinct: false, ..a.clone() });
                     let one = Aggregate { arg: Some(0), ..a.clone() };
-                    for v in values.keys() {
+                    for (v, _) in values.iter() {
                         each.update(&one, std::slice::from_ref(&v.0), 1);
                     }
                     each.value(a)
@@ -469,10 +446,10 @@ impl Reduce {
 /// after it; a count below zero (a retraction ahead of its insertion)
 /// writes no copy. Found from the end: rows mostly come in the order's
 /// direction (ascending ids), so a new one is found at once.
-fn edit_text(text: &mut String, values: &BTreeMap<(Vec<SortKey>, Value), isize>, entry: &(Vec<SortKey>, Value), d: isize, separator: &str) {
-    // One descent of the tree finds the value's count and the values after it.
-    let mut from = values.range(entry..).peekable();
-    let count = from.next_if(|(k, _)| k.cmp(&entry) == std::cmp::Ordering::Equal).map_or(0, |(_, n)| *n);
+fn edit_text(text: &mut String, values: &OrderedCounts<(Vec<SortKey>, Value)>, entry: &(Vec<SortKey>, Value), d: isize, separator: &str) {
+    // One search finds the value's count and the values after it.
+    let mut from = values.from(entry).peekable();
+    let count = from.next_if(|(k, _)| k.cmp(&entry) == std::cmp::Ordering::Equal).map_or(0, |(_, n)| n);
     let (before, after) = (count.max(0) as usize, (count + d).max(0) as usize);
     if before == after {
         return;
@@ -485,7 +462,7 @@ fn edit_text(text: &mut String, values: &BTreeMap<(Vec<SortKey>, Value), isize>,
     piece.push_str(separator);
     crate::value::write_text(&entry.1, &mut piece);
     let mut scratch = String::new();
-    let later: usize = from.map(|((_, v), n)| (*n).max(0) as usize * (separator.len() + text_len(v, &mut scratch))).sum();
+    let later: usize = from.map(|((_, v), n)| n.max(0) as usize * (separator.len() + text_len(v, &mut scratch))).sum();
     // Where the value's copies end (they are all alike: which ones come or
     // go does not matter).
     let end = text.len() - later;
@@ -576,7 +553,7 @@ pub struct Ranked {
 
 #[derive(Default)]
 struct Partition {
-    rows: BTreeMap<(Vec<SortKey>, Row), isize>,
+    rows: OrderedCounts<(Vec<SortKey>, Row)>,
     output: Vec<Row>,
 }
 
@@ -593,7 +570,7 @@ impl Ranked {
             key_buf.extend(self.partition_by.iter().map(|&c| row[c].clone()));
             let key = &key_buf[..];
             let sort: Vec<SortKey> = self.order_by.iter().map(|&(c, desc)| SortKey { value: row[c].clone(), desc }).collect();
-            count_in_order(&mut self.partitions.get_or_insert_with(key, Partition::default).rows, (sort, row.clone()), *d);
+            self.partitions.get_or_insert_with(key, Partition::default).rows.add((sort, row.clone()), *d);
             if !dirty.contains(key) {
                 dirty.insert(Key::from_slice(key));
             }
@@ -603,8 +580,8 @@ impl Ranked {
         for key in dirty {
             let partition = self.partitions.get_mut(key.as_slice()).expect("a dirty partition exists");
             let mut new = Vec::with_capacity(if self.number { partition.rows.len() } else { 1 });
-            'rows: for ((_, row), n) in &partition.rows {
-                for _ in 0..*n {
+            'rows: for ((_, row), n) in partition.rows.iter() {
+                for _ in 0..n {
                     if self.number {
                         new.push(ranked_output(project, row, Some(new.len() as i64 + 1)));
                     } else {
@@ -676,6 +653,7 @@ impl Distinct {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     /// A `STRING_AGG` text kept change by change equals the text written
     /// from the group's rows after every batch: values put in and taken out
