@@ -6,25 +6,25 @@
 //! most hold one to three keys: an order's items, its status events, a
 //! user's addresses. A `BTreeMap` allocates a node of eleven entries for its
 //! first key, 144 to 720 bytes here, hundreds of thousands of times; a
-//! sorted list holds what it has, its first entry inline.
+//! sorted list holds what it has.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
-
-use smallvec::SmallVec;
 
 /// Keys a list holds before they move to a B-tree: inserting into a sorted
 /// list moves the keys after the new one, cheap while they are few.
 const FEW_KEYS: usize = 32;
 
 pub enum OrderedCounts<K> {
-    Few(SmallVec<[(K, isize); 1]>),
+    /// Grown a little at a time (a `Vec` would hold four on its first
+    /// key): most lists stay at one to three.
+    Few(Vec<(K, isize)>),
     Many(BTreeMap<K, isize>),
 }
 
 impl<K> Default for OrderedCounts<K> {
     fn default() -> Self {
-        OrderedCounts::Few(SmallVec::new())
+        OrderedCounts::Few(Vec::new())
     }
 }
 
@@ -40,7 +40,12 @@ impl<K: Ord> OrderedCounts<K> {
                     }
                 }
                 Err(_) if d == 0 => {}
-                Err(at) if entries.len() < FEW_KEYS => entries.insert(at, (key, d)),
+                Err(at) if entries.len() < FEW_KEYS => {
+                    if entries.len() == entries.capacity() {
+                        entries.reserve_exact(entries.len().div_ceil(2).max(1));
+                    }
+                    entries.insert(at, (key, d));
+                }
                 Err(_) => {
                     let mut many: BTreeMap<K, isize> = entries.drain(..).collect();
                     many.insert(key, d);
