@@ -554,7 +554,8 @@ pub struct Ranked {
 #[derive(Default)]
 struct Partition {
     rows: OrderedCounts<(Vec<SortKey>, Row)>,
-    output: Vec<Row>,
+    /// Its output rows: a `TopOne`'s one row in the partition's own slot.
+    output: SmallVec<[Row; 1]>,
 }
 
 impl Ranked {
@@ -579,7 +580,7 @@ impl Ranked {
         let project = self.project.as_deref();
         for key in dirty {
             let partition = self.partitions.get_mut(key.as_slice()).expect("a dirty partition exists");
-            let mut new = Vec::with_capacity(if self.number { partition.rows.len() } else { 1 });
+            let mut new: SmallVec<[Row; 1]> = SmallVec::with_capacity(if self.number { partition.rows.len() } else { 1 });
             'rows: for ((_, row), n) in partition.rows.iter() {
                 for _ in 0..n {
                     if self.number {
