@@ -150,16 +150,32 @@ impl ViewRows {
         // Stable: of a key's updates, the last one is its row now.
         updates.sort_by(|a, b| a.0.as_slice().cmp(b.0.as_slice()));
         let mut changes = Vec::with_capacity(updates.len());
-        let mut updates = updates.into_iter().peekable();
-        while let Some((key, mut after)) = updates.next() {
-            while let Some((_, later)) = updates.next_if(|(next, _)| *next == key) {
-                after = later;
+        let mut i = 0;
+        while i < updates.len() {
+            self.prefetch_ahead(&updates, i);
+            let mut last = i;
+            while updates.get(last + 1).is_some_and(|(next, _)| *next == updates[i].0) {
+                last += 1;
             }
-            if let Some(change) = self.replace(key.as_slice(), after) {
+            let after = updates[last].1.take();
+            if let Some(change) = self.replace(updates[i].0.as_slice(), after) {
                 changes.push(change);
             }
+            i = last + 1;
         }
         changes
+    }
+
+    /// Starts loading the view's slot two keys after the `i`th, and the row
+    /// of the next: the slots are spread over an index of every row, so
+    /// their cache misses overlap instead of following one another.
+    fn prefetch_ahead(&self, updates: &[(Key, Option<SharedRow>)], i: usize) {
+        if let Some((key, _)) = updates.get(i + 2) {
+            self.rows.prefetch(key.as_slice());
+        }
+        if let Some(row) = updates.get(i + 1).and_then(|(key, _)| self.rows.get(key.as_slice())) {
+            crate::idmap::prefetch_shared(row);
+        }
     }
 
     /// Makes `after` the row of `key` (`None`: no row); the change, unless
@@ -195,6 +211,9 @@ impl ViewRows {
         changes
     }
 }
+
+/// How many changes ahead a batch starts loading a source's row.
+const SOURCE_LOOKAHEAD: usize = 4;
 
 /// A source key's row before and after one change.
 type KeyEdit = (Row, Option<Row>, Option<Row>);
@@ -422,7 +441,13 @@ impl Dataflow {
         let mut per_source = vec![0; self.sources.len()];
         changes.iter().for_each(|c| per_source[c.source] += 1);
         let mut edits: Vec<Vec<KeyEdit>> = per_source.into_iter().map(Vec::with_capacity).collect();
-        for change in changes {
+        let mut changes = changes.into_iter();
+        while let Some(change) = changes.next() {
+            // The rows of a source are spread over an index of every row:
+            // loaded a few changes ahead, their cache misses overlap.
+            if let Some(ahead) = changes.as_slice().get(SOURCE_LOOKAHEAD) {
+                self.sources[ahead.source].rows.prefetch(&ahead.key);
+            }
             let source = &mut self.sources[change.source];
             if !source.read {
                 continue;

@@ -199,6 +199,32 @@ pub fn prefetch_text(text: &smol_str::SmolStr) {
     }
 }
 
+/// Starts loading a row's values and, for each text among them that is on
+/// the heap, its bytes and reference counts (which cloning the row's text
+/// into an output row touches); a hint only, as [`prefetch`].
+#[inline]
+pub fn prefetch_row_text(row: &[crate::value::Value]) {
+    for value in row {
+        if let crate::value::Value::Text(text) = value {
+            prefetch_text(text);
+        }
+    }
+}
+
+/// Starts loading the values of a row held elsewhere (its heap buffer).
+#[inline]
+pub fn prefetch_values(row: &[crate::value::Value]) {
+    prefetch_bytes(row.as_ptr().cast(), size_of_val(row));
+}
+
+/// Starts loading a shared row: its reference counts, which a clone or a
+/// drop touches, and its values.
+#[inline]
+pub fn prefetch_shared(row: &crate::value::SharedRow) {
+    const ARC_HEADER: usize = 2 * size_of::<usize>();
+    prefetch_bytes(row.as_ptr().cast::<u8>().wrapping_sub(ARC_HEADER), ARC_HEADER + size_of_val(&row[..]));
+}
+
 impl<V> Extend<(i64, V)> for IdMap<V> {
     fn extend<I: IntoIterator<Item = (i64, V)>>(&mut self, pairs: I) {
         for (key, value) in pairs {

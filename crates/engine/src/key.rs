@@ -129,6 +129,16 @@ impl<V> KeyIndex<V> {
         }
     }
 
+    /// Starts loading the slot of `key` into the cache without waiting for
+    /// it (a key of one integer; a hint only, see [`IdMap::prefetch`]), so
+    /// that a batch's look-ups a few keys apart overlap their cache misses.
+    #[inline]
+    pub fn prefetch(&self, key: &[Value]) {
+        if let Some(i) = one_int(key) {
+            self.ints.prefetch(i);
+        }
+    }
+
     pub fn contains_key(&self, key: &[Value]) -> bool {
         self.get(key).is_some()
     }

@@ -90,6 +90,22 @@ impl KeyRows {
         }
     }
 
+    /// Starts loading the values of a few rows (a key's only row, mostly),
+    /// then, with `text`, the heap text they hold instead (call it once the
+    /// values are in the cache).
+    #[inline]
+    pub(crate) fn prefetch(&self, text: bool) {
+        if let KeyRows::Few(rows) = self {
+            for (row, _) in rows.iter().take(2) {
+                if text {
+                    crate::idmap::prefetch_row_text(row);
+                } else {
+                    crate::idmap::prefetch_values(row);
+                }
+            }
+        }
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         match self {
             KeyRows::Few(rows) => rows.is_empty(),
@@ -280,7 +296,7 @@ enum Accumulator {
     /// output is the text after the first one). Kept up to date change by
     /// change: a busy group's text is long, and writing it again from its
     /// values on every change read each value where it lies on the heap.
-    Ordered { values: OrderedCounts<(Vec<SortKey>, Value)>, text: String },
+    Ordered { values: OrderedCounts<(SortKeys, Value)>, text: String },
 }
 
 /// A value ordered as SQL compares it; equal values of different scales by scale.
@@ -388,7 +404,8 @@ impl Reduce {
 
     pub fn step(&mut self, input: &Delta) -> Delta {
         let mut dirty = KeySet::default();
-        for (row, d) in input {
+        for (i, (row, d)) in input.iter().enumerate() {
+            prefetch_group(&self.groups, input, i, |row| &row[..self.n_keys]);
             let key = &row[..self.n_keys];
             let aggregates = &self.aggregates;
             let group = self.groups.get_or_insert_with(key, || Group {
@@ -440,13 +457,23 @@ impl Reduce {
     }
 }
 
+/// Starts loading the group (or partition) slot of the change a few after
+/// the `i`th: groups are spread over an index of hundreds of thousands, so
+/// loading ahead overlaps their cache misses.
+#[inline]
+fn prefetch_group<V>(groups: &KeyIndex<V>, input: &Delta, i: usize, key: impl Fn(&Row) -> &[Value]) {
+    if let Some((row, _)) = input.get(i + 4) {
+        groups.prefetch(key(row));
+    }
+}
+
 /// Changes a `STRING_AGG` text for `d` more copies of `entry` (fewer when
 /// negative), before `values` counts them. A value's copies sit together,
 /// each as separator then value, before the copies of every value ordered
 /// after it; a count below zero (a retraction ahead of its insertion)
 /// writes no copy. Found from the end: rows mostly come in the order's
 /// direction (ascending ids), so a new one is found at once.
-fn edit_text(text: &mut String, values: &OrderedCounts<(Vec<SortKey>, Value)>, entry: &(Vec<SortKey>, Value), d: isize, separator: &str) {
+fn edit_text(text: &mut String, values: &OrderedCounts<(SortKeys, Value)>, entry: &(SortKeys, Value), d: isize, separator: &str) {
     // One search finds the value's count and the values after it.
     let mut from = values.from(entry).peekable();
     let count = from.next_if(|(k, _)| k.cmp(&entry) == std::cmp::Ordering::Equal).map_or(0, |(_, n)| n);
@@ -496,6 +523,10 @@ fn same_row(a: Option<&[Value]>, b: Option<&[Value]>) -> bool {
         _ => false,
     }
 }
+
+/// A row's ORDER BY values. One (an id, mostly) is held in place: a sorted
+/// list's search compares them without following a pointer per entry.
+pub type SortKeys = SmallVec<[SortKey; 1]>;
 
 /// A value in an ORDER BY: ascending puts NULLs last, descending first (as
 /// PostgreSQL does by default).
@@ -553,7 +584,7 @@ pub struct Ranked {
 
 #[derive(Default)]
 struct Partition {
-    rows: OrderedCounts<(Vec<SortKey>, Row)>,
+    rows: OrderedCounts<(SortKeys, Row)>,
     /// Its output rows: a `TopOne`'s one row in the partition's own slot.
     output: SmallVec<[Row; 1]>,
 }
@@ -566,11 +597,14 @@ impl Ranked {
     pub fn step(&mut self, input: &Delta) -> Delta {
         let mut dirty = KeySet::default();
         let mut key_buf = Row::new();
-        for (row, d) in input {
+        for (i, (row, d)) in input.iter().enumerate() {
+            if let [c] = self.partition_by[..] {
+                prefetch_group(&self.partitions, input, i, |row| std::slice::from_ref(&row[c]));
+            }
             key_buf.clear();
             key_buf.extend(self.partition_by.iter().map(|&c| row[c].clone()));
             let key = &key_buf[..];
-            let sort: Vec<SortKey> = self.order_by.iter().map(|&(c, desc)| SortKey { value: row[c].clone(), desc }).collect();
+            let sort: SortKeys = self.order_by.iter().map(|&(c, desc)| SortKey { value: row[c].clone(), desc }).collect();
             self.partitions.get_or_insert_with(key, Partition::default).rows.add((sort, row.clone()), *d);
             if !dirty.contains(key) {
                 dirty.insert(Key::from_slice(key));

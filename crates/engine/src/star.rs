@@ -237,7 +237,8 @@ impl Star {
         dirty.sort_unstable();
         dirty.dedup();
         let mut memo = Memo::new(self.dims.len());
-        for slot in dirty {
+        for (i, &slot) in dirty.iter().enumerate() {
+            self.prefetch_ahead(&dirty, i);
             let (row, n) = &self.roots.slots[slot as usize];
             if *n <= 0 {
                 continue;
@@ -251,6 +252,42 @@ impl Star {
             updates.push((Key::of(row, &key_columns), out));
         }
         updates
+    }
+
+    /// Starts loading what recomputing the rows of the dirty root slots
+    /// after the `i`th will read, one stage of the chain of pointers per
+    /// slot ahead: the slot, then its row, then each input's slot for the
+    /// row's keys, then those inputs' rows, then their text. The slots are
+    /// spread over indexes of hundreds of thousands of rows, so the cost of
+    /// a row is its cache misses; loaded ahead, they overlap instead of
+    /// following one another (as the hand-written engine does).
+    fn prefetch_ahead(&self, dirty: &[u32], i: usize) {
+        let slot = |ahead: usize| dirty.get(i + ahead).map(|&s| s as usize);
+        if let Some(s) = slot(5) {
+            crate::idmap::prefetch(self.roots.slots.as_ptr().wrapping_add(s));
+        }
+        if let Some(s) = slot(4) {
+            crate::idmap::prefetch_values(&self.roots.slots[s].0);
+        }
+        let mut buf = Row::new();
+        if let Some(s) = slot(3) {
+            let root = &self.roots.slots[s].0;
+            for dim in &self.dims {
+                if let Some(key) = dim.key_of_root(root, &mut buf) {
+                    dim.rows.prefetch(key);
+                }
+            }
+        }
+        for (ahead, text) in [(2, false), (1, true)] {
+            if let Some(s) = slot(ahead) {
+                let root = &self.roots.slots[s].0;
+                for dim in &self.dims {
+                    if let Some(rows) = dim.key_of_root(root, &mut buf).and_then(|key| dim.rows.get(key)) {
+                        rows.prefetch(text);
+                    }
+                }
+            }
+        }
     }
 
     /// The change of `root ⋈ d1 ⋈ ... ⋈ dk` for these changes of its inputs.
