@@ -448,6 +448,10 @@ impl Dataflow {
             if let Some(ahead) = changes.as_slice().get(SOURCE_LOOKAHEAD) {
                 self.sources[ahead.source].rows.prefetch(&ahead.key);
             }
+            // Then the row it holds, which the change's before-image is.
+            if let Some(row) = changes.as_slice().get(SOURCE_LOOKAHEAD / 2).and_then(|a| self.sources[a.source].rows.get(&a.key)) {
+                crate::idmap::prefetch_values(row);
+            }
             let source = &mut self.sources[change.source];
             if !source.read {
                 continue;

@@ -326,6 +326,20 @@ impl Accumulator {
         }
     }
 
+    /// Starts loading what it keeps on the heap (a hint only).
+    #[inline]
+    fn prefetch(&self) {
+        match self {
+            Accumulator::Sum { scales, .. } => scales.prefetch(),
+            Accumulator::Values(values) => values.prefetch(),
+            Accumulator::Ordered { values, text } => {
+                values.prefetch();
+                crate::idmap::prefetch_bytes(text.as_ptr(), text.len().min(1024));
+            }
+            Accumulator::Count(_) | Accumulator::SumDouble { .. } => {}
+        }
+    }
+
     /// Takes in (`d` > 0) or takes out (`d` < 0) one input row.
     fn update(&mut self, a: &Aggregate, row: &[Value], d: isize) {
         let arg = a.arg.map(|c| &row[c]);
@@ -406,6 +420,14 @@ impl Reduce {
         let mut dirty = KeySet::default();
         for (i, (row, d)) in input.iter().enumerate() {
             prefetch_group(&self.groups, input, i, |row| &row[..self.n_keys]);
+            // Then, once the group's slot is loaded, its accumulators, and
+            // what they keep on the heap after that.
+            if let Some(group) = input.get(i + 2).and_then(|(row, _)| self.groups.get(&row[..self.n_keys])) {
+                crate::idmap::prefetch_bytes(group.accumulators.as_ptr().cast(), size_of_val(group.accumulators.as_slice()));
+            }
+            if let Some(group) = input.get(i + 1).and_then(|(row, _)| self.groups.get(&row[..self.n_keys])) {
+                group.accumulators.iter().for_each(Accumulator::prefetch);
+            }
             let key = &row[..self.n_keys];
             let aggregates = &self.aggregates;
             let group = self.groups.get_or_insert_with(key, || Group {
@@ -600,6 +622,10 @@ impl Ranked {
         for (i, (row, d)) in input.iter().enumerate() {
             if let [c] = self.partition_by[..] {
                 prefetch_group(&self.partitions, input, i, |row| std::slice::from_ref(&row[c]));
+                // Then, once its slot is loaded, the partition's rows in order.
+                if let Some(partition) = input.get(i + 2).and_then(|(row, _)| self.partitions.get(std::slice::from_ref(&row[c]))) {
+                    partition.rows.prefetch();
+                }
             }
             key_buf.clear();
             key_buf.extend(self.partition_by.iter().map(|&c| row[c].clone()));

@@ -22,6 +22,17 @@ pub enum OrderedCounts<K> {
     Many(BTreeMap<K, isize>),
 }
 
+impl<K> OrderedCounts<K> {
+    /// Starts loading the sorted list's entries (a hint only; a B-tree's
+    /// nodes are left alone).
+    #[inline]
+    pub fn prefetch(&self) {
+        if let OrderedCounts::Few(entries) = self {
+            crate::idmap::prefetch_bytes(entries.as_ptr().cast(), size_of_val(entries.as_slice()));
+        }
+    }
+}
+
 impl<K> Default for OrderedCounts<K> {
     fn default() -> Self {
         OrderedCounts::Few(Vec::new())

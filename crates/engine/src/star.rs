@@ -67,6 +67,21 @@ impl Dim {
     fn key_of_row(&self, row: &Row) -> Option<Key> {
         join_key(row, &self.dim_on)
     }
+
+    /// Starts loading, for the changes two and one after the `at`th of
+    /// `delta`, their key's slots and then the rows those hold (which
+    /// applying a change compares with its row).
+    fn prefetch_ahead(&self, delta: &Delta, at: usize) {
+        let [c] = self.dim_on[..] else { return };
+        if let Some((row, _)) = delta.get(at + 2) {
+            let key = std::slice::from_ref(&row[c]);
+            self.rows.prefetch(key);
+            self.referrers.prefetch(key);
+        }
+        if let Some(rows) = delta.get(at + 1).and_then(|(row, _)| self.rows.get(std::slice::from_ref(&row[c]))) {
+            rows.prefetch(false);
+        }
+    }
 }
 
 /// The root's rows, each stored once in a slot, found by value through a
@@ -226,7 +241,8 @@ impl Star {
         self.apply_root_collecting(root, &mut dirty);
         for (i, delta) in dims.iter().enumerate() {
             let dim = &mut self.dims[i];
-            for (row, d) in delta.iter() {
+            for (at, (row, d)) in delta.iter().enumerate() {
+                dim.prefetch_ahead(delta, at);
                 let Some(key) = dim.key_of_row(row) else { continue };
                 add(&mut dim.rows, key.as_slice(), row, *d);
                 if let Some(referrers) = dim.referrers.get(key.as_slice()) {
