@@ -503,23 +503,31 @@ fn edit_text(text: &mut String, values: &OrderedCounts<(SortKeys, Value)>, entry
     if before == after {
         return;
     }
-    let value_len = match &entry.1 {
-        Value::Text(t) => t.len(),
-        _ => 24,
-    };
-    let mut piece = String::with_capacity(separator.len() + value_len);
-    piece.push_str(separator);
-    crate::value::write_text(&entry.1, &mut piece);
     let mut scratch = String::new();
     let later: usize = from.map(|((_, v), n)| n.max(0) as usize * (separator.len() + text_len(v, &mut scratch))).sum();
     // Where the value's copies end (they are all alike: which ones come or
     // go does not matter).
     let end = text.len() - later;
-    if after > before {
-        text.insert_str(end, &piece.repeat(after - before));
-    } else {
-        text.replace_range(end - (before - after) * piece.len()..end, "");
+    let piece_len = separator.len() + text_len(&entry.1, &mut scratch);
+    if after < before {
+        text.replace_range(end - (before - after) * piece_len..end, "");
+        return;
     }
+    // Written in place at the end (rows mostly come in order), else moved in.
+    let copies = after - before;
+    if end == text.len() {
+        for _ in 0..copies {
+            text.push_str(separator);
+            crate::value::write_text(&entry.1, text);
+        }
+        return;
+    }
+    let mut piece = String::with_capacity(piece_len * copies);
+    for _ in 0..copies {
+        piece.push_str(separator);
+        crate::value::write_text(&entry.1, &mut piece);
+    }
+    text.insert_str(end, &piece);
 }
 
 /// The length of a value as SQL text, without writing a text value out.
