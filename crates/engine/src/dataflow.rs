@@ -393,9 +393,26 @@ impl Dataflow {
     /// A `GROUP BY`, with the `Map` over it when there is one.
     fn compile_reduce(&mut self, relations: &[RelationSpec], plan: &Plan, project: Option<Vec<Expr>>) -> usize {
         let Plan::Reduce { input, group_by, aggregates, .. } = plan else { unreachable!("the caller matched a Reduce") };
-        let i = self.compile(relations, input);
         debug_assert!(group_by.iter().enumerate().all(|(k, &c)| k == c), "the planner puts the group columns first");
-        self.push(Op::Reduce(Reduce::new(group_by.len(), aggregates.clone(), project)), vec![i])
+        let reduce = Reduce::new(group_by.len(), aggregates.clone(), project);
+        // The Map under a GROUP BY of a source's or view's rows (its keys
+        // and arguments computed from the rows, and the filter under it) is
+        // applied where the rows are grouped: no mapped row is made and
+        // dropped for every change. (A Map over joins stays with the joins,
+        // which compute it without making the joined row.)
+        let unmapped = match &**input {
+            Plan::Map { input: mapped, exprs, .. } => match &**mapped {
+                Plan::Filter { input: get, predicate } if matches!(**get, Plan::Get { .. }) => Some((&**get, Some(predicate.clone()), exprs)),
+                get @ Plan::Get { .. } => Some((get, None, exprs)),
+                _ => None,
+            },
+            _ => None,
+        };
+        let (i, reduce) = match unmapped {
+            Some((get, predicate, exprs)) => (self.compile(relations, get), reduce.over_map(predicate, exprs.clone())),
+            None => (self.compile(relations, input), reduce),
+        };
+        self.push(Op::Reduce(reduce), vec![i])
     }
 
     /// A chain of joins [`star_of`] accepts, as one [`Star`] node, with

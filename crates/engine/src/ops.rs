@@ -269,6 +269,9 @@ pub struct Reduce {
     /// The expressions of a `Map` over the groups' rows (the group columns,
     /// then the aggregates), computed as each row is made.
     project: Option<Vec<Expr>>,
+    /// The `Map` under the groups (with the filter under it), applied to
+    /// each input row here ([`Reduce::over_map`]).
+    map: Option<(Option<Expr>, Vec<Expr>)>,
     groups: KeyIndex<Group>,
 }
 
@@ -413,21 +416,56 @@ impl Accumulator {
 
 impl Reduce {
     pub fn new(n_keys: usize, aggregates: Vec<Aggregate>, project: Option<Vec<Expr>>) -> Self {
-        Reduce { n_keys, aggregates, project, groups: KeyIndex::default() }
+        Reduce { n_keys, aggregates, project, map: None, groups: KeyIndex::default() }
+    }
+
+    /// Groups the rows a `Map` (and the filter under it) would give of its
+    /// input, mapping each row as it comes instead of taking mapped rows.
+    pub fn over_map(mut self, predicate: Option<Expr>, exprs: Vec<Expr>) -> Self {
+        self.map = Some((predicate, exprs));
+        self
     }
 
     pub fn step(&mut self, input: &Delta) -> Delta {
         let mut dirty = KeySet::default();
-        for (i, (row, d)) in input.iter().enumerate() {
-            prefetch_group(&self.groups, input, i, |row| &row[..self.n_keys]);
+        // The group key of an input row where it can be read without
+        // mapping the row: for loading a group ahead.
+        let n_keys = self.n_keys;
+        let key_column = match &self.map {
+            Some((_, exprs)) => match exprs[..] {
+                [Expr::Column(c), ..] if n_keys == 1 => Some(c),
+                _ => None,
+            },
+            None => None,
+        };
+        let mapping = self.map.is_some();
+        let key_at = |at: usize| input.get(at).and_then(|(row, _)| group_key_unmapped(row, n_keys, mapping, key_column));
+        let mut mapped = Row::new();
+        for (i, (input_row, d)) in input.iter().enumerate() {
+            if let Some(key) = key_at(i + 4) {
+                self.groups.prefetch(key);
+            }
             // Then, once the group's slot is loaded, its accumulators, and
             // what they keep on the heap after that.
-            if let Some(group) = input.get(i + 2).and_then(|(row, _)| self.groups.get(&row[..self.n_keys])) {
+            if let Some(group) = key_at(i + 2).and_then(|key| self.groups.get(key)) {
                 crate::idmap::prefetch_bytes(group.accumulators.as_ptr().cast(), size_of_val(group.accumulators.as_slice()));
             }
-            if let Some(group) = input.get(i + 1).and_then(|(row, _)| self.groups.get(&row[..self.n_keys])) {
+            if let Some(group) = key_at(i + 1).and_then(|key| self.groups.get(key)) {
                 group.accumulators.iter().for_each(Accumulator::prefetch);
             }
+            // The Map under the GROUP BY, row by row into one buffer: no
+            // mapped row is allocated, nor a delta of them.
+            let row: &[Value] = match &self.map {
+                None => input_row,
+                Some((predicate, exprs)) => {
+                    if !predicate.as_ref().is_none_or(|p| matches!(eval(p, input_row), Value::Bool(true))) {
+                        continue;
+                    }
+                    mapped.clear();
+                    mapped.extend(exprs.iter().map(|e| eval(e, input_row)));
+                    &mapped
+                }
+            };
             let key = &row[..self.n_keys];
             let aggregates = &self.aggregates;
             let group = self.groups.get_or_insert_with(key, || Group {
@@ -476,6 +514,16 @@ impl Reduce {
             }
         }
         out
+    }
+}
+
+/// The group key of an input row of a `GROUP BY` (mapped first when
+/// `mapping`, then only when its one key is the input's column `key_column`).
+fn group_key_unmapped(row: &Row, n_keys: usize, mapping: bool, key_column: Option<usize>) -> Option<&[Value]> {
+    match (mapping, key_column) {
+        (false, _) => Some(&row[..n_keys]),
+        (true, Some(c)) => Some(std::slice::from_ref(&row[c])),
+        (true, None) => None,
     }
 }
 
