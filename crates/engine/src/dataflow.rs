@@ -212,6 +212,20 @@ impl ViewRows {
     }
 }
 
+/// A `Map` (with the filter under it, if any) of a source's or view's rows,
+/// split into what it reads, the filter and the expressions: a `GROUP BY`
+/// or a `DISTINCT ON` over it maps each row as it takes it, so no mapped
+/// row is made and dropped for every change. (A `Map` over joins stays with
+/// the joins, which compute it without making the joined row.)
+fn unmapped(plan: &Plan) -> Option<(&Plan, Option<Expr>, &Vec<Expr>)> {
+    let Plan::Map { input, exprs, .. } = plan else { return None };
+    match &**input {
+        Plan::Filter { input: get, predicate } if matches!(**get, Plan::Get { .. }) => Some((&**get, Some(predicate.clone()), exprs)),
+        get @ Plan::Get { .. } => Some((get, None, exprs)),
+        _ => None,
+    }
+}
+
 /// How many changes ahead a batch starts loading a source's row.
 const SOURCE_LOOKAHEAD: usize = 4;
 
@@ -386,8 +400,12 @@ impl Dataflow {
             Plan::TopOne { input, partition_by, order_by } => (input, partition_by, order_by, false),
             _ => unreachable!("the caller matched a RowNumber or a TopOne"),
         };
-        let i = self.compile(relations, input);
-        self.push(Op::Ranked(Ranked::new(partition_by.clone(), order_by.clone(), number, project)), vec![i])
+        let ranked = Ranked::new(partition_by.clone(), order_by.clone(), number, project);
+        let (i, ranked) = match unmapped(input) {
+            Some((get, predicate, exprs)) => (self.compile(relations, get), ranked.over_map(predicate, exprs.clone())),
+            None => (self.compile(relations, input), ranked),
+        };
+        self.push(Op::Ranked(ranked), vec![i])
     }
 
     /// A `GROUP BY`, with the `Map` over it when there is one.
@@ -395,20 +413,7 @@ impl Dataflow {
         let Plan::Reduce { input, group_by, aggregates, .. } = plan else { unreachable!("the caller matched a Reduce") };
         debug_assert!(group_by.iter().enumerate().all(|(k, &c)| k == c), "the planner puts the group columns first");
         let reduce = Reduce::new(group_by.len(), aggregates.clone(), project);
-        // The Map under a GROUP BY of a source's or view's rows (its keys
-        // and arguments computed from the rows, and the filter under it) is
-        // applied where the rows are grouped: no mapped row is made and
-        // dropped for every change. (A Map over joins stays with the joins,
-        // which compute it without making the joined row.)
-        let unmapped = match &**input {
-            Plan::Map { input: mapped, exprs, .. } => match &**mapped {
-                Plan::Filter { input: get, predicate } if matches!(**get, Plan::Get { .. }) => Some((&**get, Some(predicate.clone()), exprs)),
-                get @ Plan::Get { .. } => Some((get, None, exprs)),
-                _ => None,
-            },
-            _ => None,
-        };
-        let (i, reduce) = match unmapped {
+        let (i, reduce) = match unmapped(input) {
             Some((get, predicate, exprs)) => (self.compile(relations, get), reduce.over_map(predicate, exprs.clone())),
             None => (self.compile(relations, input), reduce),
         };

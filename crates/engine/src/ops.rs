@@ -657,6 +657,9 @@ pub struct Ranked {
     /// The expressions of a `Map` over the output rows (a numbered row's
     /// number last), computed as each row is given.
     project: Option<Vec<Expr>>,
+    /// The `Map` under the partitions (with the filter under it), applied
+    /// to each input row here ([`Ranked::over_map`]).
+    map: Option<(Option<Expr>, Vec<Expr>)>,
     partitions: KeyIndex<Partition>,
 }
 
@@ -669,25 +672,51 @@ struct Partition {
 
 impl Ranked {
     pub fn new(partition_by: Vec<usize>, order_by: Vec<(usize, bool)>, number: bool, project: Option<Vec<Expr>>) -> Self {
-        Ranked { partition_by, order_by, number, project, partitions: KeyIndex::default() }
+        Ranked { partition_by, order_by, number, project, map: None, partitions: KeyIndex::default() }
+    }
+
+    /// Ranks the rows a `Map` (and the filter under it) would give of its
+    /// input, mapping each row as it comes: the mapped row is the one kept.
+    pub fn over_map(mut self, predicate: Option<Expr>, exprs: Vec<Expr>) -> Self {
+        self.map = Some((predicate, exprs));
+        self
     }
 
     pub fn step(&mut self, input: &Delta) -> Delta {
         let mut dirty = KeySet::default();
         let mut key_buf = Row::new();
-        for (i, (row, d)) in input.iter().enumerate() {
-            if let [c] = self.partition_by[..] {
+        // The input column of a partition key of one column, for loading
+        // partitions ahead.
+        let key_column = match (&self.partition_by[..], &self.map) {
+            ([c], None) => Some(*c),
+            ([c], Some((_, exprs))) => match exprs[*c] {
+                Expr::Column(column) => Some(column),
+                _ => None,
+            },
+            _ => None,
+        };
+        for (i, (input_row, d)) in input.iter().enumerate() {
+            if let Some(c) = key_column {
                 prefetch_group(&self.partitions, input, i, |row| std::slice::from_ref(&row[c]));
                 // Then, once its slot is loaded, the partition's rows in order.
                 if let Some(partition) = input.get(i + 2).and_then(|(row, _)| self.partitions.get(std::slice::from_ref(&row[c]))) {
                     partition.rows.prefetch();
                 }
             }
+            let row = match &self.map {
+                None => input_row.clone(),
+                Some((predicate, exprs)) => {
+                    if !predicate.as_ref().is_none_or(|p| matches!(eval(p, input_row), Value::Bool(true))) {
+                        continue;
+                    }
+                    exprs.iter().map(|e| eval(e, input_row)).collect()
+                }
+            };
             key_buf.clear();
             key_buf.extend(self.partition_by.iter().map(|&c| row[c].clone()));
             let key = &key_buf[..];
             let sort: SortKeys = self.order_by.iter().map(|&(c, desc)| SortKey { value: row[c].clone(), desc }).collect();
-            self.partitions.get_or_insert_with(key, Partition::default).rows.add((sort, row.clone()), *d);
+            self.partitions.get_or_insert_with(key, Partition::default).rows.add((sort, row), *d);
             if !dirty.contains(key) {
                 dirty.insert(Key::from_slice(key));
             }
@@ -709,9 +738,10 @@ impl Ranked {
             }
             // Only the rows whose number changed leave and come back.
             let unchanged = partition.output.iter().zip(&new).take_while(|(a, b)| a == b).count();
-            out.extend(partition.output[unchanged..].iter().map(|r| (r.clone(), -1)));
-            out.extend(new[unchanged..].iter().map(|r| (r.clone(), 1)));
-            partition.output = new;
+            // The rows it replaces leave as they are, not copied.
+            let old = std::mem::replace(&mut partition.output, new);
+            out.extend(old.into_iter().skip(unchanged).map(|r| (r, -1)));
+            out.extend(partition.output[unchanged..].iter().map(|r| (r.clone(), 1)));
             if partition.rows.is_empty() {
                 self.partitions.remove(key.as_slice());
             }
