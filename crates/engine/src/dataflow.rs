@@ -173,7 +173,7 @@ impl ViewRows {
         if let Some((key, _)) = updates.get(i + 2) {
             self.rows.prefetch(key.as_slice());
         }
-        if let Some(row) = updates.get(i + 1).and_then(|(key, _)| self.rows.get(key.as_slice())) {
+        if let Some(row) = updates.get(i + 1).and_then(|(key, _)| self.rows.peek(key.as_slice())) {
             crate::idmap::prefetch_shared(row);
         }
     }
@@ -471,7 +471,7 @@ impl Dataflow {
                 self.sources[ahead.source].rows.prefetch(&ahead.key);
             }
             // Then the row it holds, which the change's before-image is.
-            if let Some(row) = changes.as_slice().get(SOURCE_LOOKAHEAD / 2).and_then(|a| self.sources[a.source].rows.get(&a.key)) {
+            if let Some(row) = changes.as_slice().get(SOURCE_LOOKAHEAD / 2).and_then(|a| self.sources[a.source].rows.peek(&a.key)) {
                 crate::idmap::prefetch_values(row);
             }
             let source = &mut self.sources[change.source];

@@ -139,6 +139,14 @@ impl<V> KeyIndex<V> {
         }
     }
 
+    /// The value under a key of one integer, for loading what it points to
+    /// ahead of its use; `None` for other keys, whose look-up (a hash) would
+    /// cost about what loading ahead saves.
+    #[inline]
+    pub fn peek(&self, key: &[Value]) -> Option<&V> {
+        one_int(key).and_then(|i| self.ints.get(i))
+    }
+
     pub fn contains_key(&self, key: &[Value]) -> bool {
         self.get(key).is_some()
     }

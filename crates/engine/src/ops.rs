@@ -447,10 +447,10 @@ impl Reduce {
             }
             // Then, once the group's slot is loaded, its accumulators, and
             // what they keep on the heap after that.
-            if let Some(group) = key_at(i + 2).and_then(|key| self.groups.get(key)) {
+            if let Some(group) = key_at(i + 2).and_then(|key| self.groups.peek(key)) {
                 crate::idmap::prefetch_bytes(group.accumulators.as_ptr().cast(), size_of_val(group.accumulators.as_slice()));
             }
-            if let Some(group) = key_at(i + 1).and_then(|key| self.groups.get(key)) {
+            if let Some(group) = key_at(i + 1).and_then(|key| self.groups.peek(key)) {
                 group.accumulators.iter().for_each(Accumulator::prefetch);
             }
             // The Map under the GROUP BY, row by row into one buffer: no
@@ -699,7 +699,7 @@ impl Ranked {
             if let Some(c) = key_column {
                 prefetch_group(&self.partitions, input, i, |row| std::slice::from_ref(&row[c]));
                 // Then, once its slot is loaded, the partition's rows in order.
-                if let Some(partition) = input.get(i + 2).and_then(|(row, _)| self.partitions.get(std::slice::from_ref(&row[c]))) {
+                if let Some(partition) = input.get(i + 2).and_then(|(row, _)| self.partitions.peek(std::slice::from_ref(&row[c]))) {
                     partition.rows.prefetch();
                 }
             }

@@ -78,7 +78,7 @@ impl Dim {
             self.rows.prefetch(key);
             self.referrers.prefetch(key);
         }
-        if let Some(rows) = delta.get(at + 1).and_then(|(row, _)| self.rows.get(std::slice::from_ref(&row[c]))) {
+        if let Some(rows) = delta.get(at + 1).and_then(|(row, _)| self.rows.peek(std::slice::from_ref(&row[c]))) {
             rows.prefetch(false);
         }
     }
@@ -298,7 +298,7 @@ impl Star {
             if let Some(s) = slot(ahead) {
                 let root = &self.roots.slots[s].0;
                 for dim in &self.dims {
-                    if let Some(rows) = dim.key_of_root(root, &mut buf).and_then(|key| dim.rows.get(key)) {
+                    if let Some(rows) = dim.key_of_root(root, &mut buf).and_then(|key| dim.rows.peek(key)) {
                         rows.prefetch(text);
                     }
                 }
