@@ -53,8 +53,48 @@ pub fn filter(input: &Delta, predicate: &Expr) -> Delta {
 /// be done twice.
 /// With a predicate, only the rows it keeps are mapped (a Filter below).
 pub fn map(input: &Delta, predicate: Option<&Expr>, exprs: &[Expr]) -> Delta {
-    let kept = |row: &Row| predicate.is_none_or(|p| matches!(eval(p, row), Value::Bool(true)));
-    input.iter().filter(|(row, _)| kept(row)).map(|(row, d)| (exprs.iter().map(|e| eval(e, row)).collect(), *d)).collect()
+    input.iter().filter(|(row, _)| kept(predicate, row)).map(|(row, d)| (exprs.iter().map(|e| eval(e, row)).collect(), *d)).collect()
+}
+
+/// Whether a filter keeps a row (no filter keeps all).
+#[inline]
+fn kept(predicate: Option<&Expr>, row: &Row) -> bool {
+    predicate.is_none_or(|p| matches!(eval(p, row), Value::Bool(true)))
+}
+
+/// The `Map` (with the filter under it) that a `GROUP BY` or a ranking
+/// applies to its input's rows itself (see `Reduce::over_map`).
+type InputMap = (Option<Expr>, Vec<Expr>);
+
+/// Maps `row` into `out` as `map` does; `false` when its filter drops it.
+#[inline]
+fn map_into(map: &InputMap, row: &Row, out: &mut Row) -> bool {
+    let (predicate, exprs) = map;
+    if !kept(predicate.as_ref(), row) {
+        return false;
+    }
+    out.clear();
+    out.extend(exprs.iter().map(|e| eval(e, row)));
+    true
+}
+
+/// The input column that holds an operator's key when the key is one
+/// column (`key`), read through the `Map` under it if any: where a change's
+/// group or partition is found without mapping its row, to load it ahead.
+fn input_key_column(key: Option<usize>, map: Option<&InputMap>) -> Option<usize> {
+    match map {
+        None => key,
+        Some((_, exprs)) => match exprs[key?] {
+            Expr::Column(c) => Some(c),
+            _ => None,
+        },
+    }
+}
+
+/// The key, by [`input_key_column`], of the change at `at`.
+#[inline]
+fn key_at(input: &Delta, at: usize, column: Option<usize>) -> Option<&[Value]> {
+    Some(std::slice::from_ref(&input.get(at)?.0[column?]))
 }
 
 /// The join key of `row` on `columns`; `None` when one of them is NULL
@@ -271,7 +311,7 @@ pub struct Reduce {
     project: Option<Vec<Expr>>,
     /// The `Map` under the groups (with the filter under it), applied to
     /// each input row here ([`Reduce::over_map`]).
-    map: Option<(Option<Expr>, Vec<Expr>)>,
+    map: Option<InputMap>,
     groups: KeyIndex<Group>,
 }
 
@@ -428,43 +468,28 @@ impl Reduce {
 
     pub fn step(&mut self, input: &Delta) -> Delta {
         let mut dirty = KeySet::default();
-        // The group key of an input row where it can be read without
-        // mapping the row: for loading a group ahead.
-        let n_keys = self.n_keys;
-        let key_column = match &self.map {
-            Some((_, exprs)) => match exprs[..] {
-                [Expr::Column(c), ..] if n_keys == 1 => Some(c),
-                _ => None,
-            },
-            None => None,
-        };
-        let mapping = self.map.is_some();
-        let key_at = |at: usize| input.get(at).and_then(|(row, _)| group_key_unmapped(row, n_keys, mapping, key_column));
+        let column = input_key_column((self.n_keys == 1).then_some(0), self.map.as_ref());
         let mut mapped = Row::new();
         for (i, (input_row, d)) in input.iter().enumerate() {
-            if let Some(key) = key_at(i + 4) {
+            // Groups are spread over an index of hundreds of thousands:
+            // loaded a few changes ahead, their cache misses overlap. First
+            // the slot, then the accumulators, then what they keep on the
+            // heap.
+            if let Some(key) = key_at(input, i + 4, column) {
                 self.groups.prefetch(key);
             }
-            // Then, once the group's slot is loaded, its accumulators, and
-            // what they keep on the heap after that.
-            if let Some(group) = key_at(i + 2).and_then(|key| self.groups.peek(key)) {
+            if let Some(group) = key_at(input, i + 2, column).and_then(|key| self.groups.peek(key)) {
                 crate::idmap::prefetch_bytes(group.accumulators.as_ptr().cast(), size_of_val(group.accumulators.as_slice()));
             }
-            if let Some(group) = key_at(i + 1).and_then(|key| self.groups.peek(key)) {
+            if let Some(group) = key_at(input, i + 1, column).and_then(|key| self.groups.peek(key)) {
                 group.accumulators.iter().for_each(Accumulator::prefetch);
             }
             // The Map under the GROUP BY, row by row into one buffer: no
             // mapped row is allocated, nor a delta of them.
             let row: &[Value] = match &self.map {
                 None => input_row,
-                Some((predicate, exprs)) => {
-                    if !predicate.as_ref().is_none_or(|p| matches!(eval(p, input_row), Value::Bool(true))) {
-                        continue;
-                    }
-                    mapped.clear();
-                    mapped.extend(exprs.iter().map(|e| eval(e, input_row)));
-                    &mapped
-                }
+                Some(map) if map_into(map, input_row, &mut mapped) => &mapped,
+                Some(_) => continue,
             };
             let key = &row[..self.n_keys];
             let aggregates = &self.aggregates;
@@ -514,26 +539,6 @@ impl Reduce {
             }
         }
         out
-    }
-}
-
-/// The group key of an input row of a `GROUP BY` (mapped first when
-/// `mapping`, then only when its one key is the input's column `key_column`).
-fn group_key_unmapped(row: &Row, n_keys: usize, mapping: bool, key_column: Option<usize>) -> Option<&[Value]> {
-    match (mapping, key_column) {
-        (false, _) => Some(&row[..n_keys]),
-        (true, Some(c)) => Some(std::slice::from_ref(&row[c])),
-        (true, None) => None,
-    }
-}
-
-/// Starts loading the group (or partition) slot of the change a few after
-/// the `i`th: groups are spread over an index of hundreds of thousands, so
-/// loading ahead overlaps their cache misses.
-#[inline]
-fn prefetch_group<V>(groups: &KeyIndex<V>, input: &Delta, i: usize, key: impl Fn(&Row) -> &[Value]) {
-    if let Some((row, _)) = input.get(i + 4) {
-        groups.prefetch(key(row));
     }
 }
 
@@ -659,7 +664,7 @@ pub struct Ranked {
     project: Option<Vec<Expr>>,
     /// The `Map` under the partitions (with the filter under it), applied
     /// to each input row here ([`Ranked::over_map`]).
-    map: Option<(Option<Expr>, Vec<Expr>)>,
+    map: Option<InputMap>,
     partitions: KeyIndex<Partition>,
 }
 
@@ -685,31 +690,28 @@ impl Ranked {
     pub fn step(&mut self, input: &Delta) -> Delta {
         let mut dirty = KeySet::default();
         let mut key_buf = Row::new();
-        // The input column of a partition key of one column, for loading
-        // partitions ahead.
-        let key_column = match (&self.partition_by[..], &self.map) {
-            ([c], None) => Some(*c),
-            ([c], Some((_, exprs))) => match exprs[*c] {
-                Expr::Column(column) => Some(column),
-                _ => None,
-            },
+        let one_column = match self.partition_by[..] {
+            [c] => Some(c),
             _ => None,
         };
+        let column = input_key_column(one_column, self.map.as_ref());
         for (i, (input_row, d)) in input.iter().enumerate() {
-            if let Some(c) = key_column {
-                prefetch_group(&self.partitions, input, i, |row| std::slice::from_ref(&row[c]));
-                // Then, once its slot is loaded, the partition's rows in order.
-                if let Some(partition) = input.get(i + 2).and_then(|(row, _)| self.partitions.peek(std::slice::from_ref(&row[c]))) {
-                    partition.rows.prefetch();
-                }
+            // Loaded ahead as a group's: the slot, then the rows in order.
+            if let Some(key) = key_at(input, i + 4, column) {
+                self.partitions.prefetch(key);
             }
+            if let Some(partition) = key_at(input, i + 2, column).and_then(|key| self.partitions.peek(key)) {
+                partition.rows.prefetch();
+            }
+            // The row mapped is the one kept.
             let row = match &self.map {
                 None => input_row.clone(),
-                Some((predicate, exprs)) => {
-                    if !predicate.as_ref().is_none_or(|p| matches!(eval(p, input_row), Value::Bool(true))) {
+                Some(map) => {
+                    let mut row = Row::new();
+                    if !map_into(map, input_row, &mut row) {
                         continue;
                     }
-                    exprs.iter().map(|e| eval(e, input_row)).collect()
+                    row
                 }
             };
             key_buf.clear();
