@@ -285,25 +285,30 @@ impl Star {
         if let Some(s) = slot(4) {
             crate::idmap::prefetch_values(&self.roots.slots[s].0);
         }
-        let mut buf = Row::new();
         if let Some(s) = slot(3) {
-            let root = &self.roots.slots[s].0;
-            for dim in &self.dims {
-                if let Some(key) = dim.key_of_root(root, &mut buf) {
-                    dim.rows.prefetch(key);
-                }
+            for (dim, key) in self.one_column_keys(&self.roots.slots[s].0) {
+                dim.rows.prefetch(key);
             }
         }
         for (ahead, text) in [(2, false), (1, true)] {
             if let Some(s) = slot(ahead) {
-                let root = &self.roots.slots[s].0;
-                for dim in &self.dims {
-                    if let Some(rows) = dim.key_of_root(root, &mut buf).and_then(|key| dim.rows.peek(key)) {
+                for (dim, key) in self.one_column_keys(&self.roots.slots[s].0) {
+                    if let Some(rows) = dim.rows.peek(key) {
                         rows.prefetch(text);
                     }
                 }
             }
         }
+    }
+
+    /// Each input joined on one root column, with the key a root row looks
+    /// it up by: the keys loading ahead can use (an input joined on several
+    /// columns has no integer key to load ahead, so its key is not built).
+    fn one_column_keys<'a>(&'a self, root: &'a Row) -> impl Iterator<Item = (&'a Dim, &'a [Value])> {
+        self.dims.iter().filter_map(move |dim| match dim.root_on[..] {
+            [c] => Some((dim, std::slice::from_ref(&root[c]))),
+            _ => None,
+        })
     }
 
     /// The change of `root ⋈ d1 ⋈ ... ⋈ dk` for these changes of its inputs.
