@@ -41,7 +41,7 @@ fn run(mix: Mix, seed: u64) {
         let hand_changes = engine.apply_batch(batch);
         let sql_keys: Vec<i64> = sql_changes
             .iter()
-            .map(|c| match c.key[0] {
+            .map(|c| match c.key.as_slice()[0] {
                 cdcview_engine::Value::Int(k) => k,
                 _ => panic!("an integer key"),
             })

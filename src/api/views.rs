@@ -232,7 +232,7 @@ fn view_event(view: &PublishedView, e: &ViewEvent) -> Event {
         (Some(_), None) => "delete",
     };
     let key: serde_json::Map<String, serde_json::Value> =
-        view.info.key.iter().zip(&e.key).map(|(&c, v)| (view.info.columns[c].name.clone(), value_json(v))).collect();
+        view.info.key.iter().zip(e.key.as_slice()).map(|(&c, v)| (view.info.columns[c].name.clone(), value_json(v))).collect();
     let row = |r: &Option<SharedRow>| r.as_ref().map_or(serde_json::Value::Null, |r| json(&RowJson { view, row: r }));
     let data = serde_json::json!({"version": e.version, "op": op, "key": key, "before": row(&e.before), "after": row(&e.after)});
     Event::default().event(op).id(format!("{}.{}", e.version, e.index)).json_data(data).unwrap_or_default()
@@ -297,7 +297,8 @@ fn page(state: &AppState, view: &PublishedView, after: Option<Row>, limit: usize
     }
     let rows = view.rows.read();
     let from = after.map_or(Bound::Unbounded, Bound::Excluded);
-    let page = rows.by_key.range((from, Bound::Unbounded)).map(|(_, r)| r).filter(|r| keep(r)).take(limit).cloned().collect();
+    let from = from.as_ref().map(|key: &Row| &key[..]);
+    let page = rows.by_key.range::<[Value], _>((from, Bound::Unbounded)).map(|(_, r)| r).filter(|r| keep(r)).take(limit).cloned().collect();
     (page, rows.version)
 }
 
@@ -366,7 +367,7 @@ pub async fn one(State(state): State<AppState>, Path((name, key)): Path<(String,
         (id.and_then(|id| shared.rows.get(&id)).map(|r| view_row(r).into()).into_iter().collect(), shared.version)
     } else {
         let rows = view.rows.read();
-        (rows.by_key.get(&wanted).cloned().into_iter().collect(), rows.version)
+        (rows.by_key.get(&wanted[..]).cloned().into_iter().collect(), rows.version)
     };
     let row = rows.into_iter().next().ok_or_else(|| ApiError::NotFound(format!("no row with key {} in {name}", key_text(&wanted))))?;
     Ok((version_header(version), json_body(&RowJson { view, row: &row })))
@@ -534,9 +535,9 @@ mod tests {
             row.extend([Value::Int(orders), Value::Int(1), Value::Int(0), Value::Decimal("0.00".parse().unwrap()), Value::Null]);
             row
         };
-        view.apply(vec![cdcview_engine::RowChange { key: key.clone(), before: None, after: Some(row(1).into()) }]);
+        view.apply(vec![cdcview_engine::RowChange { key: key.clone().into(), before: None, after: Some(row(1).into()) }]);
         let v1 = view.rows.read().version;
-        view.apply(vec![cdcview_engine::RowChange { key: key.clone(), before: Some(row(1).into()), after: Some(row(2).into()) }]);
+        view.apply(vec![cdcview_engine::RowChange { key: key.clone().into(), before: Some(row(1).into()), after: Some(row(2).into()) }]);
         let request = Request::get("/views/revenue_by_city/changes").header("last-event-id", v1.to_string()).body(Body::empty()).unwrap();
         let response = router.clone().oneshot(request).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);

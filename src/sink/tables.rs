@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use cdcview_engine::types::SqlType;
-use cdcview_engine::{Row, SharedRow, Value};
+use cdcview_engine::{Key, SharedRow, Value};
 use tokio_postgres::GenericClient;
 
 use crate::error::SinkError;
@@ -16,7 +16,7 @@ use crate::views::ServedView;
 
 /// A view's changes waiting to be written: the newest row of each key
 /// changed, `None` for deleted.
-pub type PendingRows = BTreeMap<Row, Option<SharedRow>>;
+pub type PendingRows = BTreeMap<Key, Option<SharedRow>>;
 
 fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -97,7 +97,7 @@ fn pg_text(v: &Value) -> Option<String> {
 pub async fn write(tx: &impl GenericClient, view: &ServedView, rows: &PendingRows) -> Result<(), SinkError> {
     let table = ident(&view.name);
     let cast = |c: usize, expr: String| format!("{expr}::{}", pg_type(view.columns[c].ty));
-    let deleted: Vec<&Row> = rows.iter().filter(|(_, r)| r.is_none()).map(|(k, _)| k).collect();
+    let deleted: Vec<&[Value]> = rows.iter().filter(|(_, r)| r.is_none()).map(|(k, _)| k.as_slice()).collect();
     if !deleted.is_empty() {
         let params: Vec<Vec<Option<String>>> = (0..view.key.len()).map(|i| deleted.iter().map(|k| pg_text(&k[i])).collect()).collect();
         let names: Vec<String> = (0..view.key.len()).map(|i| format!("k{i}")).collect();
@@ -149,6 +149,7 @@ pub async fn truncate(tx: &impl GenericClient, view: &ServedView) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use cdcview_engine::plan::Column;
+    use cdcview_engine::Row;
 
     use super::*;
 
@@ -207,13 +208,13 @@ mod tests {
         assert!(ensure(&client, &[&v]).await.unwrap(), "and found as defined the next time");
         let mut changes = PendingRows::new();
         for r in [row("FR", Some("Paris"), 3, "10.50"), row("FR", None, 1, "0.00"), row("US", Some("Paris, TX"), 2, "-3.10")] {
-            changes.insert(r[..2].to_vec(), Some(r.into()));
+            changes.insert(r[..2].into(), Some(r.into()));
         }
         write(&client, &v, &changes).await.unwrap();
         let mut changes = PendingRows::new();
-        changes.insert(vec![Value::text("FR"), Value::Null], None);
+        changes.insert(vec![Value::text("FR"), Value::Null].into(), None);
         let updated = row("FR", Some("Paris"), 4, "12.00");
-        changes.insert(updated[..2].to_vec(), Some(updated.into()));
+        changes.insert(updated[..2].into(), Some(updated.into()));
         write(&client, &v, &changes).await.unwrap();
         assert_eq!(table_rows(&client, &name).await, ["FR|Paris|4|12.00|0.25|t|1700000000.123456", "US|Paris, TX|2|-3.10|0.25|t|1700000000.123456"]);
         // Declared anew (another column): the table is created again.

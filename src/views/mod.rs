@@ -22,7 +22,7 @@ mod store;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use cdcview_engine::{Dataflow, Row, RowChange, SharedRow, SourceChange};
+use cdcview_engine::{Dataflow, Key, Row, RowChange, SharedRow, SourceChange};
 use serde::{Deserialize, Serialize};
 
 pub use declared::{located, sql_files, Declared, ServedView, ViewsError};
@@ -326,7 +326,7 @@ fn with_row_ids(copies: &mut HashMap<Row, u64>, changes: Vec<RowChange>) -> Vec<
                 let n = copies.entry(row.to_vec()).or_insert(0);
                 *n += 1;
                 let id = row_id(&row, *n);
-                out.push(RowChange { key: vec![id.clone()], before: None, after: Some(with_id(id, row)) });
+                out.push(RowChange { key: Key::One(id.clone()), before: None, after: Some(with_id(id, row)) });
             }
             (Some(row), None) => {
                 let Some(n) = copies.get_mut(&row[..]) else { continue };
@@ -335,7 +335,7 @@ fn with_row_ids(copies: &mut HashMap<Row, u64>, changes: Vec<RowChange>) -> Vec<
                 if *n == 0 {
                     copies.remove(&row[..]);
                 }
-                out.push(RowChange { key: vec![id.clone()], before: Some(with_id(id, row)), after: None });
+                out.push(RowChange { key: Key::One(id.clone()), before: Some(with_id(id, row)), after: None });
             }
             // A keyless view changes copies, never rows in place.
             _ => {}
@@ -402,7 +402,7 @@ pub(crate) mod tests {
     }
 
     fn rows(store: &ViewStore, name: &str) -> BTreeMap<Row, Row> {
-        store.get(name).unwrap().rows.read().by_key.iter().map(|(k, r)| (k.clone(), r.to_vec())).collect()
+        store.get(name).unwrap().rows.read().by_key.iter().map(|(k, r)| (k.as_slice().to_vec(), r.to_vec())).collect()
     }
 
     #[test]

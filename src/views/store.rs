@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use cdcview_engine::types::SqlType;
-use cdcview_engine::{Row, RowChange, SharedRow, Value};
+use cdcview_engine::{Key, Row, RowChange, SharedRow, Value};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::broadcast;
 
@@ -16,7 +16,7 @@ use crate::pipeline::{now_micros, ChangeLog, Positioned, Resume, StreamPos, CHAN
 
 /// Rows of one view by key, and the version they are at.
 pub struct Rows {
-    pub by_key: BTreeMap<Row, SharedRow>,
+    pub by_key: BTreeMap<Key, SharedRow>,
     /// Increases with every batch that changed the view. It starts at the
     /// process's start time in microseconds, as `order_details_mv`'s does,
     /// so a change-stream position of an earlier run is never taken for
@@ -34,7 +34,7 @@ impl Default for Rows {
 pub struct ViewEvent {
     pub version: u64,
     pub index: u32,
-    pub key: Row,
+    pub key: Key,
     pub before: Option<SharedRow>,
     pub after: Option<SharedRow>,
 }
@@ -72,7 +72,7 @@ impl PublishedView {
         for (index, change) in changes.into_iter().enumerate() {
             match &change.after {
                 Some(row) => rows.by_key.insert(change.key.clone(), SharedRow::clone(row)),
-                None => rows.by_key.remove(&change.key),
+                None => rows.by_key.remove(change.key.as_slice()),
             };
             let index = u32::try_from(index).unwrap_or(u32::MAX - 1);
             let event = Arc::new(ViewEvent { version, index, key: change.key, before: change.before, after: change.after });

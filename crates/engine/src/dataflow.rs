@@ -5,13 +5,14 @@ use ahash::AHashMap;
 
 use crate::expr::Expr;
 use crate::key::{replace_row, Key, KeyIndex, KeyMap};
-use crate::ops::{self, consolidate, Delta, Distinct, Join, Ranked, Reduce};
+use crate::ops::{self, consolidate, Delta, Distinct, Input, Join, Ranked, Reduce};
 #[cfg(test)]
 use crate::plan::JoinKind;
 use crate::plan::{star_of, Plan, RelationInfo};
 use crate::star::Star;
 use crate::value::{Row, SharedRow, Value};
 use smallvec::SmallVec;
+use std::borrow::Cow;
 
 /// A source or view to run, as the SQL front end declared it.
 #[derive(Debug, Clone)]
@@ -130,7 +131,7 @@ impl ViewRows {
             }
             // What is left with a positive count is the key's row now.
             let after = rows.into_iter().find(|(_, n)| *n > 0).map(|(row, _)| row);
-            if let Some(change) = self.replace(key.as_slice(), after) {
+            if let Some(change) = self.replace(key, after) {
                 changes.push(change);
             }
         }
@@ -158,7 +159,8 @@ impl ViewRows {
                 last += 1;
             }
             let after = updates[last].1.take();
-            if let Some(change) = self.replace(updates[i].0.as_slice(), after) {
+            let key = std::mem::replace(&mut updates[i].0, Key::One(Value::Null));
+            if let Some(change) = self.replace(key, after) {
                 changes.push(change);
             }
             i = last + 1;
@@ -180,17 +182,17 @@ impl ViewRows {
 
     /// Makes `after` the row of `key` (`None`: no row); the change, unless
     /// the key's row stays as it was.
-    fn replace<R: AsRef<[Value]> + Into<SharedRow>>(&mut self, key: &[Value], after: Option<R>) -> Option<RowChange> {
+    fn replace<R: AsRef<[Value]> + Into<SharedRow>>(&mut self, key: Key, after: Option<R>) -> Option<RowChange> {
         // Compared first: a key whose row stays is not written again.
-        if self.rows.get(key).map(|row| &row[..]) == after.as_ref().map(|row| row.as_ref()) {
+        if self.rows.get(key.as_slice()).map(|row| &row[..]) == after.as_ref().map(|row| row.as_ref()) {
             return None;
         }
         let after: Option<SharedRow> = after.map(Into::into);
         let before = match &after {
-            Some(row) => self.rows.insert(key, SharedRow::clone(row)),
-            None => self.rows.remove(key),
+            Some(row) => self.rows.insert(key.as_slice(), SharedRow::clone(row)),
+            None => self.rows.remove(key.as_slice()),
         };
-        Some(RowChange { key: key.to_vec(), before, after })
+        Some(RowChange { key, before, after })
     }
 
     /// A view without a key: each change of a row's count is one change per
@@ -205,7 +207,7 @@ impl ViewRows {
             }
             let shared = SharedRow::from(&row[..]);
             let (before, after) = if d > 0 { (None, Some(shared)) } else { (Some(shared), None) };
-            changes.extend(std::iter::repeat_n(RowChange { key: row, before, after }, d.unsigned_abs()));
+            changes.extend(std::iter::repeat_n(RowChange { key: Key::from(row), before, after }, d.unsigned_abs()));
         }
         changes.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         changes
@@ -257,7 +259,9 @@ fn net_delta(mut edits: Vec<KeyEdit>) -> Delta {
 /// One changed row of a materialized view.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowChange {
-    pub key: Row,
+    /// The view's key columns of the row (the whole row for a view without
+    /// a key), held inline when it is one value, as most keys are.
+    pub key: Key,
     pub before: Option<SharedRow>,
     pub after: Option<SharedRow>,
 }
@@ -491,10 +495,11 @@ impl Dataflow {
     /// Runs the operators from `first` on, in order, each on its inputs'
     /// deltas in `outputs`.
     fn run_nodes(&mut self, first: usize, outputs: &mut [Delta]) {
+        let readers = self.readers();
         for id in first..self.nodes.len() {
             if let Op::Star(star) = &self.nodes[id].op {
                 if star.is_keyed() {
-                    outputs[id] = self.run_keyed_star(id, outputs);
+                    outputs[id] = self.run_keyed_star(id, outputs, &readers);
                     continue;
                 }
             }
@@ -522,14 +527,19 @@ impl Dataflow {
 
     /// Runs a keyed star into its view's rows; returns the view's change as
     /// a delta when another operator reads it.
-    fn run_keyed_star(&mut self, id: usize, outputs: &[Delta]) -> Delta {
+    fn run_keyed_star(&mut self, id: usize, outputs: &mut [Delta], readers: &[usize]) -> Delta {
         let node = &mut self.nodes[id];
         if node.inputs.iter().all(|&i| outputs[i].is_empty()) {
             return Vec::new();
         }
         let Op::Star(star) = &mut node.op else { unreachable!("the caller matched a star") };
-        let dims: Vec<&Delta> = node.inputs[1..].iter().map(|&i| &outputs[i]).collect();
-        let updates = star.step_keyed(&outputs[node.inputs[0]], &dims);
+        // The deltas only the star reads are its own: their rows move into
+        // its state instead of being copied.
+        let owned: Vec<Option<Delta>> = node.inputs.iter().map(|&i| (readers[i] == 1).then(|| std::mem::take(&mut outputs[i]))).collect();
+        let mut inputs: Vec<Input> =
+            owned.into_iter().zip(&node.inputs).map(|(own, &i)| own.map_or(Cow::Borrowed(&outputs[i]), Cow::Owned)).collect();
+        let root = inputs.remove(0);
+        let updates = star.step_keyed(root, inputs);
         let view = self.views.iter_mut().find(|v| v.node == id && v.keyed).expect("a keyed star feeds its view");
         let changes = view.apply_keyed(updates);
         let read = self.nodes.iter().any(|n| n.inputs.contains(&id));
@@ -540,6 +550,16 @@ impl Dataflow {
         };
         view.pending.extend(changes);
         delta
+    }
+
+    /// How many readers each node's delta has in a batch: the nodes that
+    /// take it as an input (once per input), and a view that takes its
+    /// changes from it.
+    fn readers(&self) -> Vec<usize> {
+        let mut readers = vec![0; self.nodes.len()];
+        self.nodes.iter().flat_map(|n| &n.inputs).for_each(|&i| readers[i] += 1);
+        self.views.iter().filter(|v| !v.keyed).for_each(|v| readers[v.node] += 1);
+        readers
     }
 
     /// Keeps the rows of every source, whether a view reads it or not, so

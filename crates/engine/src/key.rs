@@ -41,6 +41,36 @@ impl Key {
     }
 }
 
+impl From<Vec<Value>> for Key {
+    fn from(mut values: Vec<Value>) -> Key {
+        match values.len() {
+            1 => Key::One(values.pop().expect("one value")),
+            _ => Key::Many(values.into_boxed_slice()),
+        }
+    }
+}
+
+/// Ordered as the slice of its values.
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_slice().cmp(other.as_slice())
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Hashed, compared and ordered as its values are, so that maps by `Key`
+/// are looked up by `&[Value]`.
+impl std::borrow::Borrow<[Value]> for Key {
+    fn borrow(&self) -> &[Value] {
+        self.as_slice()
+    }
+}
+
 /// Written as the sequence of its values, as a slice of them is.
 impl serde::Serialize for Key {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -55,16 +85,10 @@ impl From<&[Value]> for Key {
 }
 
 /// Hashed as the slice of its values, so that a look-up by `&[Value]`
-/// ([`hashbrown::Equivalent`]) finds it.
+/// (through `Borrow<[Value]>`) finds it.
 impl Hash for Key {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.as_slice().hash(state)
-    }
-}
-
-impl hashbrown::Equivalent<Key> for [Value] {
-    fn equivalent(&self, key: &Key) -> bool {
-        self == key.as_slice()
     }
 }
 

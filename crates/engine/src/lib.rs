@@ -28,4 +28,5 @@ pub mod types;
 pub mod value;
 
 pub use dataflow::{Dataflow, RelationSpec, RowChange, SourceChange, ViewRows};
+pub use key::Key;
 pub use value::{Row, SharedRow, Value};

@@ -10,6 +10,7 @@ use crate::plan::JoinKind;
 use crate::types::SqlType;
 use ahash::AHashMap;
 use smallvec::SmallVec;
+use std::borrow::Cow;
 
 use crate::key::{Key, KeyIndex, KeySet};
 use crate::ordered::OrderedCounts;
@@ -19,6 +20,22 @@ use crate::eval::{eval, eval_all};
 use crate::value::{sql_cmp, sql_exact, Row, Value};
 
 pub type Delta = Vec<(Row, isize)>;
+
+/// An operator's input delta: its own when the operator is the delta's only
+/// reader (its rows can move into the operator's state), else shared.
+pub type Input<'a> = Cow<'a, Delta>;
+
+/// The row of the `at`th change of `input`: moved out when the input is
+/// owned (the change keeps an empty row), else borrowed.
+pub(crate) fn take_row<'a>(input: &mut Input<'a>, at: usize) -> Cow<'a, Row> {
+    match input {
+        Cow::Borrowed(delta) => {
+            let delta: &'a Delta = delta;
+            Cow::Borrowed(&delta[at].0)
+        }
+        Cow::Owned(delta) => Cow::Owned(std::mem::take(&mut delta[at].0)),
+    }
+}
 
 /// Adds up the changes of equal rows and drops those that cancel; rows keep
 /// the order of their first change (an update's old row stays just before
@@ -119,8 +136,8 @@ pub(crate) enum KeyRows {
 const FEW_ROWS: usize = 16;
 
 impl KeyRows {
-    pub(crate) fn one(row: &Row, d: isize) -> Self {
-        KeyRows::Few(smallvec::smallvec![(row.clone(), d)])
+    pub(crate) fn one(row: Cow<'_, Row>, d: isize) -> Self {
+        KeyRows::Few(smallvec::smallvec![(row.into_owned(), d)])
     }
 
     pub(crate) fn iter(&self) -> KeyRowsIter<'_> {
@@ -153,29 +170,35 @@ impl KeyRows {
         }
     }
 
-    pub(crate) fn add(&mut self, row: &Row, d: isize) {
+    /// Adds `d` copies of `row`, which is copied only when it is new (and
+    /// not at all when it comes owned).
+    pub(crate) fn add(&mut self, row: Cow<'_, Row>, d: isize) {
         match self {
-            KeyRows::Few(rows) => match rows.iter().position(|(r, _)| r == row) {
+            KeyRows::Few(rows) => match rows.iter().position(|(r, _)| *r == *row) {
                 Some(at) => {
                     rows[at].1 += d;
                     if rows[at].1 == 0 {
                         rows.swap_remove(at);
                     }
                 }
-                None if rows.len() < FEW_ROWS => rows.push((row.clone(), d)),
+                None if rows.len() < FEW_ROWS => rows.push((row.into_owned(), d)),
                 None => {
                     let mut many: AHashMap<Row, isize> = rows.drain(..).collect();
-                    many.insert(row.clone(), d);
+                    many.insert(row.into_owned(), d);
                     *self = KeyRows::Many(Box::new(many));
                 }
             },
-            KeyRows::Many(rows) => {
-                let n = rows.entry(row.clone()).or_default();
-                *n += d;
-                if *n == 0 {
-                    rows.remove(row);
+            KeyRows::Many(rows) => match rows.get_mut(&*row) {
+                Some(n) => {
+                    *n += d;
+                    if *n == 0 {
+                        rows.remove(&*row);
+                    }
                 }
-            }
+                None => {
+                    rows.insert(row.into_owned(), d);
+                }
+            },
         }
     }
 }
@@ -224,7 +247,7 @@ fn padded(l: &[Value], width: usize) -> Row {
 
 /// Adds `d` copies of `row` to the rows of `key` in a join index; a key
 /// left without rows goes.
-pub(crate) fn add(index: &mut KeyIndex<KeyRows>, key: &[Value], row: &Row, d: isize) {
+pub(crate) fn add(index: &mut KeyIndex<KeyRows>, key: &[Value], row: Cow<'_, Row>, d: isize) {
     match index.get_mut(key) {
         Some(rows) => {
             rows.add(row, d);
@@ -264,7 +287,7 @@ impl Join {
                         None if left_join => out.push((padded(l, self.right_width), *d)),
                         None => {}
                     }
-                    add(&mut self.left, key.as_slice(), l, *d);
+                    add(&mut self.left, key.as_slice(), Cow::Borrowed(l), *d);
                 }
                 None if left_join => out.push((padded(l, self.right_width), *d)),
                 None => {}
@@ -286,7 +309,7 @@ impl Join {
                 }
             }
             for (r, d) in changes {
-                add(&mut self.right, key.as_slice(), r, d);
+                add(&mut self.right, key.as_slice(), Cow::Borrowed(r), d);
             }
             let has = self.right.contains_key(key.as_slice());
             if left_join && had != has {

@@ -14,6 +14,7 @@
 //! The output is the binary joins' output, column for column: the root's
 //! columns, then each input's (NULLs where a LEFT JOIN finds no row).
 
+use std::borrow::Cow;
 use std::hash::{BuildHasher, Hash, Hasher};
 
 use ahash::AHashMap;
@@ -23,7 +24,7 @@ use smallvec::SmallVec;
 use crate::eval::eval_all;
 use crate::expr::Expr;
 use crate::key::{Key, KeyIndex};
-use crate::ops::{add, join_key, Delta, KeyRows};
+use crate::ops::{add, join_key, take_row, Delta, Input, KeyRows};
 use crate::plan::JoinKind;
 use crate::value::{Row, SharedRow, Value};
 
@@ -121,14 +122,14 @@ impl Roots {
     }
 
     /// Stores a row that has no slot yet, counted `n` times.
-    fn insert(&mut self, row: &Row, n: isize) -> u32 {
+    fn insert(&mut self, row: Row, n: isize) -> u32 {
         let slot = match self.free.pop() {
             Some(slot) => {
-                self.slots[slot as usize] = (row.clone(), n);
+                self.slots[slot as usize] = (row, n);
                 slot
             }
             None => {
-                self.slots.push((row.clone(), n));
+                self.slots.push((row, n));
                 (self.slots.len() - 1) as u32
             }
         };
@@ -225,26 +226,30 @@ impl Star {
     /// may have changed, its row now (`None`: no row), as (key, row) pairs;
     /// a key may come twice (a removed root row, then its new one), the
     /// last one counting.
-    pub fn step_keyed(&mut self, root: &Delta, dims: &[&Delta]) -> Vec<(Key, Option<SharedRow>)> {
+    ///
+    /// Rows of inputs it owns move into its state instead of being copied.
+    pub fn step_keyed(&mut self, mut root: Input<'_>, mut dims: Vec<Input<'_>>) -> Vec<(Key, Option<SharedRow>)> {
         let key_columns = self.keyed.clone().expect("a keyed star");
         // Sized for a change of each root row and input row touching one
         // root row: growing these lists copied them over and over.
         let touched = root.len() + dims.iter().map(|d| d.len()).sum::<usize>();
         let mut updates = Vec::with_capacity(touched);
         // Removed root rows first: their key's new row, if any, comes after.
-        for (row, d) in root {
+        for (row, d) in root.iter() {
             if *d < 0 {
                 updates.push((Key::of(row, &key_columns), None));
             }
         }
         let mut dirty: Vec<u32> = Vec::with_capacity(touched);
-        self.apply_root_collecting(root, &mut dirty);
-        for (i, delta) in dims.iter().enumerate() {
+        self.apply_root_collecting(&mut root, &mut dirty);
+        for (i, delta) in dims.iter_mut().enumerate() {
             let dim = &mut self.dims[i];
-            for (at, (row, d)) in delta.iter().enumerate() {
+            for at in 0..delta.len() {
                 dim.prefetch_ahead(delta, at);
+                let (row, d) = &delta[at];
+                let d = *d;
                 let Some(key) = dim.key_of_row(row) else { continue };
-                add(&mut dim.rows, key.as_slice(), row, *d);
+                add(&mut dim.rows, key.as_slice(), take_row(delta, at), d);
                 if let Some(referrers) = dim.referrers.get(key.as_slice()) {
                     dirty.extend_from_slice(referrers);
                 }
@@ -345,7 +350,7 @@ impl Star {
             let dim = &mut self.dims[i];
             let had = dim.rows.contains_key(key.as_slice());
             for (row, d) in &changes {
-                add(&mut dim.rows, key.as_slice(), row, *d);
+                add(&mut dim.rows, key.as_slice(), Cow::Borrowed(*row), *d);
             }
             let has = dim.rows.contains_key(key.as_slice());
             let dim = &self.dims[i];
@@ -430,16 +435,17 @@ impl Star {
     /// referrers. An update (a row that goes, then a new one) keeps its
     /// slot, so the referrers change only for the keys that changed.
     fn apply_root(&mut self, root: &Delta) {
-        self.apply_root_collecting(root, &mut Vec::new());
+        self.apply_root_collecting(&mut Cow::Borrowed(root), &mut Vec::new());
     }
 
     /// [`Self::apply_root`], adding to `filled` the slots that got a row
-    /// or more copies of one.
-    fn apply_root_collecting(&mut self, root: &Delta, filled: &mut Vec<u32>) {
+    /// or more copies of one; an owned root's new rows move into their slots.
+    fn apply_root_collecting(&mut self, root: &mut Input<'_>, filled: &mut Vec<u32>) {
         let mut buf = Row::new();
         // A slot whose row just went, kept for the next new row.
         let mut vacated: Option<u32> = None;
-        for (row, d) in root {
+        for at in 0..root.len() {
+            let (row, d) = &root[at];
             if *d == 0 {
                 continue;
             }
@@ -457,21 +463,18 @@ impl Star {
                         }
                     }
                 }
-                None => match vacated.take() {
-                    Some(slot) => {
-                        self.reuse(slot, row, *d, &mut buf);
-                        filled.push(slot);
-                    }
-                    None => {
-                        let slot = self.roots.insert(row, *d);
-                        filled.push(slot);
-                        for dim in &mut self.dims {
-                            if let Some(key) = dim.key_of_root(row, &mut buf) {
-                                refer(&mut dim.referrers, key, slot);
-                            }
+                None => {
+                    let d = *d;
+                    let row = take_row(root, at).into_owned();
+                    let slot = match vacated.take() {
+                        Some(slot) => {
+                            self.reuse(slot, row, d, &mut buf);
+                            slot
                         }
-                    }
-                },
+                        None => self.fill(row, d, &mut buf),
+                    };
+                    filled.push(slot);
+                }
             }
         }
         if let Some(slot) = vacated {
@@ -481,9 +484,10 @@ impl Star {
 
     /// Puts `row` into a slot whose row went in this step, and moves the
     /// slot between referrers where the two rows' keys differ.
-    fn reuse(&mut self, slot: u32, row: &Row, d: isize, buf: &mut Row) {
-        let old = std::mem::replace(&mut self.roots.slots[slot as usize], (row.clone(), d)).0;
+    fn reuse(&mut self, slot: u32, row: Row, d: isize, buf: &mut Row) {
+        let old = std::mem::replace(&mut self.roots.slots[slot as usize], (row, d)).0;
         self.roots.link(slot);
+        let row = &self.roots.slots[slot as usize].0;
         for dim in &mut self.dims {
             if dim.same_key(&old, row) {
                 continue;
@@ -495,6 +499,19 @@ impl Star {
                 refer(&mut dim.referrers, key, slot);
             }
         }
+    }
+
+    /// Puts a new root row into a free slot (or a new one) and makes each
+    /// input's key refer to it.
+    fn fill(&mut self, row: Row, d: isize, buf: &mut Row) -> u32 {
+        let slot = self.roots.insert(row, d);
+        let row = &self.roots.slots[slot as usize].0;
+        for dim in &mut self.dims {
+            if let Some(key) = dim.key_of_root(row, buf) {
+                refer(&mut dim.referrers, key, slot);
+            }
+        }
+        slot
     }
 
     /// Frees a slot whose row went (and is already unlinked from the rows'
@@ -660,7 +677,12 @@ mod tests {
                 *expected.entry(row).or_default() += d;
             }
             expected.retain(|_, n| *n != 0);
-            for (key, row) in keyed.step_keyed(&deltas[0], &[&deltas[1], &deltas[2]]) {
+            for (key, row) in keyed.step_keyed(
+                // The root and one input owned (their rows move into the
+                // star), the other shared (copied).
+                Cow::Owned(deltas[0].clone()),
+                vec![Cow::Owned(deltas[1].clone()), Cow::Borrowed(&deltas[2])],
+            ) {
                 let key = key.as_slice().to_vec();
                 match row {
                     Some(row) => got.insert(key, row.to_vec()),
