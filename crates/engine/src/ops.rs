@@ -11,6 +11,7 @@ use crate::types::SqlType;
 use ahash::AHashMap;
 use smallvec::SmallVec;
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use crate::key::{Key, KeyIndex, KeySet};
 use crate::ordered::OrderedCounts;
@@ -646,20 +647,59 @@ pub struct SortKey {
 
 impl Ord for SortKey {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        use std::cmp::Ordering::*;
-        let o = match (self.value.is_null(), other.value.is_null()) {
-            (true, true) => Equal,
-            (true, false) => Greater,
-            (false, true) => Less,
-            _ => sql_cmp(&self.value, &other.value).unwrap_or(Equal),
-        };
-        if self.desc {
-            o.reverse()
-        } else {
-            o
-        }
+        order_by_cmp(&self.value, &other.value, self.desc)
     }
 }
+
+/// How ORDER BY puts two values (see [`SortKey`]).
+fn order_by_cmp(a: &Value, b: &Value, desc: bool) -> std::cmp::Ordering {
+    use std::cmp::Ordering::*;
+    let o = match (a.is_null(), b.is_null()) {
+        (true, true) => Equal,
+        (true, false) => Greater,
+        (false, true) => Less,
+        _ => sql_cmp(a, b).unwrap_or(Equal),
+    };
+    if desc {
+        o.reverse()
+    } else {
+        o
+    }
+}
+
+/// A partition's row, in the order of the ORDER BY columns (as
+/// [`SortKey`]s put them), then of the whole row. The columns and their
+/// directions are the operator's, shared by its rows: no row holds a copy
+/// of its ORDER BY values (three of them took an allocation per row).
+#[derive(Clone, Debug)]
+struct RankedRow {
+    order_by: Arc<[(usize, bool)]>,
+    row: Row,
+}
+
+impl Ord for RankedRow {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.order_by
+            .iter()
+            .map(|&(c, desc)| order_by_cmp(&self.row[c], &other.row[c], desc))
+            .find(|o| o.is_ne())
+            .unwrap_or_else(|| self.row.cmp(&other.row))
+    }
+}
+
+impl PartialOrd for RankedRow {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for RankedRow {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for RankedRow {}
 
 impl PartialEq for SortKey {
     fn eq(&self, other: &Self) -> bool {
@@ -679,7 +719,7 @@ impl PartialOrd for SortKey {
 /// `TopOne` keeps the first.
 pub struct Ranked {
     partition_by: Vec<usize>,
-    order_by: Vec<(usize, bool)>,
+    order_by: Arc<[(usize, bool)]>,
     /// Number every row (`ROW_NUMBER`) or keep the first (`TopOne`).
     number: bool,
     /// The expressions of a `Map` over the output rows (a numbered row's
@@ -693,14 +733,14 @@ pub struct Ranked {
 
 #[derive(Default)]
 struct Partition {
-    rows: OrderedCounts<(SortKeys, Row)>,
+    rows: OrderedCounts<RankedRow>,
     /// Its output rows: a `TopOne`'s one row in the partition's own slot.
     output: SmallVec<[Row; 1]>,
 }
 
 impl Ranked {
     pub fn new(partition_by: Vec<usize>, order_by: Vec<(usize, bool)>, number: bool, project: Option<Vec<Expr>>) -> Self {
-        Ranked { partition_by, order_by, number, project, map: None, partitions: KeyIndex::default() }
+        Ranked { partition_by, order_by: order_by.into(), number, project, map: None, partitions: KeyIndex::default() }
     }
 
     /// Ranks the rows a `Map` (and the filter under it) would give of its
@@ -740,8 +780,8 @@ impl Ranked {
             key_buf.clear();
             key_buf.extend(self.partition_by.iter().map(|&c| row[c].clone()));
             let key = &key_buf[..];
-            let sort: SortKeys = self.order_by.iter().map(|&(c, desc)| SortKey { value: row[c].clone(), desc }).collect();
-            self.partitions.get_or_insert_with(key, Partition::default).rows.add((sort, row), *d);
+            let row = RankedRow { order_by: Arc::clone(&self.order_by), row };
+            self.partitions.get_or_insert_with(key, Partition::default).rows.add(row, *d);
             if !dirty.contains(key) {
                 dirty.insert(Key::from_slice(key));
             }
@@ -751,7 +791,7 @@ impl Ranked {
         for key in dirty {
             let partition = self.partitions.get_mut(key.as_slice()).expect("a dirty partition exists");
             let mut new: SmallVec<[Row; 1]> = SmallVec::with_capacity(if self.number { partition.rows.len() } else { 1 });
-            'rows: for ((_, row), n) in partition.rows.iter() {
+            'rows: for (RankedRow { row, .. }, n) in partition.rows.iter() {
                 for _ in 0..n {
                     if self.number {
                         new.push(ranked_output(project, row, Some(new.len() as i64 + 1)));
