@@ -542,8 +542,8 @@ impl Dataflow {
         let updates = star.step_keyed(root, inputs);
         let view = self.views.iter_mut().find(|v| v.node == id && v.keyed).expect("a keyed star feeds its view");
         let changes = view.apply_keyed(updates);
-        let read = self.nodes.iter().any(|n| n.inputs.contains(&id));
-        let delta = if read {
+        // Read by another operator (its view is keyed: not counted).
+        let delta = if readers[id] > 0 {
             changes.iter().flat_map(|c| c.before.iter().map(|r| (r.to_vec(), -1)).chain(c.after.iter().map(|r| (r.to_vec(), 1)))).collect()
         } else {
             Vec::new()
