@@ -296,8 +296,7 @@ fn page(state: &AppState, view: &PublishedView, after: Option<Row>, limit: usize
         return (rows, shared.version);
     }
     let rows = view.rows.read();
-    let from = after.map_or(Bound::Unbounded, Bound::Excluded);
-    let from = from.as_ref().map(|key: &Row| &key[..]);
+    let from = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
     let page = rows.by_key.range::<[Value], _>((from, Bound::Unbounded)).map(|(_, r)| r).filter(|r| keep(r)).take(limit).cloned().collect();
     (page, rows.version)
 }
