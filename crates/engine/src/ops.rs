@@ -359,11 +359,67 @@ enum Accumulator {
     /// aggregates), each with its count.
     Values(OrderedCounts<SqlOrdered>),
     /// `STRING_AGG`: the values in the aggregate's ORDER BY, and the text
-    /// they make, each copy of a value written after a separator (the
-    /// output is the text after the first one). Kept up to date change by
-    /// change: a busy group's text is long, and writing it again from its
-    /// values on every change read each value where it lies on the heap.
-    Ordered { values: OrderedCounts<(SortKeys, Value)>, text: String },
+    /// they make. Kept up to date change by change: a busy group's text is
+    /// long, and writing it again from its values on every change read each
+    /// value where it lies on the heap.
+    Ordered { values: OrderedCounts<(SortKeys, Value)>, text: AggText },
+}
+
+/// A `STRING_AGG`'s text. Between batches it is only the output value the
+/// group's row holds (shared with every copy of the row, not kept a second
+/// time); a batch that changes the group edits it as a string, each copy of
+/// a value written after a separator, and [`AggText::finish`] makes the
+/// output of it again (the text after the first separator).
+enum AggText {
+    /// The output, and whether the text has a copy of any value (an
+    /// empty output is either no copy, or one copy of an empty value).
+    Done {
+        output: Value,
+        copies: bool,
+    },
+    Editing(String),
+}
+
+impl AggText {
+    const EMPTY: AggText = AggText::Done { output: Value::Null, copies: false };
+
+    /// The text to edit, with its leading separator.
+    fn edit(&mut self, separator: &str) -> &mut String {
+        if let AggText::Done { output, copies } = self {
+            let mut text = String::new();
+            if let (Value::Text(t), true) = (output, *copies) {
+                text.reserve(separator.len() + t.len());
+                text.push_str(separator);
+                text.push_str(t);
+            }
+            *self = AggText::Editing(text);
+        }
+        match self {
+            AggText::Editing(text) => text,
+            AggText::Done { .. } => unreachable!("made an editing text above"),
+        }
+    }
+
+    /// The output: NULL for no values, else the text after the first
+    /// separator; kept as the text from now on.
+    fn finish(&mut self, empty: bool, separator: &str) -> Value {
+        if let AggText::Editing(text) = self {
+            let output = if empty { Value::Null } else { Value::text(text.get(separator.len()..).unwrap_or("")) };
+            *self = AggText::Done { output, copies: !text.is_empty() };
+        }
+        match self {
+            AggText::Done { output, .. } => output.clone(),
+            AggText::Editing(_) => unreachable!("finished above"),
+        }
+    }
+
+    fn prefetch(&self) {
+        match self {
+            AggText::Done { output: Value::Text(t), .. } => crate::idmap::prefetch_bytes(t.as_ptr(), t.len().min(1024)),
+            AggText::Editing(t) => crate::idmap::prefetch_bytes(t.as_ptr(), t.len().min(1024)),
+            AggText::Done { .. } => {}
+        }
+    }
 }
 
 /// A value ordered as SQL compares it; equal values of different scales by scale.
@@ -388,7 +444,7 @@ impl Accumulator {
             (AggFunc::Count, false) => Accumulator::Count(0),
             (AggFunc::Sum | AggFunc::Avg, false) if a.ty == SqlType::Double => Accumulator::SumDouble { sum: 0.0, values: 0 },
             (AggFunc::Sum | AggFunc::Avg, false) => Accumulator::Sum { sum: Decimal::ZERO, values: 0, scales: OrderedCounts::default() },
-            (AggFunc::StringAgg, _) => Accumulator::Ordered { values: OrderedCounts::default(), text: String::new() },
+            (AggFunc::StringAgg, _) => Accumulator::Ordered { values: OrderedCounts::default(), text: AggText::EMPTY },
             _ => Accumulator::Values(OrderedCounts::default()),
         }
     }
@@ -401,7 +457,7 @@ impl Accumulator {
             Accumulator::Values(values) => values.prefetch(),
             Accumulator::Ordered { values, text } => {
                 values.prefetch();
-                crate::idmap::prefetch_bytes(text.as_ptr(), text.len().min(1024));
+                text.prefetch();
             }
             Accumulator::Count(_) | Accumulator::SumDouble { .. } => {}
         }
@@ -433,13 +489,14 @@ impl Accumulator {
             Accumulator::Ordered { values, text } => {
                 let keys = a.order_by.iter().map(|&(c, desc)| SortKey { value: row[c].clone(), desc }).collect();
                 let entry = (keys, arg.cloned().unwrap_or(Value::Null));
-                edit_text(text, values, &entry, d, a.separator.as_deref().unwrap_or(""));
+                let separator = a.separator.as_deref().unwrap_or("");
+                edit_text(text.edit(separator), values, &entry, d, separator);
                 values.add(entry, d);
             }
         }
     }
 
-    fn value(&self, a: &Aggregate) -> Value {
+    fn value(&mut self, a: &Aggregate) -> Value {
         match self {
             Accumulator::Count(n) => Value::Int(*n),
             Accumulator::Sum { values: 0, .. } | Accumulator::SumDouble { values: 0, .. } => Value::Null,
@@ -452,7 +509,7 @@ impl Accumulator {
                     Value::Decimal(sum)
                 }
             }
-            Accumulator::SumDouble { sum, values } => Value::Double(if a.func == AggFunc::Avg { sum / *values as f64 } else { *sum }),
+            Accumulator::SumDouble { sum, values } => Value::Double(if a.func == AggFunc::Avg { *sum / *values as f64 } else { *sum }),
             Accumulator::Values(values) => match a.func {
                 AggFunc::Count => Value::Int(values.len() as i64),
                 AggFunc::Min => values.first().map_or(Value::Null, |v| v.0.clone()),
@@ -467,13 +524,7 @@ impl Accumulator {
                     each.value(a)
                 }
             },
-            Accumulator::Ordered { values, text } => {
-                if values.is_empty() {
-                    return Value::Null;
-                }
-                let separator = a.separator.as_deref().unwrap_or("");
-                Value::text(text.get(separator.len()..).unwrap_or(""))
-            }
+            Accumulator::Ordered { values, text } => text.finish(values.is_empty(), a.separator.as_deref().unwrap_or("")),
         }
     }
 }
@@ -535,7 +586,7 @@ impl Reduce {
             let key = key.as_slice();
             let group = self.groups.get_mut(key).expect("a dirty group exists");
             let new = (group.rows > 0).then(|| {
-                let values = group.accumulators.iter().zip(&self.aggregates).map(|(acc, a)| acc.value(a));
+                let values = group.accumulators.iter_mut().zip(&self.aggregates).map(|(acc, a)| acc.value(a));
                 match &self.project {
                     Some(exprs) => {
                         let values: SmallVec<[Value; 8]> = values.collect();
@@ -869,8 +920,8 @@ mod tests {
 
     /// A `STRING_AGG` text kept change by change equals the text written
     /// from the group's rows after every batch: values put in and taken out
-    /// anywhere in the order, repeated, tied on the sort key, not text, and
-    /// taken out ahead of being put in within a batch.
+    /// anywhere in the order, repeated, tied on the sort key, not text,
+    /// empty, and taken out ahead of being put in within a batch.
     #[test]
     fn string_agg_edited_in_place_equals_the_text_written_from_scratch() {
         let aggregate = Aggregate {
@@ -890,9 +941,12 @@ mod tests {
             let mut delta = Vec::new();
             for _ in 0..1 + next(4) {
                 let group = next(3) as i64;
-                let value = match next(5) {
+                let value = match next(6) {
                     0 => Value::Int(next(20) as i64),
                     1 => Value::text(&"long text past the inline size ".repeat(1 + next(2) as usize)),
+                    // An empty value: a group of it alone writes an empty
+                    // text, which is still one copy to add to.
+                    2 => Value::text(""),
                     _ => Value::text(&format!("v{}", next(30))),
                 };
                 let row = vec![Value::Int(group), value, Value::Int(next(6) as i64)];
