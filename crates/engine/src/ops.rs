@@ -380,6 +380,9 @@ enum AggText {
     Editing(String),
 }
 
+/// Bytes an edited text is given beyond what it holds (a value's line).
+const EDIT_ROOM: usize = 64;
+
 impl AggText {
     const EMPTY: AggText = AggText::Done { output: Value::Null, copies: false };
 
@@ -388,7 +391,8 @@ impl AggText {
         if let AggText::Done { output, copies } = self {
             let mut text = String::new();
             if let (Value::Text(t), true) = (output, *copies) {
-                text.reserve(separator.len() + t.len());
+                // With room for a value more: most changes add one, at the end.
+                text.reserve(2 * separator.len() + t.len() + EDIT_ROOM);
                 text.push_str(separator);
                 text.push_str(t);
             }
