@@ -352,7 +352,7 @@ enum Accumulator {
     Count(i64),
     /// Exact sums: the sum, how many values, and how many values of each
     /// scale (SQL writes the sum with the largest scale among them).
-    Sum { sum: Decimal, values: i64, scales: OrderedCounts<u32> },
+    Sum { sum: Decimal, values: i64, scales: ScaleCounts },
     /// A double sum (or average): the sum and how many values.
     SumDouble { sum: f64, values: i64 },
     /// The distinct values, or the values in SQL order (MIN, MAX, DISTINCT
@@ -426,6 +426,32 @@ impl AggText {
     }
 }
 
+/// How many values of each scale an exact sum has taken (a count below
+/// zero is a retraction ahead of its insertion). Mostly one scale, as a
+/// column's values have: held in place, not in a list of its own per group.
+#[derive(Default)]
+struct ScaleCounts(SmallVec<[(u32, isize); 1]>);
+
+impl ScaleCounts {
+    fn add(&mut self, scale: u32, d: isize) {
+        match self.0.iter().position(|(s, _)| *s == scale) {
+            Some(at) => {
+                self.0[at].1 += d;
+                if self.0[at].1 == 0 {
+                    self.0.swap_remove(at);
+                }
+            }
+            None if d != 0 => self.0.push((scale, d)),
+            None => {}
+        }
+    }
+
+    /// The largest scale counted (0 for none).
+    fn largest(&self) -> u32 {
+        self.0.iter().map(|(s, _)| *s).max().unwrap_or(0)
+    }
+}
+
 /// A value ordered as SQL compares it; equal values of different scales by scale.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SqlOrdered(Value);
@@ -447,7 +473,7 @@ impl Accumulator {
         match (a.func, a.distinct) {
             (AggFunc::Count, false) => Accumulator::Count(0),
             (AggFunc::Sum | AggFunc::Avg, false) if a.ty == SqlType::Double => Accumulator::SumDouble { sum: 0.0, values: 0 },
-            (AggFunc::Sum | AggFunc::Avg, false) => Accumulator::Sum { sum: Decimal::ZERO, values: 0, scales: OrderedCounts::default() },
+            (AggFunc::Sum | AggFunc::Avg, false) => Accumulator::Sum { sum: Decimal::ZERO, values: 0, scales: ScaleCounts::default() },
             (AggFunc::StringAgg, _) => Accumulator::Ordered { values: OrderedCounts::default(), text: AggText::EMPTY },
             _ => Accumulator::Values(OrderedCounts::default()),
         }
@@ -457,13 +483,12 @@ impl Accumulator {
     #[inline]
     fn prefetch(&self) {
         match self {
-            Accumulator::Sum { scales, .. } => scales.prefetch(),
             Accumulator::Values(values) => values.prefetch(),
             Accumulator::Ordered { values, text } => {
                 values.prefetch();
                 text.prefetch();
             }
-            Accumulator::Count(_) | Accumulator::SumDouble { .. } => {}
+            Accumulator::Count(_) | Accumulator::Sum { .. } | Accumulator::SumDouble { .. } => {}
         }
     }
 
@@ -505,7 +530,7 @@ impl Accumulator {
             Accumulator::Count(n) => Value::Int(*n),
             Accumulator::Sum { values: 0, .. } | Accumulator::SumDouble { values: 0, .. } => Value::Null,
             Accumulator::Sum { sum, values, scales } => {
-                let sum = sql_exact(*sum, scales.last().copied().unwrap_or(0));
+                let sum = sql_exact(*sum, scales.largest());
                 if a.func == AggFunc::Avg {
                     // PostgreSQL's AVG of numeric is its numeric division of the sum by the count.
                     crate::eval::decimal_div(sum, Decimal::from(*values)).map_or(Value::Null, Value::Decimal)
