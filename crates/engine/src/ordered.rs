@@ -1,8 +1,8 @@
 //! An ordered multiset (each key with its count) that is a sorted list
 //! while it holds few keys and a B-tree once it holds many.
 //!
-//! The engine keeps one per group (a `STRING_AGG`'s values, an exact sum's
-//! scales) and one per partition (a `DISTINCT ON`'s rows in order), and
+//! The engine keeps one per group (a `STRING_AGG`'s values, a `MIN`'s or
+//! `MAX`'s) and one per partition (a `DISTINCT ON`'s rows in order), and
 //! most hold one to three keys: an order's items, its status events, a
 //! user's addresses. A `BTreeMap` allocates a node of eleven entries for its
 //! first key, 144 to 720 bytes here, hundreds of thousands of times; a
