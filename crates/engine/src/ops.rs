@@ -947,6 +947,30 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
+    /// An exact sum is written with the largest scale among the values it
+    /// holds: a scale goes when its last value does, and a value taken out
+    /// ahead of being put in still counts.
+    #[test]
+    fn scale_counts_give_the_largest_scale_held() {
+        let mut scales = ScaleCounts::default();
+        assert_eq!(scales.largest(), 0);
+        scales.add(2, 1);
+        scales.add(2, 1);
+        scales.add(4, 1);
+        assert_eq!(scales.largest(), 4);
+        scales.add(4, -1);
+        assert_eq!(scales.largest(), 2);
+        scales.add(2, -1);
+        assert_eq!(scales.largest(), 2, "one value of scale 2 is left");
+        scales.add(2, -1);
+        assert_eq!(scales.largest(), 0);
+        scales.add(3, -1);
+        assert_eq!(scales.largest(), 3, "a retraction ahead of its insertion counts");
+        scales.add(3, 0);
+        scales.add(1, 0);
+        assert_eq!(scales.0.len(), 1, "adding nothing keeps no scale");
+    }
+
     /// A `STRING_AGG` text kept change by change equals the text written
     /// from the group's rows after every batch: values put in and taken out
     /// anywhere in the order, repeated, tied on the sort key, not text,
