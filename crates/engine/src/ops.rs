@@ -418,11 +418,12 @@ impl AggText {
     }
 
     fn prefetch(&self) {
-        match self {
-            AggText::Done { output: Value::Text(t), .. } => crate::idmap::prefetch_bytes(t.as_ptr(), t.len().min(1024)),
-            AggText::Editing(t) => crate::idmap::prefetch_bytes(t.as_ptr(), t.len().min(1024)),
-            AggText::Done { .. } => {}
-        }
+        let text = match self {
+            AggText::Done { output: Value::Text(t), .. } => t.as_str(),
+            AggText::Editing(t) => t.as_str(),
+            AggText::Done { .. } => return,
+        };
+        crate::idmap::prefetch_bytes(text.as_ptr(), text.len().min(1024));
     }
 }
 
