@@ -108,7 +108,7 @@ pub struct ViewsState {
 }
 
 /// A source row with its primary key, as a snapshot writes it.
-type KeyedRow<'a> = (cdcview_engine::key::Key, &'a Row);
+type KeyedRow<'a> = (cdcview_engine::key::Key, &'a [cdcview_engine::Value]);
 
 /// [`ViewsState`]'s encoding written from the live dataflow, copying no row.
 #[derive(Serialize)]

@@ -52,7 +52,7 @@ struct SourceState {
     /// Whether a compiled view reads it: the rows of a source no view reads
     /// are not kept.
     read: bool,
-    rows: KeyIndex<Row>,
+    rows: KeyIndex<SharedRow>,
 }
 
 /// A materialized view's rows by key.
@@ -63,7 +63,7 @@ pub struct ViewRows {
     /// are counted.
     pub key: Option<Vec<usize>>,
     rows: KeyIndex<SharedRow>,
-    counts: AHashMap<Row, isize>,
+    counts: AHashMap<SharedRow, isize>,
     /// Whether its node is a keyed star ([`Star::keyed`]) that gives each
     /// changed key's row, which [`Self::apply_keyed`] takes.
     keyed: bool,
@@ -116,7 +116,7 @@ impl ViewRows {
         // Grouped by key first, and the few changes of each key added up
         // there: cheaper than hashing every (wide) row to consolidate.
         let columns = self.key.as_deref().unwrap_or_default();
-        let mut by_key: KeyMap<SmallVec<[(Row, isize); 2]>> = KeyMap::with_capacity_and_hasher(delta.len() / 2, Default::default());
+        let mut by_key: KeyMap<SmallVec<[(SharedRow, isize); 2]>> = KeyMap::with_capacity_and_hasher(delta.len() / 2, Default::default());
         for (row, d) in delta {
             let changes = by_key.entry(Key::of(&row, columns)).or_default();
             match changes.iter_mut().find(|(r, _)| *r == row) {
@@ -205,9 +205,9 @@ impl ViewRows {
             if *n == 0 {
                 self.counts.remove(&row);
             }
-            let shared = SharedRow::from(&row[..]);
-            let (before, after) = if d > 0 { (None, Some(shared)) } else { (Some(shared), None) };
-            changes.extend(std::iter::repeat_n(RowChange { key: Key::from(row), before, after }, d.unsigned_abs()));
+            let key = Key::from_slice(&row);
+            let (before, after) = if d > 0 { (None, Some(row)) } else { (Some(row), None) };
+            changes.extend(std::iter::repeat_n(RowChange { key, before, after }, d.unsigned_abs()));
         }
         changes.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         changes
@@ -232,7 +232,7 @@ fn unmapped(plan: &Plan) -> Option<(&Plan, Option<Expr>, &Vec<Expr>)> {
 const SOURCE_LOOKAHEAD: usize = 4;
 
 /// A source key's row before and after one change.
-type KeyEdit = (Row, Option<Row>, Option<Row>);
+type KeyEdit = (Row, Option<SharedRow>, Option<SharedRow>);
 
 /// A source's delta for one batch of changes of its rows by key: each key's
 /// row before its first change out, after its last one in, nothing where
@@ -450,8 +450,8 @@ impl Dataflow {
     }
 
     /// A source's rows by key, as the last changes left them.
-    pub fn source_rows(&self, source: usize) -> impl Iterator<Item = (Key, &Row)> {
-        self.sources[source].rows.iter()
+    pub fn source_rows(&self, source: usize) -> impl Iterator<Item = (Key, &[Value])> {
+        self.sources[source].rows.iter().map(|(key, row)| (key, &row[..]))
     }
 
     pub fn views(&self) -> &[ViewRows] {
@@ -482,8 +482,9 @@ impl Dataflow {
             if !source.read {
                 continue;
             }
-            let before = replace_row(&mut source.rows, &change.key, change.after.as_ref());
-            edits[change.source].push((change.key, before, change.after));
+            let after = change.after.map(SharedRow::from);
+            let before = replace_row(&mut source.rows, &change.key, after.as_ref());
+            edits[change.source].push((change.key, before, after));
         }
         for (source, edits) in self.sources.iter().zip(edits) {
             outputs[source.node] = net_delta(edits);
@@ -544,7 +545,7 @@ impl Dataflow {
         let changes = view.apply_keyed(updates);
         // Read by another operator (its view is keyed: not counted).
         let delta = if readers[id] > 0 {
-            changes.iter().flat_map(|c| c.before.iter().map(|r| (r.to_vec(), -1)).chain(c.after.iter().map(|r| (r.to_vec(), 1)))).collect()
+            changes.iter().flat_map(|c| c.before.iter().map(|r| (r.clone(), -1)).chain(c.after.iter().map(|r| (r.clone(), 1)))).collect()
         } else {
             Vec::new()
         };
@@ -715,7 +716,7 @@ mod tests {
     #[test]
     fn a_sources_delta_nets_each_keys_changes() {
         use crate::value::Value::Int;
-        let row = |k: i64, v: i64| vec![Int(k), Int(v)];
+        let row = |k: i64, v: i64| SharedRow::from(vec![Int(k), Int(v)]);
         let edits = vec![
             (vec![Int(2)], Some(row(2, 1)), Some(row(2, 2))),
             (vec![Int(1)], None, Some(row(1, 1))),

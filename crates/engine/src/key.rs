@@ -9,7 +9,7 @@
 use std::hash::{Hash, Hasher};
 
 use crate::idmap::IdMap;
-use crate::value::Value;
+use crate::value::{SharedRow, Value};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Key {
@@ -97,7 +97,7 @@ pub type KeyMap<V> = hashbrown::HashMap<Key, V, ahash::RandomState>;
 /// Makes `row` the row of `key` (`None`: removes the key's row) and
 /// returns the row it had. A key that stays finds its slot without a new
 /// key being made.
-pub fn replace_row(rows: &mut KeyIndex<Vec<Value>>, key: &[Value], row: Option<&Vec<Value>>) -> Option<Vec<Value>> {
+pub fn replace_row(rows: &mut KeyIndex<SharedRow>, key: &[Value], row: Option<&SharedRow>) -> Option<SharedRow> {
     match row {
         Some(row) => rows.insert(key, row.clone()),
         None => rows.remove(key),

@@ -18,23 +18,23 @@ use crate::ordered::OrderedCounts;
 use rust_decimal::Decimal;
 
 use crate::eval::{eval, eval_all};
-use crate::value::{sql_cmp, sql_exact, Row, Value};
+use crate::value::{sql_cmp, sql_exact, Row, SharedRow, Value};
 
-pub type Delta = Vec<(Row, isize)>;
+/// Rows are shared, not copied: a source's row, the change that carried
+/// it and a join's or star's row of it are one allocation, as are a group's
+/// output row and what the joins over it keep.
+pub type Delta = Vec<(SharedRow, isize)>;
 
 /// An operator's input delta: its own when the operator is the delta's only
 /// reader (its rows can move into the operator's state), else shared.
 pub type Input<'a> = Cow<'a, Delta>;
 
 /// The row of the `at`th change of `input`: moved out when the input is
-/// owned (the change keeps an empty row), else borrowed.
-pub(crate) fn take_row<'a>(input: &mut Input<'a>, at: usize) -> Cow<'a, Row> {
+/// owned (the change keeps an empty row), else shared.
+pub(crate) fn take_row(input: &mut Input<'_>, at: usize) -> SharedRow {
     match input {
-        Cow::Borrowed(delta) => {
-            let delta: &'a Delta = delta;
-            Cow::Borrowed(&delta[at].0)
-        }
-        Cow::Owned(delta) => Cow::Owned(std::mem::take(&mut delta[at].0)),
+        Cow::Borrowed(delta) => SharedRow::clone(&delta[at].0),
+        Cow::Owned(delta) => std::mem::take(&mut delta[at].0),
     }
 }
 
@@ -63,7 +63,7 @@ pub fn consolidate(delta: Delta) -> Delta {
 }
 
 pub fn filter(input: &Delta, predicate: &Expr) -> Delta {
-    input.iter().filter(|(row, _)| matches!(eval(predicate, row), Value::Bool(true))).cloned().collect()
+    input.iter().filter(|(row, _)| matches!(eval(predicate, &row[..]), Value::Bool(true))).cloned().collect()
 }
 
 /// Not consolidated: every operator takes unconsolidated changes, and the
@@ -71,12 +71,18 @@ pub fn filter(input: &Delta, predicate: &Expr) -> Delta {
 /// be done twice.
 /// With a predicate, only the rows it keeps are mapped (a Filter below).
 pub fn map(input: &Delta, predicate: Option<&Expr>, exprs: &[Expr]) -> Delta {
-    input.iter().filter(|(row, _)| kept(predicate, row)).map(|(row, d)| (exprs.iter().map(|e| eval(e, row)).collect(), *d)).collect()
+    input.iter().filter(|(row, _)| kept(predicate, row)).map(|(row, d)| (eval_row(exprs, row), *d)).collect()
+}
+
+/// Each expression over `row`, made as a shared row in one allocation.
+#[inline]
+fn eval_row(exprs: &[Expr], row: &[Value]) -> SharedRow {
+    exprs.iter().map(|e| eval(e, row)).collect()
 }
 
 /// Whether a filter keeps a row (no filter keeps all).
 #[inline]
-fn kept(predicate: Option<&Expr>, row: &Row) -> bool {
+fn kept(predicate: Option<&Expr>, row: &[Value]) -> bool {
     predicate.is_none_or(|p| matches!(eval(p, row), Value::Bool(true)))
 }
 
@@ -86,7 +92,7 @@ type InputMap = (Option<Expr>, Vec<Expr>);
 
 /// Maps `row` into `out` as `map` does; `false` when its filter drops it.
 #[inline]
-fn map_into(map: &InputMap, row: &Row, out: &mut Row) -> bool {
+fn map_into(map: &InputMap, row: &[Value], out: &mut Row) -> bool {
     let (predicate, exprs) = map;
     if !kept(predicate.as_ref(), row) {
         return false;
@@ -129,16 +135,16 @@ pub(crate) fn join_key(row: &[Value], columns: &[usize]) -> Option<Key> {
 /// a key with many (a busy customer's orders) gets a hash map. A key's
 /// only row sits in the index's own slot: no pointer to follow to it.
 pub(crate) enum KeyRows {
-    Few(SmallVec<[(Row, isize); 1]>),
-    Many(Box<AHashMap<Row, isize>>),
+    Few(SmallVec<[(SharedRow, isize); 1]>),
+    Many(Box<AHashMap<SharedRow, isize>>),
 }
 
 /// Rows a key holds in a list before they move to a hash map.
 const FEW_ROWS: usize = 16;
 
 impl KeyRows {
-    pub(crate) fn one(row: Cow<'_, Row>, d: isize) -> Self {
-        KeyRows::Few(smallvec::smallvec![(row.into_owned(), d)])
+    pub(crate) fn one(row: SharedRow, d: isize) -> Self {
+        KeyRows::Few(smallvec::smallvec![(row, d)])
     }
 
     pub(crate) fn iter(&self) -> KeyRowsIter<'_> {
@@ -171,33 +177,32 @@ impl KeyRows {
         }
     }
 
-    /// Adds `d` copies of `row`, which is copied only when it is new (and
-    /// not at all when it comes owned).
-    pub(crate) fn add(&mut self, row: Cow<'_, Row>, d: isize) {
+    /// Adds `d` copies of `row` (kept, shared, only when it is new).
+    pub(crate) fn add(&mut self, row: SharedRow, d: isize) {
         match self {
-            KeyRows::Few(rows) => match rows.iter().position(|(r, _)| *r == *row) {
+            KeyRows::Few(rows) => match rows.iter().position(|(r, _)| *r == row) {
                 Some(at) => {
                     rows[at].1 += d;
                     if rows[at].1 == 0 {
                         rows.swap_remove(at);
                     }
                 }
-                None if rows.len() < FEW_ROWS => rows.push((row.into_owned(), d)),
+                None if rows.len() < FEW_ROWS => rows.push((row, d)),
                 None => {
-                    let mut many: AHashMap<Row, isize> = rows.drain(..).collect();
-                    many.insert(row.into_owned(), d);
+                    let mut many: AHashMap<SharedRow, isize> = rows.drain(..).collect();
+                    many.insert(row, d);
                     *self = KeyRows::Many(Box::new(many));
                 }
             },
-            KeyRows::Many(rows) => match rows.get_mut(&*row) {
+            KeyRows::Many(rows) => match rows.get_mut(&row) {
                 Some(n) => {
                     *n += d;
                     if *n == 0 {
-                        rows.remove(&*row);
+                        rows.remove(&row);
                     }
                 }
                 None => {
-                    rows.insert(row.into_owned(), d);
+                    rows.insert(row, d);
                 }
             },
         }
@@ -207,12 +212,12 @@ impl KeyRows {
 /// The rows of one key with their counts (no allocation per look-up, as a
 /// boxed iterator would need).
 pub(crate) enum KeyRowsIter<'a> {
-    Few(std::slice::Iter<'a, (Row, isize)>),
-    Many(std::collections::hash_map::Iter<'a, Row, isize>),
+    Few(std::slice::Iter<'a, (SharedRow, isize)>),
+    Many(std::collections::hash_map::Iter<'a, SharedRow, isize>),
 }
 
 impl<'a> Iterator for KeyRowsIter<'a> {
-    type Item = (&'a Row, &'a isize);
+    type Item = (&'a SharedRow, &'a isize);
 
     fn next(&mut self) -> Option<Self::Item> {
         match self {
@@ -232,23 +237,17 @@ pub struct Join {
     right: KeyIndex<KeyRows>,
 }
 
-fn joined(l: &[Value], r: &[Value]) -> Row {
-    let mut row = Vec::with_capacity(l.len() + r.len());
-    row.extend_from_slice(l);
-    row.extend_from_slice(r);
-    row
+fn joined(l: &[Value], r: &[Value]) -> SharedRow {
+    l.iter().chain(r).cloned().collect()
 }
 
-fn padded(l: &[Value], width: usize) -> Row {
-    let mut row = Vec::with_capacity(l.len() + width);
-    row.extend_from_slice(l);
-    row.extend(std::iter::repeat_n(Value::Null, width));
-    row
+fn padded(l: &[Value], width: usize) -> SharedRow {
+    l.iter().cloned().chain(std::iter::repeat_n(Value::Null, width)).collect()
 }
 
 /// Adds `d` copies of `row` to the rows of `key` in a join index; a key
 /// left without rows goes.
-pub(crate) fn add(index: &mut KeyIndex<KeyRows>, key: &[Value], row: Cow<'_, Row>, d: isize) {
+pub(crate) fn add(index: &mut KeyIndex<KeyRows>, key: &[Value], row: SharedRow, d: isize) {
     match index.get_mut(key) {
         Some(rows) => {
             rows.add(row, d);
@@ -288,7 +287,7 @@ impl Join {
                         None if left_join => out.push((padded(l, self.right_width), *d)),
                         None => {}
                     }
-                    add(&mut self.left, key.as_slice(), Cow::Borrowed(l), *d);
+                    add(&mut self.left, key.as_slice(), SharedRow::clone(l), *d);
                 }
                 None if left_join => out.push((padded(l, self.right_width), *d)),
                 None => {}
@@ -296,7 +295,7 @@ impl Join {
         }
         // Right changes by key, so that a key's move between "no right rows"
         // and "some" is seen once.
-        let mut by_key: AHashMap<Key, Vec<(&Row, isize)>> = AHashMap::new();
+        let mut by_key: AHashMap<Key, Vec<(&SharedRow, isize)>> = AHashMap::new();
         for (r, d) in right {
             if let Some(key) = join_key(r, &self.right_on) {
                 by_key.entry(key).or_default().push((r, *d));
@@ -310,7 +309,7 @@ impl Join {
                 }
             }
             for (r, d) in changes {
-                add(&mut self.right, key.as_slice(), Cow::Borrowed(r), d);
+                add(&mut self.right, key.as_slice(), SharedRow::clone(r), d);
             }
             let has = self.right.contains_key(key.as_slice());
             if left_join && had != has {
@@ -343,7 +342,7 @@ struct Group {
     /// How many input rows the group has.
     rows: isize,
     accumulators: Vec<Accumulator>,
-    output: Option<Row>,
+    output: Option<SharedRow>,
 }
 
 /// What one aggregate keeps of a group's rows.
@@ -592,7 +591,7 @@ impl Reduce {
             // The Map under the GROUP BY, row by row into one buffer: no
             // mapped row is allocated, nor a delta of them.
             let row: &[Value] = match &self.map {
-                None => input_row,
+                None => &input_row[..],
                 Some(map) if map_into(map, input_row, &mut mapped) => &mapped,
                 Some(_) => continue,
             };
@@ -620,14 +619,9 @@ impl Reduce {
                 match &self.project {
                     Some(exprs) => {
                         let values: SmallVec<[Value; 8]> = values.collect();
-                        eval_all(exprs, &[key, &values])
+                        eval_all::<SharedRow>(exprs, &[key, &values])
                     }
-                    None => {
-                        let mut row = Vec::with_capacity(key.len() + self.aggregates.len());
-                        row.extend_from_slice(key);
-                        row.extend(values);
-                        row
-                    }
+                    None => key.iter().cloned().chain(values).collect(),
                 }
             });
             if !same_row(new.as_deref(), group.output.as_deref()) {
@@ -755,7 +749,7 @@ fn order_by_cmp(a: &Value, b: &Value, desc: bool) -> std::cmp::Ordering {
 #[derive(Clone, Debug)]
 struct RankedRow {
     order_by: Arc<[(usize, bool)]>,
-    row: Row,
+    row: SharedRow,
 }
 
 impl Ord for RankedRow {
@@ -816,7 +810,7 @@ pub struct Ranked {
 struct Partition {
     rows: OrderedCounts<RankedRow>,
     /// Its output rows: a `TopOne`'s one row in the partition's own slot.
-    output: SmallVec<[Row; 1]>,
+    output: SmallVec<[SharedRow; 1]>,
 }
 
 impl Ranked {
@@ -849,14 +843,9 @@ impl Ranked {
             }
             // The row mapped is the one kept.
             let row = match &self.map {
-                None => input_row.clone(),
-                Some(map) => {
-                    let mut row = Row::new();
-                    if !map_into(map, input_row, &mut row) {
-                        continue;
-                    }
-                    row
-                }
+                None => SharedRow::clone(input_row),
+                Some((predicate, _)) if !kept(predicate.as_ref(), input_row) => continue,
+                Some((_, exprs)) => eval_row(exprs, input_row),
             };
             key_buf.clear();
             key_buf.extend(self.partition_by.iter().map(|&c| row[c].clone()));
@@ -871,7 +860,7 @@ impl Ranked {
         let project = self.project.as_deref();
         for key in dirty {
             let partition = self.partitions.get_mut(key.as_slice()).expect("a dirty partition exists");
-            let mut new: SmallVec<[Row; 1]> = SmallVec::with_capacity(if self.number { partition.rows.len() } else { 1 });
+            let mut new: SmallVec<[SharedRow; 1]> = SmallVec::with_capacity(if self.number { partition.rows.len() } else { 1 });
             'rows: for (RankedRow { row, .. }, n) in partition.rows.iter() {
                 for _ in 0..n {
                     if self.number {
@@ -905,23 +894,20 @@ impl Ranked {
 
 /// The output row of `row` (with its number, if numbered), through the
 /// `Map` over it if there is one.
-fn ranked_output(project: Option<&[Expr]>, row: &Row, number: Option<i64>) -> Row {
+fn ranked_output(project: Option<&[Expr]>, row: &SharedRow, number: Option<i64>) -> SharedRow {
     let number = number.map(Value::Int);
-    match project {
-        Some(exprs) => eval_all(exprs, &[row, number.as_slice()]),
-        None => {
-            let mut out = Vec::with_capacity(row.len() + 1);
-            out.extend_from_slice(row);
-            out.extend(number);
-            out
-        }
+    match (project, number) {
+        (Some(exprs), number) => eval_all(exprs, &[row, number.as_slice()]),
+        // The kept row itself, shared.
+        (None, None) => SharedRow::clone(row),
+        (None, Some(number)) => row.iter().cloned().chain([number]).collect(),
     }
 }
 
 /// Each distinct row once.
 #[derive(Default)]
 pub struct Distinct {
-    counts: AHashMap<Row, isize>,
+    counts: AHashMap<SharedRow, isize>,
 }
 
 impl Distinct {
@@ -1015,6 +1001,7 @@ mod tests {
                 *live.entry((group, row.clone())).or_default() += d;
                 delta.push((row, d));
             }
+            let delta: Delta = delta.into_iter().map(|(row, d): (Row, isize)| (row.into(), d)).collect();
             for (row, _) in reduce.step(&delta).into_iter().filter(|(_, d)| *d > 0) {
                 let Value::Int(group) = row[0] else { panic!("a group key") };
                 // The group's text written from its rows: by the sort column,

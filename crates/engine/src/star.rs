@@ -21,7 +21,7 @@ use ahash::AHashMap;
 use hashbrown::HashTable;
 use smallvec::SmallVec;
 
-use crate::eval::eval_all;
+use crate::eval::{eval_all, Columns, Parts};
 use crate::expr::Expr;
 use crate::key::{Key, KeyIndex};
 use crate::ops::{add, join_key, take_row, Delta, Input, KeyRows};
@@ -46,12 +46,12 @@ type Referrers = SmallVec<[u32; 4]>;
 
 /// A row a join input contributes to an output row: one of its rows, or
 /// the NULLs a LEFT JOIN pads with.
-type Part<'a> = (Option<&'a Row>, isize);
+type Part<'a> = (Option<&'a [Value]>, isize);
 
 impl Dim {
     /// The join key a root row looks this input up by; `None` when one of
     /// its columns is NULL (NULL equals nothing).
-    fn key_of_root<'r>(&self, root: &'r Row, buf: &'r mut Row) -> Option<&'r [Value]> {
+    fn key_of_root<'r>(&self, root: &'r [Value], buf: &'r mut Row) -> Option<&'r [Value]> {
         if let [c] = self.root_on[..] {
             return (!root[c].is_null()).then(|| std::slice::from_ref(&root[c]));
         }
@@ -65,7 +65,7 @@ impl Dim {
         self.root_on.iter().all(|&c| a[c] == b[c])
     }
 
-    fn key_of_row(&self, row: &Row) -> Option<Key> {
+    fn key_of_row(&self, row: &[Value]) -> Option<Key> {
         join_key(row, &self.dim_on)
     }
 
@@ -89,7 +89,7 @@ impl Dim {
 /// table of slot numbers.
 #[derive(Default)]
 struct Roots {
-    slots: Vec<(Row, isize)>,
+    slots: Vec<(SharedRow, isize)>,
     free: Vec<u32>,
     by_row: HashTable<u32>,
     hasher: ahash::RandomState,
@@ -105,7 +105,7 @@ impl Roots {
         hash_row(&self.hasher, self.hashed.as_deref(), row)
     }
 
-    fn find(&self, row: &Row) -> Option<u32> {
+    fn find(&self, row: &SharedRow) -> Option<u32> {
         self.by_row.find(self.hash(row), |&s| self.slots[s as usize].0 == *row).copied()
     }
 
@@ -122,7 +122,7 @@ impl Roots {
     }
 
     /// Stores a row that has no slot yet, counted `n` times.
-    fn insert(&mut self, row: Row, n: isize) -> u32 {
+    fn insert(&mut self, row: SharedRow, n: isize) -> u32 {
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slots[slot as usize] = (row, n);
@@ -227,7 +227,7 @@ impl Star {
     /// a key may come twice (a removed root row, then its new one), the
     /// last one counting.
     ///
-    /// Rows of inputs it owns move into its state instead of being copied.
+    /// Rows of inputs it owns move into its state; the others' are shared.
     pub fn step_keyed(&mut self, mut root: Input<'_>, mut dims: Vec<Input<'_>>) -> Vec<(Key, Option<SharedRow>)> {
         let key_columns = self.keyed.clone().expect("a keyed star");
         // Sized for a change of each root row and input row touching one
@@ -309,7 +309,7 @@ impl Star {
     /// Each input joined on one root column, with the key a root row looks
     /// it up by: the keys loading ahead can use (an input joined on several
     /// columns has no integer key to load ahead, so its key is not built).
-    fn one_column_keys<'a>(&'a self, root: &'a Row) -> impl Iterator<Item = (&'a Dim, &'a [Value])> {
+    fn one_column_keys<'a>(&'a self, root: &'a [Value]) -> impl Iterator<Item = (&'a Dim, &'a [Value])> {
         self.dims.iter().filter_map(move |dim| match dim.root_on[..] {
             [c] => Some((dim, std::slice::from_ref(&root[c]))),
             _ => None,
@@ -339,7 +339,7 @@ impl Star {
     }
 
     fn apply_dim(&mut self, i: usize, delta: &Delta, out: &mut Delta) {
-        let mut by_key: AHashMap<Key, Vec<(&Row, isize)>> = AHashMap::new();
+        let mut by_key: AHashMap<Key, Vec<(&SharedRow, isize)>> = AHashMap::new();
         for (row, d) in delta {
             // A row whose key has a NULL meets no root row.
             if let Some(key) = self.dims[i].key_of_row(row) {
@@ -350,7 +350,7 @@ impl Star {
             let dim = &mut self.dims[i];
             let had = dim.rows.contains_key(key.as_slice());
             for (row, d) in &changes {
-                add(&mut dim.rows, key.as_slice(), Cow::Borrowed(*row), *d);
+                add(&mut dim.rows, key.as_slice(), SharedRow::clone(row), *d);
             }
             let has = dim.rows.contains_key(key.as_slice());
             let dim = &self.dims[i];
@@ -358,7 +358,7 @@ impl Star {
             // What the input contributes to each referring root row changes
             // by its changed rows; under a LEFT JOIN, the NULL padding goes
             // when the key gets rows and comes back when it loses them.
-            let mut parts: Vec<Part> = changes.iter().map(|(row, d)| (Some(*row), *d)).collect();
+            let mut parts: Vec<Part> = changes.iter().map(|(row, d)| (Some(&row[..]), *d)).collect();
             if dim.kind == JoinKind::Left && had != has {
                 parts.push((None, if has { -1 } else { 1 }));
             }
@@ -376,7 +376,7 @@ impl Star {
     /// every input as its state has it, except input `i` of `special`,
     /// which contributes the given parts. Each input is looked up once (or
     /// not at all, when `memo`'s previous root row had the same key).
-    fn product<'a, O: Output>(&'a self, root: &'a Row, n: isize, special: Option<(usize, &'a [Part<'a>])>, memo: &mut Memo<'a>, out: &mut O) {
+    fn product<'a, O: Output>(&'a self, root: &'a [Value], n: isize, special: Option<(usize, &'a [Part<'a>])>, memo: &mut Memo<'a>, out: &mut O) {
         let mut found: SmallVec<[Found<'a>; 8]> = SmallVec::new();
         let previous = memo.root.replace(root);
         for (j, dim) in self.dims.iter().enumerate() {
@@ -427,7 +427,7 @@ impl Star {
         match *first {
             Found::Rows(rows) => rows.iter().for_each(|(r, m)| with(r, *m, parts)),
             Found::Pad(nulls) => with(nulls, 1, parts),
-            Found::Parts(changed, nulls) => changed.iter().for_each(|&(part, m)| with(part.map_or(nulls, |r| &r[..]), m, parts)),
+            Found::Parts(changed, nulls) => changed.iter().for_each(|&(part, m)| with(part.unwrap_or(nulls), m, parts)),
         }
     }
 
@@ -465,7 +465,7 @@ impl Star {
                 }
                 None => {
                     let d = *d;
-                    let row = take_row(root, at).into_owned();
+                    let row = take_row(root, at);
                     let slot = match vacated.take() {
                         Some(slot) => {
                             self.reuse(slot, row, d, &mut buf);
@@ -484,7 +484,7 @@ impl Star {
 
     /// Puts `row` into a slot whose row went in this step, and moves the
     /// slot between referrers where the two rows' keys differ.
-    fn reuse(&mut self, slot: u32, row: Row, d: isize, buf: &mut Row) {
+    fn reuse(&mut self, slot: u32, row: SharedRow, d: isize, buf: &mut Row) {
         let old = std::mem::replace(&mut self.roots.slots[slot as usize], (row, d)).0;
         self.roots.link(slot);
         let row = &self.roots.slots[slot as usize].0;
@@ -503,7 +503,7 @@ impl Star {
 
     /// Puts a new root row into a free slot (or a new one) and makes each
     /// input's key refer to it.
-    fn fill(&mut self, row: Row, d: isize, buf: &mut Row) -> u32 {
+    fn fill(&mut self, row: SharedRow, d: isize, buf: &mut Row) -> u32 {
         let slot = self.roots.insert(row, d);
         let row = &self.roots.slots[slot as usize].0;
         for dim in &mut self.dims {
@@ -528,23 +528,14 @@ impl Star {
 }
 
 impl Star {
-    /// The output row of the joined row in `parts`.
-    fn joined(&self, parts: &[&[Value]]) -> Row {
+    /// The output row of the joined row in `parts`, in one allocation.
+    fn joined(&self, parts: &[&[Value]]) -> SharedRow {
         match &self.project {
             Some(exprs) => eval_all(exprs, parts),
             None => {
-                let mut row = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
-                parts.iter().for_each(|p| row.extend_from_slice(p));
-                row
+                let whole = Parts(parts);
+                (0..parts.iter().map(|p| p.len()).sum()).map(|c| whole.column(c).clone()).collect()
             }
-        }
-    }
-
-    /// [`Self::joined`], made where it is kept (one allocation, no copy).
-    fn joined_shared(&self, parts: &[&[Value]]) -> SharedRow {
-        match &self.project {
-            Some(exprs) => eval_all(exprs, parts),
-            None => self.joined(parts).into(),
         }
     }
 }
@@ -564,7 +555,7 @@ impl Output for Delta {
 impl Output for Option<SharedRow> {
     fn put(&mut self, star: &Star, parts: &[&[Value]], _: isize) {
         debug_assert!(self.is_none(), "a keyed star's inputs have one row per join key");
-        *self = Some(star.joined_shared(parts));
+        *self = Some(star.joined(parts));
     }
 }
 
@@ -583,7 +574,7 @@ enum Found<'a> {
 /// The look-ups of the previous root row, by input: reused for the next
 /// root row when it has the same key.
 struct Memo<'a> {
-    root: Option<&'a Row>,
+    root: Option<&'a [Value]>,
     found: Vec<Option<Option<&'a KeyRows>>>,
     /// Scratch space for a composite key.
     key: Row,
@@ -670,16 +661,16 @@ mod tests {
                 if old == new {
                     continue;
                 }
-                deltas[input].extend(old.map(|r| (r, -1)));
-                deltas[input].extend(new.map(|r| (r, 1)));
+                deltas[input].extend(old.map(|r| (r.into(), -1)));
+                deltas[input].extend(new.map(|r| (r.into(), 1)));
             }
             for (row, d) in star.step(&deltas[0], &[&deltas[1], &deltas[2]]) {
-                *expected.entry(row).or_default() += d;
+                *expected.entry(row.to_vec()).or_default() += d;
             }
             expected.retain(|_, n| *n != 0);
             for (key, row) in keyed.step_keyed(
                 // The root and one input owned (their rows move into the
-                // star), the other shared (copied).
+                // star), the other borrowed (its rows shared).
                 Cow::Owned(deltas[0].clone()),
                 vec![Cow::Owned(deltas[1].clone()), Cow::Borrowed(&deltas[2])],
             ) {
@@ -737,18 +728,18 @@ mod tests {
                     let column = next(new.len() as u64) as usize;
                     new[column] = if next(4) == 0 { Value::Null } else { int(next(5) as i64) };
                     live[input][at] = new.clone();
-                    deltas[input].push((old, -1));
-                    deltas[input].push((new, 1));
+                    deltas[input].push((old.into(), -1));
+                    deltas[input].push((new.into(), 1));
                 } else if remove {
                     let at = next(live[input].len() as u64) as usize;
                     let row = live[input].swap_remove(at);
-                    deltas[input].push((row, -1));
+                    deltas[input].push((row.into(), -1));
                 } else {
                     let key = |k: u64| if k == 0 { Value::Null } else { int(k as i64) };
                     let row =
                         if input == 0 { vec![int(next(20) as i64), key(next(5)), key(next(5))] } else { vec![key(next(5)), int(next(3) as i64)] };
                     live[input].push(row.clone());
-                    deltas[input].push((row, 1));
+                    deltas[input].push((row.into(), 1));
                 }
             }
             let a = j1.step(&deltas[0], &deltas[1]);
