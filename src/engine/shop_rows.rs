@@ -5,7 +5,7 @@
 //! --engine sql`) until the decoders emit rows by column name.
 
 use cdcview_engine::types::SqlType;
-use cdcview_engine::{Dataflow, Row, SourceChange, Value};
+use cdcview_engine::{Dataflow, Row, SharedRow, SourceChange, Value};
 use cdcview_sql::{Catalog, Kind};
 
 use super::OrderDetails;
@@ -79,9 +79,10 @@ struct Binding {
 }
 
 impl Binding {
-    fn row(&self, row: Row) -> Row {
+    /// The declared row of a table's row, made once as the engine keeps it.
+    fn row<const N: usize>(&self, row: [Value; N]) -> SharedRow {
         match &self.columns {
-            None => row,
+            None => SharedRow::from(row),
             Some(columns) => columns.iter().map(|&c| row[c].clone()).collect(),
         }
     }
@@ -178,7 +179,13 @@ impl ShopSources {
     /// unless `after` replaces it, then `after` is the row of its key.
     /// Changes of a table no view reads are left out.
     pub fn changes(&self, change: Change, out: &mut Vec<SourceChange>) {
-        fn keyed<T>(out: &mut Vec<SourceChange>, binding: &Binding, change: RowChange<T>, key: impl Fn(&T) -> i64, row: impl Fn(&T) -> Row) {
+        fn keyed<T, const N: usize>(
+            out: &mut Vec<SourceChange>,
+            binding: &Binding,
+            change: RowChange<T>,
+            key: impl Fn(&T) -> i64,
+            row: impl Fn(&T) -> [Value; N],
+        ) {
             let after_key = change.after.as_ref().map(&key);
             if let Some(before) = change.before.filter(|b| Some(key(b)) != after_key) {
                 out.push(SourceChange { source: binding.source, key: vec![Value::Int(key(&before))], after: None });
@@ -196,16 +203,14 @@ impl ShopSources {
         };
         let Some(b) = slot(input).and_then(|s| self.bindings[s].as_ref()) else { return };
         match change.data {
-            TableChange::Users(c) => {
-                keyed(out, b, c, |u| u.user_id, |u| vec![Value::Int(u.user_id), text(&u.name), text(&u.email), opt_text(&u.phone)])
-            }
+            TableChange::Users(c) => keyed(out, b, c, |u| u.user_id, |u| [Value::Int(u.user_id), text(&u.name), text(&u.email), opt_text(&u.phone)]),
             TableChange::Addresses(c) => keyed(
                 out,
                 b,
                 c,
                 |a| a.address_id,
                 |a| {
-                    vec![
+                    [
                         Value::Int(a.address_id),
                         Value::Int(a.user_id),
                         text(&a.street),
@@ -222,7 +227,7 @@ impl ShopSources {
                 c,
                 |o| o.order_id,
                 |o| {
-                    vec![
+                    [
                         Value::Int(o.order_id),
                         Value::Int(o.user_id),
                         Value::Decimal(o.total),
@@ -238,7 +243,7 @@ impl ShopSources {
                 c,
                 |i| i.id,
                 |i| {
-                    vec![
+                    [
                         Value::Int(i.id),
                         i.order_id.map_or(Value::Null, Value::Int),
                         opt_text(&i.name),
@@ -248,7 +253,7 @@ impl ShopSources {
                 },
             ),
             TableChange::Status(e) => {
-                let row = b.row(vec![Value::Int(e.id), Value::Int(e.order_id), text(&e.status), Value::Double(e.updated_at.0 as f64 / 1_000_000.0)]);
+                let row = b.row([Value::Int(e.id), Value::Int(e.order_id), text(&e.status), Value::Double(e.updated_at.0 as f64 / 1_000_000.0)]);
                 // Each event is a row of its own, named by where it was read,
                 // unless the source declares a key.
                 let key = match &b.event_key {

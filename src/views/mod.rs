@@ -306,7 +306,8 @@ impl SqlViews {
             // In slices, so that the deltas of one slice stay small.
             let mut rows = rows.into_iter().peekable();
             while rows.peek().is_some() {
-                let slice: Vec<SourceChange> = rows.by_ref().take(100_000).map(|(key, row)| SourceChange { source, key, after: Some(row) }).collect();
+                let slice: Vec<SourceChange> =
+                    rows.by_ref().take(100_000).map(|(key, row)| SourceChange { source, key, after: Some(row.into()) }).collect();
                 self.apply_source_changes(slice);
             }
         }

@@ -272,7 +272,9 @@ pub struct RowChange {
 pub struct SourceChange {
     pub source: usize,
     pub key: Row,
-    pub after: Option<Row>,
+    /// Made where it is decoded and kept as it is: the source's row, the
+    /// deltas and the operators' state share it.
+    pub after: Option<SharedRow>,
 }
 
 pub struct Dataflow {
@@ -482,9 +484,8 @@ impl Dataflow {
             if !source.read {
                 continue;
             }
-            let after = change.after.map(SharedRow::from);
-            let before = replace_row(&mut source.rows, &change.key, after.as_ref());
-            edits[change.source].push((change.key, before, after));
+            let before = replace_row(&mut source.rows, &change.key, change.after.as_ref());
+            edits[change.source].push((change.key, before, change.after));
         }
         for (source, edits) in self.sources.iter().zip(edits) {
             outputs[source.node] = net_delta(edits);
