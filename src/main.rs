@@ -3,9 +3,10 @@ use tracing_subscriber::EnvFilter;
 
 // The engine allocates many small, short-lived strings and rows; glibc's
 // allocator spent a quarter of the engine benchmark's time consolidating them.
-// `cdcview::memory` sets what it does with freed memory.
+// mimalloc, through `cdcview::memory`, which also sets what it does with
+// freed memory.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: cdcview::memory::Allocator = cdcview::memory::Allocator;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
