@@ -803,6 +803,9 @@ pub struct Ranked {
     /// The `Map` under the partitions (with the filter under it), applied
     /// to each input row here ([`Ranked::over_map`]).
     map: Option<InputMap>,
+    /// Whether the partitions keep the input's rows themselves, mapping
+    /// only the rows they give: see [`Ranked::over_map`].
+    keeps_input: bool,
     partitions: KeyIndex<Partition>,
 }
 
@@ -815,12 +818,32 @@ struct Partition {
 
 impl Ranked {
     pub fn new(partition_by: Vec<usize>, order_by: Vec<(usize, bool)>, number: bool, project: Option<Vec<Expr>>) -> Self {
-        Ranked { partition_by, order_by: order_by.into(), number, project, map: None, partitions: KeyIndex::default() }
+        Ranked { partition_by, order_by: order_by.into(), number, project, map: None, keeps_input: false, partitions: KeyIndex::default() }
     }
 
     /// Ranks the rows a `Map` (and the filter under it) would give of its
-    /// input, mapping each row as it comes: the mapped row is the one kept.
+    /// input (a source's or a view's rows, which their own state keeps).
+    ///
+    /// Where the partition and ORDER BY columns are input columns the `Map`
+    /// passes on, the partitions keep the input's rows, shared with the
+    /// state that holds them, ordered by those columns: a row is mapped only
+    /// when it is given, not when it comes, and no mapped copy is kept (an
+    /// address's line of text, a status event's five columns). Ties on the
+    /// ORDER BY columns are then ordered by the input row instead of the
+    /// mapped one, an order SQL leaves open either way. Otherwise each row
+    /// is mapped as it comes, and the mapped row is the one kept.
     pub fn over_map(mut self, predicate: Option<Expr>, exprs: Vec<Expr>) -> Self {
+        let input_column = |c: usize| match exprs[c] {
+            Expr::Column(i) => Some(i),
+            _ => None,
+        };
+        let partition_by: Option<Vec<usize>> = self.partition_by.iter().map(|&c| input_column(c)).collect();
+        let order_by: Option<Vec<(usize, bool)>> = self.order_by.iter().map(|&(c, desc)| input_column(c).map(|i| (i, desc))).collect();
+        if let (Some(partition_by), Some(order_by)) = (partition_by, order_by) {
+            self.partition_by = partition_by;
+            self.order_by = order_by.into();
+            self.keeps_input = true;
+        }
         self.map = Some((predicate, exprs));
         self
     }
@@ -832,7 +855,7 @@ impl Ranked {
             [c] => Some(c),
             _ => None,
         };
-        let column = input_key_column(one_column, self.map.as_ref());
+        let column = input_key_column(one_column, self.map.as_ref().filter(|_| !self.keeps_input));
         for (i, (input_row, d)) in input.iter().enumerate() {
             // Loaded ahead as a group's: the slot, then the rows in order.
             if let Some(key) = key_at(input, i + 4, column) {
@@ -845,6 +868,7 @@ impl Ranked {
             let row = match &self.map {
                 None => SharedRow::clone(input_row),
                 Some((predicate, _)) if !kept(predicate.as_ref(), input_row) => continue,
+                Some(_) if self.keeps_input => SharedRow::clone(input_row),
                 Some((_, exprs)) => eval_row(exprs, input_row),
             };
             key_buf.clear();
@@ -858,15 +882,18 @@ impl Ranked {
         }
         let mut out = Vec::new();
         let project = self.project.as_deref();
+        // The `Map` the partitions' rows still need when they are given.
+        let map = self.map.as_ref().filter(|_| self.keeps_input).map(|(_, exprs)| &exprs[..]);
+        let mut mapped = Row::new();
         for key in dirty {
             let partition = self.partitions.get_mut(key.as_slice()).expect("a dirty partition exists");
             let mut new: SmallVec<[SharedRow; 1]> = SmallVec::with_capacity(if self.number { partition.rows.len() } else { 1 });
             'rows: for (RankedRow { row, .. }, n) in partition.rows.iter() {
                 for _ in 0..n {
                     if self.number {
-                        new.push(ranked_output(project, row, Some(new.len() as i64 + 1)));
+                        new.push(ranked_output(map, project, row, Some(new.len() as i64 + 1), &mut mapped));
                     } else {
-                        new.push(ranked_output(project, row, None));
+                        new.push(ranked_output(map, project, row, None, &mut mapped));
                         break 'rows;
                     }
                 }
@@ -892,15 +919,29 @@ impl Ranked {
     }
 }
 
-/// The output row of `row` (with its number, if numbered), through the
-/// `Map` over it if there is one.
-fn ranked_output(project: Option<&[Expr]>, row: &SharedRow, number: Option<i64>) -> SharedRow {
+/// The output row of a kept `row` (with its number, if numbered): through
+/// the `Map` under the ranking if the kept row is its input's (`map`, into
+/// the `mapped` buffer), then through the `Map` over it if there is one.
+fn ranked_output(map: Option<&[Expr]>, project: Option<&[Expr]>, row: &SharedRow, number: Option<i64>, mapped: &mut Row) -> SharedRow {
     let number = number.map(Value::Int);
+    let Some(map) = map else {
+        return match (project, number) {
+            (Some(exprs), number) => eval_all(exprs, &[row, number.as_slice()]),
+            // The kept row itself, shared.
+            (None, None) => SharedRow::clone(row),
+            (None, Some(number)) => row.iter().cloned().chain([number]).collect(),
+        };
+    };
     match (project, number) {
-        (Some(exprs), number) => eval_all(exprs, &[row, number.as_slice()]),
-        // The kept row itself, shared.
-        (None, None) => SharedRow::clone(row),
-        (None, Some(number)) => row.iter().cloned().chain([number]).collect(),
+        (None, None) => eval_row(map, row),
+        (project, number) => {
+            mapped.clear();
+            mapped.extend(map.iter().map(|e| eval(e, &row[..])));
+            match project {
+                Some(exprs) => eval_all(exprs, &[mapped, number.as_slice()]),
+                None => mapped.drain(..).chain(number).collect(),
+            }
+        }
     }
 }
 
@@ -956,6 +997,65 @@ mod tests {
         scales.add(3, 0);
         scales.add(1, 0);
         assert_eq!(scales.0.len(), 1, "adding nothing keeps no scale");
+    }
+
+    /// A ranking that keeps its input's rows (the `Map` under it passes its
+    /// partition and ORDER BY columns on) gives the rows a ranking of the
+    /// mapped rows gives, batch after batch, numbered or first only, and
+    /// with a filter under the `Map`.
+    #[test]
+    fn a_ranking_keeping_input_rows_gives_what_one_of_mapped_rows_gives() {
+        use crate::expr::{BinaryOp, Literal};
+        // Input (id, group, score, name); mapped (group, name || '!', score, id),
+        // ranked by score descending, then id.
+        let map = vec![
+            Expr::Column(1),
+            Expr::Binary(BinaryOp::Concat, Box::new(Expr::Column(3)), Box::new(Expr::Literal(Literal::Text("!".into()), SqlType::Text))),
+            Expr::Column(2),
+            Expr::Column(0),
+        ];
+        let low_scores = Expr::Binary(BinaryOp::Lt, Box::new(Expr::Column(2)), Box::new(Expr::Literal(Literal::Int(3), SqlType::Int)));
+        for (number, predicate) in [(false, None), (true, None), (false, Some(low_scores.clone())), (true, Some(low_scores))] {
+            let order_by = vec![(2, true), (3, false)];
+            let project = Some(vec![Expr::Column(1), Expr::Column(0)]).filter(|_| !number);
+            let mut keeping = Ranked::new(vec![0], order_by.clone(), number, project.clone()).over_map(predicate.clone(), map.clone());
+            assert!(keeping.keeps_input);
+            let mut mapping = Ranked::new(vec![0], order_by, number, project);
+            let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(5);
+            let mut next = |m: u64| rand::Rng::random_range(&mut rng, 0..m) as i64;
+            let mut live: Vec<SharedRow> = Vec::new();
+            // Ids are unique, so that the order is total (ties are ordered
+            // differently by the two, as SQL allows).
+            let mut ids = 0..;
+            for _ in 0..500 {
+                let mut delta: Delta = Vec::new();
+                for _ in 0..1 + next(5) {
+                    if !live.is_empty() && next(3) == 0 {
+                        let row = live.swap_remove(next(live.len() as u64) as usize);
+                        delta.push((row, -1));
+                    } else {
+                        let row: SharedRow =
+                            [Value::Int(ids.next().unwrap()), Value::Int(next(4)), Value::Int(next(5)), Value::text(&format!("n{}", next(9)))].into();
+                        live.push(row.clone());
+                        delta.push((row, 1));
+                    }
+                }
+                let premapped = match &predicate {
+                    Some(p) => map_rows(&filter(&delta, p), &map),
+                    None => map_rows(&delta, &map),
+                };
+                let sorted = |delta: Delta| {
+                    let mut delta = consolidate(delta);
+                    delta.sort();
+                    delta
+                };
+                assert_eq!(sorted(keeping.step(&delta)), sorted(mapping.step(&premapped)), "number {number}");
+            }
+        }
+    }
+
+    fn map_rows(delta: &Delta, exprs: &[Expr]) -> Delta {
+        map(delta, None, exprs)
     }
 
     /// A `STRING_AGG` text kept change by change equals the text written
