@@ -357,12 +357,55 @@ enum Accumulator {
     /// The distinct values, or the values in SQL order (MIN, MAX, DISTINCT
     /// aggregates), each with its count.
     Values(OrderedCounts<SqlOrdered>),
-    /// `STRING_AGG`: the values in the aggregate's ORDER BY, and the text
-    /// they make. Kept up to date change by change: a busy group's text is
-    /// long, and writing it again from its values on every change read each
-    /// value where it lies on the heap.
-    Ordered { values: OrderedCounts<(SortKeys, Value)>, text: AggText },
+    /// `STRING_AGG`: its rows in the aggregate's ORDER BY, and the text
+    /// their values make. Kept up to date change by change: a busy group's
+    /// text is long, and writing it again from its values on every change
+    /// read each value where it lies on the heap.
+    Ordered { values: OrderedCounts<Piece>, text: AggText },
 }
+
+/// A `STRING_AGG` row: its ORDER BY values, the row it is known by, and
+/// the length of its value as text (what the text holds of it after each
+/// separator).
+#[derive(Debug)]
+struct Piece {
+    keys: SortKeys,
+    of: PieceOf,
+    len: u32,
+}
+
+/// What a `STRING_AGG` row is known by, after its ORDER BY values: the
+/// input row, where the operator's input is a source's or view's rows
+/// (shared with the state that keeps them, so that the value, often a
+/// line of text made for it, is not kept a second time), else its value.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum PieceOf {
+    Row(SharedRow),
+    Value(Value),
+}
+
+impl Ord for Piece {
+    /// By the ORDER BY values, then by the row (or value): rows tied on
+    /// every ORDER BY value come in an order SQL leaves open. The length
+    /// follows from the row.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.keys.cmp(&other.keys).then_with(|| self.of.cmp(&other.of))
+    }
+}
+
+impl PartialOrd for Piece {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Piece {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Piece {}
 
 /// A `STRING_AGG`'s text. Between batches it is only the output value the
 /// group's row holds (shared with every copy of the row, not kept a second
@@ -492,8 +535,10 @@ impl Accumulator {
         }
     }
 
-    /// Takes in (`d` > 0) or takes out (`d` < 0) one input row.
-    fn update(&mut self, a: &Aggregate, row: &[Value], d: isize) {
+    /// Takes in (`d` > 0) or takes out (`d` < 0) one input row: `row` as
+    /// the aggregate reads it, and `kept`, the input row it was mapped
+    /// from when a source's or view's state keeps that one.
+    fn update(&mut self, a: &Aggregate, row: &[Value], kept: Option<&SharedRow>, d: isize) {
         let arg = a.arg.map(|c| &row[c]);
         if arg.is_some_and(Value::is_null) {
             return; // aggregates skip NULLs
@@ -516,11 +561,15 @@ impl Accumulator {
             }
             Accumulator::Values(values) => values.add(SqlOrdered(arg.cloned().unwrap_or(Value::Null)), d),
             Accumulator::Ordered { values, text } => {
-                let keys = a.order_by.iter().map(|&(c, desc)| SortKey { value: row[c].clone(), desc }).collect();
-                let entry = (keys, arg.cloned().unwrap_or(Value::Null));
+                let value = arg.unwrap_or(&Value::Null);
+                let piece = Piece {
+                    keys: a.order_by.iter().map(|&(c, desc)| SortKey { value: row[c].clone(), desc }).collect(),
+                    of: kept.map_or_else(|| PieceOf::Value(value.clone()), |row| PieceOf::Row(SharedRow::clone(row))),
+                    len: text_len(value, &mut String::new()) as u32,
+                };
                 let separator = a.separator.as_deref().unwrap_or("");
-                edit_text(text.edit(separator), values, &entry, d, separator);
-                values.add(entry, d);
+                edit_text(text.edit(separator), values, &piece, value, d, separator);
+                values.add(piece, d);
             }
         }
     }
@@ -548,7 +597,7 @@ impl Accumulator {
                     let mut each = Accumulator::new(&Aggregate { distinct: false, ..a.clone() });
                     let one = Aggregate { arg: Some(0), ..a.clone() };
                     for (v, _) in values.iter() {
-                        each.update(&one, std::slice::from_ref(&v.0), 1);
+                        each.update(&one, std::slice::from_ref(&v.0), None, 1);
                     }
                     each.value(a)
                 }
@@ -590,9 +639,9 @@ impl Reduce {
             }
             // The Map under the GROUP BY, row by row into one buffer: no
             // mapped row is allocated, nor a delta of them.
-            let row: &[Value] = match &self.map {
-                None => &input_row[..],
-                Some(map) if map_into(map, input_row, &mut mapped) => &mapped,
+            let (row, kept): (&[Value], _) = match &self.map {
+                None => (&input_row[..], None),
+                Some(map) if map_into(map, input_row, &mut mapped) => (&mapped, Some(input_row)),
                 Some(_) => continue,
             };
             let key = &row[..self.n_keys];
@@ -604,7 +653,7 @@ impl Reduce {
             });
             group.rows += d;
             for (acc, a) in group.accumulators.iter_mut().zip(aggregates) {
-                acc.update(a, row, *d);
+                acc.update(a, row, kept, *d);
             }
             if !dirty.contains(key) {
                 dirty.insert(Key::from_slice(key));
@@ -641,26 +690,25 @@ impl Reduce {
     }
 }
 
-/// Changes a `STRING_AGG` text for `d` more copies of `entry` (fewer when
-/// negative), before `values` counts them. A value's copies sit together,
+/// Changes a `STRING_AGG` text for `d` more copies of `entry`, whose value
+/// is `value` (fewer when negative), before `values` counts them. A value's copies sit together,
 /// each as separator then value, before the copies of every value ordered
 /// after it; a count below zero (a retraction ahead of its insertion)
 /// writes no copy. Found from the end: rows mostly come in the order's
 /// direction (ascending ids), so a new one is found at once.
-fn edit_text(text: &mut String, values: &OrderedCounts<(SortKeys, Value)>, entry: &(SortKeys, Value), d: isize, separator: &str) {
+fn edit_text(text: &mut String, values: &OrderedCounts<Piece>, entry: &Piece, value: &Value, d: isize, separator: &str) {
     // One search finds the value's count and the values after it.
     let mut from = values.from(entry).peekable();
-    let count = from.next_if(|(k, _)| k.cmp(&entry) == std::cmp::Ordering::Equal).map_or(0, |(_, n)| n);
+    let count = from.next_if(|(k, _)| *k == entry).map_or(0, |(_, n)| n);
     let (before, after) = (count.max(0) as usize, (count + d).max(0) as usize);
     if before == after {
         return;
     }
-    let mut scratch = String::new();
-    let later: usize = from.map(|((_, v), n)| n.max(0) as usize * (separator.len() + text_len(v, &mut scratch))).sum();
+    let later: usize = from.map(|(p, n)| n.max(0) as usize * (separator.len() + p.len as usize)).sum();
     // Where the value's copies end (they are all alike: which ones come or
     // go does not matter).
     let end = text.len() - later;
-    let piece_len = separator.len() + text_len(&entry.1, &mut scratch);
+    let piece_len = separator.len() + entry.len as usize;
     if after < before {
         text.replace_range(end - (before - after) * piece_len..end, "");
         return;
@@ -670,14 +718,14 @@ fn edit_text(text: &mut String, values: &OrderedCounts<(SortKeys, Value)>, entry
     if end == text.len() {
         for _ in 0..copies {
             text.push_str(separator);
-            crate::value::write_text(&entry.1, text);
+            crate::value::write_text(value, text);
         }
         return;
     }
     let mut piece = String::with_capacity(piece_len * copies);
     for _ in 0..copies {
         piece.push_str(separator);
-        crate::value::write_text(&entry.1, &mut piece);
+        crate::value::write_text(value, &mut piece);
     }
     text.insert_str(end, &piece);
 }
@@ -1072,51 +1120,58 @@ mod tests {
             order_by: vec![(2, false)],
             ty: SqlType::Text,
         };
-        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
-        let mut next = |m: u64| rand::Rng::random_range(&mut rng, 0..m);
-        let mut reduce = Reduce::new(1, vec![aggregate], None);
-        // The rows of every group with their counts.
-        let mut live: BTreeMap<(i64, Row), isize> = BTreeMap::new();
-        for batch in 0..3_000 {
-            let mut delta = Vec::new();
-            for _ in 0..1 + next(4) {
-                let group = next(3) as i64;
-                let value = match next(6) {
-                    0 => Value::Int(next(20) as i64),
-                    1 => Value::text(&"long text past the inline size ".repeat(1 + next(2) as usize)),
-                    // An empty value: a group of it alone writes an empty
-                    // text, which is still one copy to add to.
-                    2 => Value::text(""),
-                    _ => Value::text(&format!("v{}", next(30))),
-                };
-                let row = vec![Value::Int(group), value, Value::Int(next(6) as i64)];
-                if next(8) == 0 {
-                    delta.push((row.clone(), -1));
-                    delta.push((row, 1));
-                    continue;
-                }
-                // Only rows that are there are taken out, as from a view.
-                let present = live.get(&(group, row.clone())).copied().unwrap_or(0);
-                let d = if present > 0 && next(2) == 0 { -1 } else { 1 };
-                *live.entry((group, row.clone())).or_default() += d;
-                delta.push((row, d));
+        for over_source in [false, true] {
+            let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
+            let mut next = |m: u64| rand::Rng::random_range(&mut rng, 0..m);
+            // Over a source's rows (a `Map` under it), its rows are known by
+            // the input rows; else by their values.
+            let mut reduce = Reduce::new(1, vec![aggregate.clone()], None);
+            if over_source {
+                reduce = reduce.over_map(None, (0..3).map(Expr::Column).collect());
             }
-            let delta: Delta = delta.into_iter().map(|(row, d): (Row, isize)| (row.into(), d)).collect();
-            for (row, _) in reduce.step(&delta).into_iter().filter(|(_, d)| *d > 0) {
-                let Value::Int(group) = row[0] else { panic!("a group key") };
-                // The group's text written from its rows: by the sort column,
-                // then the value; each row as many times as it counts.
-                let mut rows: Vec<(&Row, isize)> = live.iter().filter(|((g, _), _)| *g == group).map(|((_, r), n)| (r, *n)).collect();
-                rows.sort_by(|(a, _), (b, _)| {
-                    (SortKey { value: a[2].clone(), desc: false }, &a[1]).cmp(&(SortKey { value: b[2].clone(), desc: false }, &b[1]))
-                });
-                let mut parts = Vec::new();
-                for (r, n) in rows {
-                    let mut text = String::new();
-                    crate::value::write_text(&r[1], &mut text);
-                    parts.extend(std::iter::repeat_n(text, n.max(0) as usize));
+            // The rows of every group with their counts.
+            let mut live: BTreeMap<(i64, Row), isize> = BTreeMap::new();
+            for batch in 0..3_000 {
+                let mut delta = Vec::new();
+                for _ in 0..1 + next(4) {
+                    let group = next(3) as i64;
+                    let value = match next(6) {
+                        0 => Value::Int(next(20) as i64),
+                        1 => Value::text(&"long text past the inline size ".repeat(1 + next(2) as usize)),
+                        // An empty value: a group of it alone writes an empty
+                        // text, which is still one copy to add to.
+                        2 => Value::text(""),
+                        _ => Value::text(&format!("v{}", next(30))),
+                    };
+                    let row = vec![Value::Int(group), value, Value::Int(next(6) as i64)];
+                    if next(8) == 0 {
+                        delta.push((row.clone(), -1));
+                        delta.push((row, 1));
+                        continue;
+                    }
+                    // Only rows that are there are taken out, as from a view.
+                    let present = live.get(&(group, row.clone())).copied().unwrap_or(0);
+                    let d = if present > 0 && next(2) == 0 { -1 } else { 1 };
+                    *live.entry((group, row.clone())).or_default() += d;
+                    delta.push((row, d));
                 }
-                assert_eq!(row[1], Value::text(&parts.join(" | ")), "batch {batch}, group {group}");
+                let delta: Delta = delta.into_iter().map(|(row, d): (Row, isize)| (row.into(), d)).collect();
+                for (row, _) in reduce.step(&delta).into_iter().filter(|(_, d)| *d > 0) {
+                    let Value::Int(group) = row[0] else { panic!("a group key") };
+                    // The group's text written from its rows: by the sort column,
+                    // then the value; each row as many times as it counts.
+                    let mut rows: Vec<(&Row, isize)> = live.iter().filter(|((g, _), _)| *g == group).map(|((_, r), n)| (r, *n)).collect();
+                    rows.sort_by(|(a, _), (b, _)| {
+                        (SortKey { value: a[2].clone(), desc: false }, &a[1]).cmp(&(SortKey { value: b[2].clone(), desc: false }, &b[1]))
+                    });
+                    let mut parts = Vec::new();
+                    for (r, n) in rows {
+                        let mut text = String::new();
+                        crate::value::write_text(&r[1], &mut text);
+                        parts.extend(std::iter::repeat_n(text, n.max(0) as usize));
+                    }
+                    assert_eq!(row[1], Value::text(&parts.join(" | ")), "over a source {over_source}, batch {batch}, group {group}");
+                }
             }
         }
     }
