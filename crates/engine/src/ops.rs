@@ -378,11 +378,40 @@ struct Piece {
 /// input row, where the operator's input is a source's or view's rows
 /// (shared with the state that keeps them, so that the value, often a
 /// line of text made for it, is not kept a second time), else its value.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug)]
 enum PieceOf {
     Row(SharedRow),
     Value(Value),
 }
+
+impl Ord for PieceOf {
+    /// A row taken out is mostly the very row put in (the state's, shared):
+    /// found without comparing its values.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        use std::cmp::Ordering::*;
+        match (self, other) {
+            (PieceOf::Row(a), PieceOf::Row(b)) if Arc::ptr_eq(a, b) => Equal,
+            (PieceOf::Row(a), PieceOf::Row(b)) => a.cmp(b),
+            (PieceOf::Value(a), PieceOf::Value(b)) => a.cmp(b),
+            (PieceOf::Row(_), PieceOf::Value(_)) => Less,
+            (PieceOf::Value(_), PieceOf::Row(_)) => Greater,
+        }
+    }
+}
+
+impl PartialOrd for PieceOf {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for PieceOf {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for PieceOf {}
 
 impl Ord for Piece {
     /// By the ORDER BY values, then by the row (or value): rows tied on
