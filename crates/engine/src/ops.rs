@@ -399,20 +399,6 @@ impl Ord for PieceOf {
     }
 }
 
-impl PartialOrd for PieceOf {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for PieceOf {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other).is_eq()
-    }
-}
-
-impl Eq for PieceOf {}
-
 impl Ord for Piece {
     /// By the ORDER BY values, then by the row (or value): rows tied on
     /// every ORDER BY value come in an order SQL leaves open. The length
@@ -421,20 +407,6 @@ impl Ord for Piece {
         self.keys.cmp(&other.keys).then_with(|| self.of.cmp(&other.of))
     }
 }
-
-impl PartialOrd for Piece {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for Piece {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other).is_eq()
-    }
-}
-
-impl Eq for Piece {}
 
 /// A `STRING_AGG`'s text. Between batches it is only the output value the
 /// group's row holds (shared with every copy of the row, not kept a second
@@ -839,33 +811,26 @@ impl Ord for RankedRow {
     }
 }
 
-impl PartialOrd for RankedRow {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
+/// `PartialOrd`, `PartialEq` and `Eq` as each type's own `Ord` says.
+macro_rules! order_by_ord {
+    ($($t:ty),*) => {$(
+        impl PartialOrd for $t {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                self.cmp(other).is_eq()
+            }
+        }
+
+        impl Eq for $t {}
+    )*};
 }
 
-impl PartialEq for RankedRow {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other).is_eq()
-    }
-}
-
-impl Eq for RankedRow {}
-
-impl PartialEq for SortKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == std::cmp::Ordering::Equal
-    }
-}
-
-impl Eq for SortKey {}
-
-impl PartialOrd for SortKey {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
+order_by_ord!(SortKey, RankedRow, Piece, PieceOf);
 
 /// The rows of each partition in order: `ROW_NUMBER()` numbers them,
 /// `TopOne` keeps the first.
