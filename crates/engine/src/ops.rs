@@ -692,10 +692,10 @@ impl Reduce {
 }
 
 /// Changes a `STRING_AGG` text for `d` more copies of `entry`, whose value
-/// is `value` (fewer when negative), before `values` counts them. A value's copies sit together,
-/// each as separator then value, before the copies of every value ordered
-/// after it; a count below zero (a retraction ahead of its insertion)
-/// writes no copy. Found from the end: rows mostly come in the order's
+/// is `value` (fewer when negative), before `values` counts them. An
+/// entry's copies sit together, each as separator then value, before the
+/// copies of every entry ordered after it; a count below zero (a
+/// retraction ahead of its insertion) writes no copy. Found from the end: rows mostly come in the order's
 /// direction (ascending ids), so a new one is found at once.
 fn edit_text(text: &mut String, values: &OrderedCounts<Piece>, entry: &Piece, value: &Value, d: isize, separator: &str) {
     // One search finds the value's count and the values after it.
@@ -1050,7 +1050,7 @@ mod tests {
         use crate::expr::{BinaryOp, Literal};
         // Input (id, group, score, name); mapped (group, name || '!', score, id),
         // ranked by score descending, then id.
-        let map = vec![
+        let exprs = vec![
             Expr::Column(1),
             Expr::Binary(BinaryOp::Concat, Box::new(Expr::Column(3)), Box::new(Expr::Literal(Literal::Text("!".into()), SqlType::Text))),
             Expr::Column(2),
@@ -1060,7 +1060,7 @@ mod tests {
         for (number, predicate) in [(false, None), (true, None), (false, Some(low_scores.clone())), (true, Some(low_scores))] {
             let order_by = vec![(2, true), (3, false)];
             let project = Some(vec![Expr::Column(1), Expr::Column(0)]).filter(|_| !number);
-            let mut keeping = Ranked::new(vec![0], order_by.clone(), number, project.clone()).over_map(predicate.clone(), map.clone());
+            let mut keeping = Ranked::new(vec![0], order_by.clone(), number, project.clone()).over_map(predicate.clone(), exprs.clone());
             assert!(keeping.keeps_input);
             let mut mapping = Ranked::new(vec![0], order_by, number, project);
             let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(5);
@@ -1082,10 +1082,7 @@ mod tests {
                         delta.push((row, 1));
                     }
                 }
-                let premapped = match &predicate {
-                    Some(p) => map_rows(&filter(&delta, p), &map),
-                    None => map_rows(&delta, &map),
-                };
+                let premapped = map(&delta, predicate.as_ref(), &exprs);
                 let sorted = |delta: Delta| {
                     let mut delta = consolidate(delta);
                     delta.sort();
@@ -1094,10 +1091,6 @@ mod tests {
                 assert_eq!(sorted(keeping.step(&delta)), sorted(mapping.step(&premapped)), "number {number}");
             }
         }
-    }
-
-    fn map_rows(delta: &Delta, exprs: &[Expr]) -> Delta {
-        map(delta, None, exprs)
     }
 
     /// A `STRING_AGG` text kept change by change equals the text written
