@@ -102,9 +102,10 @@ fn map_into(map: &InputMap, row: &[Value], out: &mut Row) -> bool {
     true
 }
 
-/// The input column that holds an operator's key when the key is one
-/// column (`key`), read through the `Map` under it if any: where a change's
-/// group or partition is found without mapping its row, to load it ahead.
+/// The input column that holds a column of an operator's (mapped) rows
+/// (`key`), read through the `Map` under it if any; `None` where the `Map`
+/// computes it. For a one-column key: where a change's group or partition
+/// is found without mapping its row, to load it ahead.
 fn input_key_column(key: Option<usize>, map: Option<&InputMap>) -> Option<usize> {
     match map {
         None => key,
@@ -875,10 +876,8 @@ impl Ranked {
     /// mapped one, an order SQL leaves open either way. Otherwise each row
     /// is mapped as it comes, and the mapped row is the one kept.
     pub fn over_map(mut self, predicate: Option<Expr>, exprs: Vec<Expr>) -> Self {
-        let input_column = |c: usize| match exprs[c] {
-            Expr::Column(i) => Some(i),
-            _ => None,
-        };
+        let map = (predicate, exprs);
+        let input_column = |c: usize| input_key_column(Some(c), Some(&map));
         let partition_by: Option<Vec<usize>> = self.partition_by.iter().map(|&c| input_column(c)).collect();
         let order_by: Option<Vec<(usize, bool)>> = self.order_by.iter().map(|&(c, desc)| input_column(c).map(|i| (i, desc))).collect();
         if let (Some(partition_by), Some(order_by)) = (partition_by, order_by) {
@@ -886,7 +885,7 @@ impl Ranked {
             self.order_by = order_by.into();
             self.keeps_input = true;
         }
-        self.map = Some((predicate, exprs));
+        self.map = Some(map);
         self
     }
 
