@@ -9,7 +9,7 @@ use crate::ops::{self, consolidate, Delta, Distinct, Input, Join, Ranked, Reduce
 #[cfg(test)]
 use crate::plan::JoinKind;
 use crate::plan::{star_of, Plan, RelationInfo};
-use crate::star::Star;
+use crate::star::{KeyedRow, Star};
 use crate::value::{Row, SharedRow, Value};
 use smallvec::SmallVec;
 use std::borrow::Cow;
@@ -147,22 +147,21 @@ impl ViewRows {
 
     /// Makes each key's row the last one `updates` gives it; returns one
     /// change per key whose row changed.
-    fn apply_keyed(&mut self, mut updates: Vec<(Key, Option<SharedRow>)>) -> Vec<RowChange> {
+    fn apply_keyed(&mut self, mut updates: Vec<KeyedRow>) -> Vec<RowChange> {
         // Stable: of a key's updates, the last one is its row now.
-        updates.sort_by(|a, b| a.0.as_slice().cmp(b.0.as_slice()));
+        updates.sort_by(|a, b| a.key.as_slice().cmp(b.key.as_slice()));
         let mut changes = Vec::with_capacity(updates.len());
         let mut i = 0;
         while i < updates.len() {
             self.prefetch_ahead(&updates, i);
             let mut last = i;
-            while updates.get(last + 1).is_some_and(|(next, _)| *next == updates[i].0) {
+            while updates.get(last + 1).is_some_and(|next| next.key == updates[i].key) {
                 last += 1;
             }
-            let after = updates[last].1.take();
-            let key = std::mem::replace(&mut updates[i].0, Key::One(Value::Null));
-            if let Some(change) = self.replace(key, after) {
-                changes.push(change);
-            }
+            let (after, differs) = (updates[last].row.take(), updates[last].differs);
+            let key = std::mem::replace(&mut updates[i].key, Key::One(Value::Null));
+            let change = if differs { Some(self.put(key, after)) } else { self.replace(key, after) };
+            changes.extend(change);
             i = last + 1;
         }
         changes
@@ -171,11 +170,11 @@ impl ViewRows {
     /// Starts loading the view's slot two keys after the `i`th, and the row
     /// of the next: the slots are spread over an index of every row, so
     /// their cache misses overlap instead of following one another.
-    fn prefetch_ahead(&self, updates: &[(Key, Option<SharedRow>)], i: usize) {
-        if let Some((key, _)) = updates.get(i + 2) {
-            self.rows.prefetch(key.as_slice());
+    fn prefetch_ahead(&self, updates: &[KeyedRow], i: usize) {
+        if let Some(update) = updates.get(i + 2) {
+            self.rows.prefetch(update.key.as_slice());
         }
-        if let Some(row) = updates.get(i + 1).and_then(|(key, _)| self.rows.peek(key.as_slice())) {
+        if let Some(row) = updates.get(i + 1).and_then(|update| self.rows.peek(update.key.as_slice())) {
             crate::idmap::prefetch_shared(row);
         }
     }
@@ -187,12 +186,16 @@ impl ViewRows {
         if self.rows.get(key.as_slice()).map(|row| &row[..]) == after.as_ref().map(|row| row.as_ref()) {
             return None;
         }
-        let after: Option<SharedRow> = after.map(Into::into);
+        Some(self.put(key, after.map(Into::into)))
+    }
+
+    /// Makes `after` the row of `key`, known to differ from its row now.
+    fn put(&mut self, key: Key, after: Option<SharedRow>) -> RowChange {
         let before = match &after {
             Some(row) => self.rows.insert(key.as_slice(), SharedRow::clone(row)),
             None => self.rows.remove(key.as_slice()),
         };
-        Some(RowChange { key, before, after })
+        RowChange { key, before, after }
     }
 
     /// A view without a key: each change of a row's count is one change per
@@ -541,8 +544,8 @@ impl Dataflow {
         let mut inputs: Vec<Input> =
             owned.into_iter().zip(&node.inputs).map(|(own, &i)| own.map_or(Cow::Borrowed(&outputs[i]), Cow::Owned)).collect();
         let root = inputs.remove(0);
-        let updates = star.step_keyed(root, inputs);
         let view = self.views.iter_mut().find(|v| v.node == id && v.keyed).expect("a keyed star feeds its view");
+        let updates = star.step_keyed(root, inputs, &view.rows);
         let changes = view.apply_keyed(updates);
         // Read by another operator (its view is keyed: not counted).
         let delta = if readers[id] > 0 {
