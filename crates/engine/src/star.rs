@@ -278,10 +278,13 @@ impl Star {
             let width = dirty.iter().map(|&entry| &slots[dirty_slot_of(entry) as usize]).find(|(_, n)| *n > 0).map(|(row, _)| row.len());
             self.reads = width.map(|width| self.parts_read(width));
         }
+        let dirty: Vec<Dirty> = dirty
+            .into_iter()
+            .map(|entry| Dirty { slot: dirty_slot_of(entry), parts: entry as u32, needed: self.parts_needed(entry as u32) })
+            .collect();
         let mut memo = Memo::new(self.dims.len());
-        for (i, &entry) in dirty.iter().enumerate() {
+        for (i, &Dirty { slot, parts, needed }) in dirty.iter().enumerate() {
             self.prefetch_ahead(&dirty, i, previous, &key_columns);
-            let (slot, parts) = (dirty_slot_of(entry), entry as u32);
             let (row, n) = &self.roots.slots[slot as usize];
             if *n <= 0 {
                 continue;
@@ -290,7 +293,7 @@ impl Star {
             let key = Key::of(row, &key_columns);
             if parts != EVERY_PART {
                 if let Some(old) = previous.get(key.as_slice()) {
-                    match self.patched(row, parts, old) {
+                    match self.patched(row, parts, needed, old) {
                         Some(now) => updates.push(KeyedRow { key, row: now, differs: true }),
                         // A changed root row's key was given no row above.
                         None if parts & ROOT != 0 => updates.push(KeyedRow { key, row: Some(SharedRow::clone(old)), differs: false }),
@@ -315,9 +318,8 @@ impl Star {
     /// Only the columns reading a changed part are computed again, and only
     /// the inputs they read (or that changed) are looked up: the others'
     /// place holds NULLs that no recomputed column reads.
-    fn patched(&self, root: &[Value], parts: u32, old: &SharedRow) -> Option<Option<SharedRow>> {
+    fn patched(&self, root: &[Value], parts: u32, needed: u32, old: &SharedRow) -> Option<Option<SharedRow>> {
         let reads = self.reads.as_deref().expect("made before the first dirty row");
-        let needed = self.parts_needed(parts);
         let mut joined: SmallVec<[&[Value]; 8]> = SmallVec::new();
         joined.push(root);
         let mut buf = Row::new();
@@ -398,32 +400,32 @@ impl Star {
     /// rows, so the cost of a row is its cache misses; loaded ahead, they
     /// overlap instead of following one another (as the hand-written engine
     /// does). Inputs a slot's row will not look up are not loaded.
-    fn prefetch_ahead(&self, dirty: &[u64], i: usize, previous: &KeyIndex<SharedRow>, key_columns: &[usize]) {
-        let slot = |ahead: usize| dirty.get(i + ahead).map(|&entry| (dirty_slot_of(entry) as usize, entry as u32));
+    fn prefetch_ahead(&self, dirty: &[Dirty], i: usize, previous: &KeyIndex<SharedRow>, key_columns: &[usize]) {
+        let slot = |ahead: usize| dirty.get(i + ahead).map(|d| (d.slot as usize, d));
         if let Some((s, _)) = slot(5) {
             crate::idmap::prefetch(self.roots.slots.as_ptr().wrapping_add(s));
         }
         if let Some((s, _)) = slot(4) {
             crate::idmap::prefetch_values(&self.roots.slots[s].0);
         }
-        if let Some((s, parts)) = slot(3) {
+        if let Some((s, d)) = slot(3) {
             let root = &self.roots.slots[s].0;
-            for (dim, key) in self.one_column_keys(root, parts) {
+            for (dim, key) in self.one_column_keys(root, d.needed) {
                 dim.rows.prefetch(key);
             }
-            if let Some(key) = previous_key(root, parts, key_columns) {
+            if let Some(key) = previous_key(root, d.parts, key_columns) {
                 previous.prefetch(key);
             }
         }
         for (ahead, text) in [(2, false), (1, true)] {
-            if let Some((s, parts)) = slot(ahead) {
+            if let Some((s, d)) = slot(ahead) {
                 let root = &self.roots.slots[s].0;
-                for (dim, key) in self.one_column_keys(root, parts) {
+                for (dim, key) in self.one_column_keys(root, d.needed) {
                     if let Some(rows) = dim.rows.peek(key) {
                         rows.prefetch(text);
                     }
                 }
-                if let Some(row) = previous_key(root, parts, key_columns).filter(|_| !text).and_then(|key| previous.peek(key)) {
+                if let Some(row) = previous_key(root, d.parts, key_columns).filter(|_| !text).and_then(|key| previous.peek(key)) {
                     crate::idmap::prefetch_shared(row);
                 }
             }
@@ -433,9 +435,8 @@ impl Star {
     /// Each input joined on one root column, with the key a root row looks
     /// it up by: the keys loading ahead can use (an input joined on several
     /// columns has no integer key to load ahead, so its key is not built).
-    /// Only the inputs a root row whose `parts` changed reads are given.
-    fn one_column_keys<'a>(&'a self, root: &'a [Value], parts: u32) -> impl Iterator<Item = (&'a Dim, &'a [Value])> {
-        let needed = self.parts_needed(parts);
+    /// Only the inputs in `needed` ([`Self::parts_needed`]) are given.
+    fn one_column_keys<'a>(&'a self, root: &'a [Value], needed: u32) -> impl Iterator<Item = (&'a Dim, &'a [Value])> {
         self.dims.iter().enumerate().filter_map(move |(j, dim)| match dim.root_on[..] {
             [c] if needed & part_bit(j + 1) != 0 => root.get(c).map(|v| (dim, std::slice::from_ref(v))),
             _ => None,
@@ -748,6 +749,15 @@ fn dirty_slot(slot: u32, parts: u32) -> u64 {
 
 fn dirty_slot_of(entry: u64) -> u32 {
     (entry >> 32) as u32
+}
+
+/// A dirty root slot: the parts of its joined row that changed, and the
+/// parts recomputing its row reads ([`Star::parts_needed`]).
+#[derive(Clone, Copy)]
+struct Dirty {
+    slot: u32,
+    parts: u32,
+    needed: u32,
 }
 
 /// Sorted, with each slot once and all its parts.
