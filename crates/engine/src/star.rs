@@ -13,6 +13,11 @@
 //!
 //! The output is the binary joins' output, column for column: the root's
 //! columns, then each input's (NULLs where a LEFT JOIN finds no row).
+//!
+//! Keyed (one output row per root row, kept by the view), a root row whose
+//! inputs alone changed starts from the row the view holds, and only the
+//! output columns reading a changed part are computed again: a status
+//! event recomputes an order's two status columns, not its thirteen.
 
 use std::borrow::Cow;
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -236,7 +241,7 @@ impl Star {
     }
 
     /// Applies these changes and returns, for every key whose output row
-    /// changed, its row now (`None`: no row), as (key, row) pairs; a key may
+    /// changed, its row now (`None`: no row), as [`KeyedRow`]s; a key may
     /// come twice (a removed root row, then its new one), the last one
     /// counting. `previous` holds each key's row as the star last gave it
     /// (the view's rows): a root row whose inputs alone changed gets that
