@@ -92,13 +92,13 @@ type InputMap = (Option<Expr>, Vec<Expr>);
 
 /// Maps `row` into `out` as `map` does; `false` when its filter drops it.
 #[inline]
-fn map_into(map: &InputMap, row: &[Value], out: &mut Row) -> bool {
+fn map_into(map: &InputMap, row: &[Value], out: &mut Row, skip: Option<usize>) -> bool {
     let (predicate, exprs) = map;
     if !kept(predicate.as_ref(), row) {
         return false;
     }
     out.clear();
-    out.extend(exprs.iter().map(|e| eval(e, row)));
+    out.extend(exprs.iter().enumerate().map(|(c, e)| if Some(c) == skip { Value::Null } else { eval(e, row) }));
     true
 }
 
@@ -336,6 +336,11 @@ pub struct Reduce {
     /// The `Map` under the groups (with the filter under it), applied to
     /// each input row here ([`Reduce::over_map`]).
     map: Option<InputMap>,
+    /// A `STRING_AGG` whose value the `Map` computes and nothing else
+    /// reads: (the aggregate, its `Map` column). A retraction finds the
+    /// entry by its row and keeps its length, so that column is not
+    /// computed for it ([`Accumulator::retract_kept`]).
+    lazy: Option<(usize, usize)>,
     groups: KeyIndex<Group>,
 }
 
@@ -541,7 +546,30 @@ impl Accumulator {
     /// the aggregate reads it, and `kept`, the input row it was mapped
     /// from when a source's or view's state keeps that one.
     fn update(&mut self, a: &Aggregate, row: &[Value], kept: Option<&SharedRow>, d: isize) {
-        let arg = a.arg.map(|c| &row[c]);
+        self.update_with(a, row, a.arg.map(|c| &row[c]), kept, d);
+    }
+
+    /// A retraction of a `STRING_AGG` entry known by its input row `kept`,
+    /// without its value where the entry is there (its stored length says
+    /// what to cut from the text); else as [`Self::update`] with `value()`.
+    fn retract_kept(&mut self, a: &Aggregate, row: &[Value], kept: &SharedRow, d: isize, value: impl FnOnce() -> Value) {
+        if let Accumulator::Ordered { values, text } = self {
+            let mut piece = Piece { keys: sort_keys(a, row), of: PieceOf::Row(SharedRow::clone(kept)), len: 0 };
+            let stored = values.from(&piece).next().filter(|(p, n)| *p == &piece && *n > 0).map(|(p, _)| p.len);
+            if let Some(len) = stored {
+                piece.len = len;
+                let separator = a.separator.as_deref().unwrap_or("");
+                edit_text(text.edit(separator), values, &piece, &Value::Null, d, separator);
+                values.add(piece, d);
+                return;
+            }
+        }
+        let value = value();
+        self.update_with(a, row, Some(&value), Some(kept), d);
+    }
+
+    /// [`Self::update`] with the aggregate's argument given.
+    fn update_with(&mut self, a: &Aggregate, row: &[Value], arg: Option<&Value>, kept: Option<&SharedRow>, d: isize) {
         if arg.is_some_and(Value::is_null) {
             return; // aggregates skip NULLs
         }
@@ -565,7 +593,7 @@ impl Accumulator {
             Accumulator::Ordered { values, text } => {
                 let value = arg.unwrap_or(&Value::Null);
                 let piece = Piece {
-                    keys: a.order_by.iter().map(|&(c, desc)| SortKey { value: row[c].clone(), desc }).collect(),
+                    keys: sort_keys(a, row),
                     of: kept.map_or_else(|| PieceOf::Value(value.clone()), |row| PieceOf::Row(SharedRow::clone(row))),
                     len: text_len(value, &mut String::new()) as u32,
                 };
@@ -611,12 +639,13 @@ impl Accumulator {
 
 impl Reduce {
     pub fn new(n_keys: usize, aggregates: Vec<Aggregate>, project: Option<Vec<Expr>>) -> Self {
-        Reduce { n_keys, aggregates, project, map: None, groups: KeyIndex::default() }
+        Reduce { n_keys, aggregates, project, map: None, lazy: None, groups: KeyIndex::default() }
     }
 
     /// Groups the rows a `Map` (and the filter under it) would give of its
     /// input, mapping each row as it comes instead of taking mapped rows.
     pub fn over_map(mut self, predicate: Option<Expr>, exprs: Vec<Expr>) -> Self {
+        self.lazy = lazy_string_agg(self.n_keys, &self.aggregates, &exprs);
         self.map = Some((predicate, exprs));
         self
     }
@@ -641,9 +670,12 @@ impl Reduce {
             }
             // The Map under the GROUP BY, row by row into one buffer: no
             // mapped row is allocated, nor a delta of them.
+            // A retraction's lazy STRING_AGG value is computed only if its
+            // entry is not found.
+            let lazy = self.lazy.filter(|_| *d < 0);
             let (row, kept): (&[Value], _) = match &self.map {
                 None => (&input_row[..], None),
-                Some(map) if map_into(map, input_row, &mut mapped) => (&mapped, Some(input_row)),
+                Some(map) if map_into(map, input_row, &mut mapped, lazy.map(|(_, c)| c)) => (&mapped, Some(input_row)),
                 Some(_) => continue,
             };
             let key = &row[..self.n_keys];
@@ -654,8 +686,13 @@ impl Reduce {
                 output: None,
             });
             group.rows += d;
-            for (acc, a) in group.accumulators.iter_mut().zip(aggregates) {
-                acc.update(a, row, kept, *d);
+            for (at, (acc, a)) in group.accumulators.iter_mut().zip(aggregates).enumerate() {
+                match (lazy, &self.map, kept) {
+                    (Some((agg, column)), Some((_, exprs)), Some(kept)) if agg == at => {
+                        acc.retract_kept(a, row, kept, *d, || eval(&exprs[column], &input_row[..]))
+                    }
+                    _ => acc.update(a, row, kept, *d),
+                }
             }
             if !dirty.contains(key) {
                 dirty.insert(Key::from_slice(key));
@@ -730,6 +767,25 @@ fn edit_text(text: &mut String, values: &OrderedCounts<Piece>, entry: &Piece, va
         crate::value::write_text(value, &mut piece);
     }
     text.insert_str(end, &piece);
+}
+
+/// A `STRING_AGG` row's ORDER BY values.
+fn sort_keys(a: &Aggregate, row: &[Value]) -> SortKeys {
+    a.order_by.iter().map(|&(c, desc)| SortKey { value: row[c].clone(), desc }).collect()
+}
+
+/// The `STRING_AGG` of a `Reduce` over a `Map` whose value a retraction
+/// need not compute ([`Reduce::lazy`]): its argument is a column the `Map`
+/// computes (not one it passes on) that no group column, other aggregate
+/// or ORDER BY reads. Returns (the aggregate, the column).
+fn lazy_string_agg(n_keys: usize, aggregates: &[Aggregate], exprs: &[Expr]) -> Option<(usize, usize)> {
+    let reads = |c: usize| {
+        c < n_keys || aggregates.iter().filter(|a| a.arg == Some(c)).count() > 1 || aggregates.iter().any(|a| a.order_by.iter().any(|&(o, _)| o == c))
+    };
+    aggregates.iter().enumerate().find_map(|(at, a)| match (a.func, a.arg) {
+        (AggFunc::StringAgg, Some(c)) if !matches!(exprs[c], Expr::Column(_)) && !reads(c) => Some((at, c)),
+        _ => None,
+    })
 }
 
 /// The length of a value as SQL text, without writing a text value out.
@@ -1106,14 +1162,20 @@ mod tests {
             order_by: vec![(2, false)],
             ty: SqlType::Text,
         };
-        for over_source in [false, true] {
+        // Over a source's rows (a `Map` under it), its rows are known by the
+        // input rows; else by their values. A `Map` that computes the value
+        // (CONCAT(x), the same text) lets a retraction leave it uncomputed.
+        for (over_source, computed) in [(false, false), (true, false), (true, true)] {
             let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
             let mut next = |m: u64| rand::Rng::random_range(&mut rng, 0..m);
-            // Over a source's rows (a `Map` under it), its rows are known by
-            // the input rows; else by their values.
             let mut reduce = Reduce::new(1, vec![aggregate.clone()], None);
             if over_source {
-                reduce = reduce.over_map(None, (0..3).map(Expr::Column).collect());
+                let mut exprs: Vec<Expr> = (0..3).map(Expr::Column).collect();
+                if computed {
+                    exprs[1] = Expr::Call(crate::expr::Func::Concat, vec![Expr::Column(1)]);
+                }
+                reduce = reduce.over_map(None, exprs);
+                assert_eq!(reduce.lazy.is_some(), computed);
             }
             // The rows of every group with their counts.
             let mut live: BTreeMap<(i64, Row), isize> = BTreeMap::new();
@@ -1156,7 +1218,11 @@ mod tests {
                         crate::value::write_text(&r[1], &mut text);
                         parts.extend(std::iter::repeat_n(text, n.max(0) as usize));
                     }
-                    assert_eq!(row[1], Value::text(&parts.join(" | ")), "over a source {over_source}, batch {batch}, group {group}");
+                    assert_eq!(
+                        row[1],
+                        Value::text(&parts.join(" | ")),
+                        "over a source {over_source}, computed {computed}, batch {batch}, group {group}"
+                    );
                 }
             }
         }
