@@ -436,7 +436,7 @@ impl Dataflow {
         let mut inputs = vec![self.compile(relations, root)];
         inputs.extend(dims.iter().map(|(_, _, dim)| self.compile(relations, dim)));
         let dims = dims.into_iter().map(|(kind, on, dim)| (kind, on, dim.columns().len())).collect();
-        self.push(Op::Star(Star::new(dims, project)), inputs)
+        self.push(Op::Star(Star::new(root.columns().len(), dims, project)), inputs)
     }
 
     /// The position of a source, for [`SourceChange::source`].

@@ -669,9 +669,8 @@ impl Reduce {
                 group.accumulators.iter().for_each(Accumulator::prefetch);
             }
             // The Map under the GROUP BY, row by row into one buffer: no
-            // mapped row is allocated, nor a delta of them.
-            // A retraction's lazy STRING_AGG value is computed only if its
-            // entry is not found.
+            // mapped row is allocated, nor a delta of them. A retraction's
+            // lazy STRING_AGG value is computed only if its entry is not found.
             let lazy = self.lazy.filter(|_| *d < 0);
             let (row, kept): (&[Value], _) = match &self.map {
                 None => (&input_row[..], None),

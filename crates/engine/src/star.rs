@@ -192,18 +192,18 @@ pub struct Star {
     project: Option<Vec<Expr>>,
     /// Set by [`Star::keyed`]: the root columns that hold the output's key.
     keyed: Option<Vec<usize>>,
-    /// For each output column, the parts it reads ([`part_bit`]); made
-    /// when a keyed star first meets a root row (whose width it needs).
-    reads: Option<Vec<u32>>,
+    /// For each output column, the parts it reads ([`part_bit`]).
+    reads: Vec<u32>,
     /// What a LEFT JOIN pads with: NULLs, as many as the widest input.
     nulls: Row,
 }
 
 impl Star {
-    /// `dims`: for each joined input in join order, its kind, the condition
-    /// as (root column, input column) pairs, and its width.
-    /// `project`: the expressions of a `Map` over the joined rows, if any.
-    pub fn new(dims: Vec<DimSpec>, project: Option<Vec<Expr>>) -> Self {
+    /// `root_width`: the root's columns. `dims`: for each joined input in
+    /// join order, its kind, the condition as (root column, input column)
+    /// pairs, and its width. `project`: the expressions of a `Map` over the
+    /// joined rows, if any.
+    pub fn new(root_width: usize, dims: Vec<DimSpec>, project: Option<Vec<Expr>>) -> Self {
         let dims: Vec<Dim> = dims
             .into_iter()
             .map(|(kind, on, width)| Dim {
@@ -216,7 +216,8 @@ impl Star {
             })
             .collect();
         let widest = dims.iter().map(|d: &Dim| d.width).max().unwrap_or(0);
-        Star { dims, roots: Roots::default(), project, keyed: None, reads: None, nulls: vec![Value::Null; widest] }
+        let reads = parts_read(root_width, &dims, project.as_deref());
+        Star { dims, roots: Roots::default(), project, keyed: None, reads, nulls: vec![Value::Null; widest] }
     }
 
     /// Makes the star give, instead of changes, each changed key's output
@@ -277,13 +278,7 @@ impl Star {
                 }
             }
         }
-        let dirty = merge_dirty(dirty);
-        if self.reads.is_none() {
-            let slots = &self.roots.slots;
-            let width = dirty.iter().map(|&entry| &slots[dirty_slot_of(entry) as usize]).find(|(_, n)| *n > 0).map(|(row, _)| row.len());
-            self.reads = width.map(|width| self.parts_read(width));
-        }
-        let dirty: Vec<Dirty> = dirty
+        let dirty: Vec<Dirty> = merge_dirty(dirty)
             .into_iter()
             .map(|entry| Dirty { slot: dirty_slot_of(entry), parts: entry as u32, needed: self.parts_needed(entry as u32) })
             .collect();
@@ -324,7 +319,6 @@ impl Star {
     /// the inputs they read (or that changed) are looked up: the others'
     /// place holds NULLs that no recomputed column reads.
     fn patched(&self, root: &[Value], parts: u32, needed: u32, old: &SharedRow) -> Option<Option<SharedRow>> {
-        let reads = self.reads.as_deref().expect("made before the first dirty row");
         let mut joined: SmallVec<[&[Value]; 8]> = SmallVec::new();
         joined.push(root);
         let mut buf = Row::new();
@@ -343,7 +337,7 @@ impl Star {
             }
         }
         let mut changed: SmallVec<[(usize, Value); 8]> = SmallVec::new();
-        for (c, &read) in reads.iter().enumerate() {
+        for (c, &read) in self.reads.iter().enumerate() {
             if read & parts != 0 {
                 let value = self.output_column(c, &joined);
                 if value != old[c] {
@@ -365,35 +359,9 @@ impl Star {
     /// The parts recomputing the row of a root row whose `parts` changed
     /// reads: those, and every part a column reading one of them reads.
     fn parts_needed(&self, parts: u32) -> u32 {
-        match &self.reads {
-            Some(reads) if parts != EVERY_PART => reads.iter().filter(|&&read| read & parts != 0).fold(parts, |needed, read| needed | read),
-            _ => EVERY_PART,
-        }
-    }
-
-    /// For each output column, the parts it reads ([`part_bit`]), for a
-    /// root `root_width` columns wide.
-    fn parts_read(&self, root_width: usize) -> Vec<u32> {
-        let widths: SmallVec<[usize; 8]> = std::iter::once(root_width).chain(self.dims.iter().map(|d| d.width)).collect();
-        let part_of = |mut c: usize| {
-            for (p, &width) in widths.iter().enumerate() {
-                if c < width {
-                    return part_bit(p);
-                }
-                c -= width;
-            }
-            panic!("column {c} past the joined row's end")
-        };
-        match &self.project {
-            Some(exprs) => exprs
-                .iter()
-                .map(|e| {
-                    let mut columns = Vec::new();
-                    e.columns(&mut columns);
-                    columns.into_iter().fold(0, |parts, c| parts | part_of(c))
-                })
-                .collect(),
-            None => (0..widths.iter().sum()).map(part_of).collect(),
+        match parts {
+            EVERY_PART => EVERY_PART,
+            _ => self.reads.iter().filter(|&&read| read & parts != 0).fold(parts, |needed, read| needed | read),
         }
     }
 
@@ -765,6 +733,32 @@ struct Dirty {
     needed: u32,
 }
 
+/// For each output column of a star over a root `root_width` columns wide
+/// and these inputs, the parts it reads ([`part_bit`]).
+fn parts_read(root_width: usize, dims: &[Dim], project: Option<&[Expr]>) -> Vec<u32> {
+    let widths: SmallVec<[usize; 8]> = std::iter::once(root_width).chain(dims.iter().map(|d| d.width)).collect();
+    let part_of = |mut c: usize| {
+        for (p, &width) in widths.iter().enumerate() {
+            if c < width {
+                return part_bit(p);
+            }
+            c -= width;
+        }
+        panic!("column {c} past the joined row's end")
+    };
+    match project {
+        Some(exprs) => exprs
+            .iter()
+            .map(|e| {
+                let mut columns = Vec::new();
+                e.columns(&mut columns);
+                columns.into_iter().fold(0, |parts, c| parts | part_of(c))
+            })
+            .collect(),
+        None => (0..widths.iter().sum()).map(part_of).collect(),
+    }
+}
+
 /// Sorted, with each slot once and all its parts.
 fn merge_dirty(mut dirty: Vec<u64>) -> Vec<u64> {
     dirty.sort_unstable();
@@ -833,8 +827,8 @@ mod tests {
         let mut project: Vec<Expr> = [0, 4, 6, 2].into_iter().map(Expr::Column).collect();
         project.push(Expr::Binary(crate::expr::BinaryOp::Add, Box::new(Expr::Column(4)), Box::new(Expr::Column(6))));
         project.push(Expr::Call(crate::expr::Func::Coalesce, vec![Expr::Column(6), Expr::Column(2)]));
-        let mut star = Star::new(dims(), Some(project.clone()));
-        let mut keyed = Star::new(dims(), Some(project));
+        let mut star = Star::new(3, dims(), Some(project.clone()));
+        let mut keyed = Star::new(3, dims(), Some(project));
         keyed.keyed(vec![0]);
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(11);
         let mut next = |m: u64| rand::Rng::random_range(&mut rng, 0..m);
@@ -918,7 +912,7 @@ mod tests {
     fn a_star_equals_its_chain_of_binary_joins() {
         // root (id, a, b); d1 (a, x) inner on a; d2 (b, y) left on b; d3 (a, z) left on a.
         let mut star =
-            Star::new(vec![(JoinKind::Inner, vec![(1, 0)], 2), (JoinKind::Left, vec![(2, 0)], 2), (JoinKind::Left, vec![(1, 0)], 2)], None);
+            Star::new(3, vec![(JoinKind::Inner, vec![(1, 0)], 2), (JoinKind::Left, vec![(2, 0)], 2), (JoinKind::Left, vec![(1, 0)], 2)], None);
         let mut j1 = Join::new(JoinKind::Inner, &[(1, 0)], 2);
         let mut j2 = Join::new(JoinKind::Left, &[(2, 0)], 2);
         let mut j3 = Join::new(JoinKind::Left, &[(1, 0)], 2);
@@ -926,6 +920,7 @@ mod tests {
         // each joined row as it is put together.
         let project: Vec<Expr> = [0, 4, 6, 7, 8].into_iter().map(Expr::Column).collect();
         let mut projected = Star::new(
+            3,
             vec![(JoinKind::Inner, vec![(1, 0)], 2), (JoinKind::Left, vec![(2, 0)], 2), (JoinKind::Left, vec![(1, 0)], 2)],
             Some(project.clone()),
         );
