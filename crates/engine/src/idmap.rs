@@ -147,7 +147,17 @@ impl<V> IdMap<V> {
         if index >= limit {
             return None;
         }
-        // Double at least, so that ascending keys grow the vector O(log n) times.
+        if self.sparse.is_empty() {
+            // Slots are written only up to the key: the vector's spare room
+            // (its capacity doubles, so ascending keys grow it O(log n) times)
+            // is never touched, so it takes no resident memory, where slots
+            // written empty ahead of the keys would, a third of the vector
+            // on average.
+            self.dense.resize_with((index + 1).max(MIN_DENSE), || None);
+            return Some(index);
+        }
+        // Double at least, so that the keys moved out of the hash map are
+        // looked for O(log n) times.
         let new_len = (index + 1).max(2 * self.dense.len()).max(MIN_DENSE).min(limit);
         self.dense.resize_with(new_len, || None);
         let covered: Vec<i64> = self.sparse.keys().copied().filter(|&k| usize::try_from(k).is_ok_and(|i| i < new_len)).collect();
@@ -282,6 +292,7 @@ mod tests {
             map.insert(k, k);
         }
         assert!(map.sparse.is_empty(), "ascending ids should all be dense");
+        assert_eq!(map.dense.len(), 100_001, "no slot is written ahead of the keys");
         map.insert(-5, 0);
         map.insert(1 << 40, 0);
         assert_eq!(map.sparse.len(), 2);
