@@ -43,8 +43,7 @@ pub struct KeyedRow {
     pub differs: bool,
 }
 
-/// One joined input: its rows by join key, and the root rows that refer to
-/// each key.
+/// One joined input: its rows by join key.
 struct Dim {
     kind: JoinKind,
     /// The root's columns of the condition, and this input's, pairwise.
@@ -52,7 +51,20 @@ struct Dim {
     dim_on: Vec<usize>,
     width: usize,
     rows: KeyIndex<KeyRows>,
-    referrers: KeyIndex<Referrers>,
+    /// Which of the star's [`Referred`] indexes holds the root rows by this
+    /// input's join key.
+    referred: usize,
+}
+
+/// The root rows' slots by the values of some root columns: the root rows
+/// that refer to each key of the inputs joined on those columns. Inputs
+/// joined on the same root columns (an order's items and its status, both
+/// on `order_id`) share one, which is kept up to date once per root change.
+struct Referred {
+    root_on: Vec<usize>,
+    /// The [`part_bit`]s of the inputs joined on these columns.
+    parts: u32,
+    slots: KeyIndex<Referrers>,
 }
 
 /// The root rows' slots that refer to one key of an input: a few per key
@@ -67,17 +79,12 @@ impl Dim {
     /// The join key a root row looks this input up by; `None` when one of
     /// its columns is NULL (NULL equals nothing).
     fn key_of_root<'r>(&self, root: &'r [Value], buf: &'r mut Row) -> Option<&'r [Value]> {
-        if let [c] = self.root_on[..] {
-            return (!root[c].is_null()).then(|| std::slice::from_ref(&root[c]));
-        }
-        buf.clear();
-        buf.extend(self.root_on.iter().map(|&c| root[c].clone()));
-        (!buf.iter().any(Value::is_null)).then_some(&buf[..])
+        key_of_root(&self.root_on, root, buf)
     }
 
     /// Whether two root rows look this input up by the same key.
     fn same_key(&self, a: &[Value], b: &[Value]) -> bool {
-        self.root_on.iter().all(|&c| a[c] == b[c])
+        same_key(&self.root_on, a, b)
     }
 
     fn key_of_row(&self, row: &[Value]) -> Option<Key> {
@@ -87,12 +94,12 @@ impl Dim {
     /// Starts loading, for the changes two and one after the `at`th of
     /// `delta`, their key's slots and then the rows those hold (which
     /// applying a change compares with its row).
-    fn prefetch_ahead(&self, delta: &Delta, at: usize) {
+    fn prefetch_ahead(&self, referrers: &KeyIndex<Referrers>, delta: &Delta, at: usize) {
         let [c] = self.dim_on[..] else { return };
         if let Some((row, _)) = delta.get(at + 2) {
             let key = std::slice::from_ref(&row[c]);
             self.rows.prefetch(key);
-            self.referrers.prefetch(key);
+            referrers.prefetch(key);
         }
         if let Some(rows) = delta.get(at + 1).and_then(|(row, _)| self.rows.peek(std::slice::from_ref(&row[c]))) {
             rows.prefetch(false);
@@ -185,6 +192,8 @@ pub type DimSpec = (JoinKind, Vec<(usize, usize)>, usize);
 
 pub struct Star {
     dims: Vec<Dim>,
+    /// The root rows by each set of root columns an input is joined on.
+    referred: Vec<Referred>,
     roots: Roots,
     /// The expressions of a `Map` over the joins, computed here from each
     /// joined row as its inputs' rows side by side, so that the wide row is
@@ -204,20 +213,26 @@ impl Star {
     /// pairs, and its width. `project`: the expressions of a `Map` over the
     /// joined rows, if any.
     pub fn new(root_width: usize, dims: Vec<DimSpec>, project: Option<Vec<Expr>>) -> Self {
+        let mut referred: Vec<Referred> = Vec::new();
         let dims: Vec<Dim> = dims
             .into_iter()
-            .map(|(kind, on, width)| Dim {
-                kind,
-                root_on: on.iter().map(|(l, _)| *l).collect(),
-                dim_on: on.iter().map(|(_, r)| *r).collect(),
-                width,
-                rows: KeyIndex::default(),
-                referrers: KeyIndex::default(),
+            .enumerate()
+            .map(|(j, (kind, on, width))| {
+                let root_on: Vec<usize> = on.iter().map(|(l, _)| *l).collect();
+                let at = match referred.iter().position(|r| r.root_on == root_on) {
+                    Some(at) => at,
+                    None => {
+                        referred.push(Referred { root_on: root_on.clone(), parts: 0, slots: KeyIndex::default() });
+                        referred.len() - 1
+                    }
+                };
+                referred[at].parts |= part_bit(j + 1);
+                Dim { kind, root_on, dim_on: on.iter().map(|(_, r)| *r).collect(), width, rows: KeyIndex::default(), referred: at }
             })
             .collect();
         let widest = dims.iter().map(|d: &Dim| d.width).max().unwrap_or(0);
         let reads = parts_read(root_width, &dims, project.as_deref());
-        Star { dims, roots: Roots::default(), project, keyed: None, reads, nulls: vec![Value::Null; widest] }
+        Star { dims, referred, roots: Roots::default(), project, keyed: None, reads, nulls: vec![Value::Null; widest] }
     }
 
     /// Makes the star give, instead of changes, each changed key's output
@@ -267,13 +282,14 @@ impl Star {
         for (i, delta) in dims.iter_mut().enumerate() {
             let bit = part_bit(i + 1);
             let dim = &mut self.dims[i];
+            let referrers = &self.referred[dim.referred].slots;
             for at in 0..delta.len() {
-                dim.prefetch_ahead(delta, at);
+                dim.prefetch_ahead(referrers, delta, at);
                 let (row, d) = &delta[at];
                 let d = *d;
                 let Some(key) = dim.key_of_row(row) else { continue };
                 add(&mut dim.rows, key.as_slice(), take_row(delta, at), d);
-                if let Some(referrers) = dim.referrers.get(key.as_slice()) {
+                if let Some(referrers) = referrers.get(key.as_slice()) {
                     dirty.extend(referrers.iter().map(|&slot| dirty_slot(slot, bit)));
                 }
             }
@@ -454,7 +470,7 @@ impl Star {
             }
             let has = dim.rows.contains_key(key.as_slice());
             let dim = &self.dims[i];
-            let Some(referrers) = dim.referrers.get(key.as_slice()) else { continue };
+            let Some(referrers) = self.referred[dim.referred].slots.get(key.as_slice()) else { continue };
             // What the input contributes to each referring root row changes
             // by its changed rows; under a LEFT JOIN, the NULL padding goes
             // when the key gets rows and comes back when it loses them.
@@ -594,16 +610,16 @@ impl Star {
             Some(key) if key.iter().all(|&c| old[c] == row[c]) => ROOT,
             _ => EVERY_PART,
         };
-        for (j, dim) in self.dims.iter_mut().enumerate() {
-            if dim.same_key(&old, row) {
+        for referred in &mut self.referred {
+            if same_key(&referred.root_on, &old, row) {
                 continue;
             }
-            parts |= part_bit(j + 1);
-            if let Some(key) = dim.key_of_root(&old, buf) {
-                unrefer(&mut dim.referrers, key, slot);
+            parts |= referred.parts;
+            if let Some(key) = key_of_root(&referred.root_on, &old, buf) {
+                unrefer(&mut referred.slots, key, slot);
             }
-            if let Some(key) = dim.key_of_root(row, buf) {
-                refer(&mut dim.referrers, key, slot);
+            if let Some(key) = key_of_root(&referred.root_on, row, buf) {
+                refer(&mut referred.slots, key, slot);
             }
         }
         parts
@@ -614,9 +630,9 @@ impl Star {
     fn fill(&mut self, row: SharedRow, d: isize, buf: &mut Row) -> u32 {
         let slot = self.roots.insert(row, d);
         let row = &self.roots.slots[slot as usize].0;
-        for dim in &mut self.dims {
-            if let Some(key) = dim.key_of_root(row, buf) {
-                refer(&mut dim.referrers, key, slot);
+        for referred in &mut self.referred {
+            if let Some(key) = key_of_root(&referred.root_on, row, buf) {
+                refer(&mut referred.slots, key, slot);
             }
         }
         slot
@@ -626,9 +642,9 @@ impl Star {
     /// table): no input's key refers to it any more.
     fn vacate(&mut self, slot: u32, buf: &mut Row) {
         let row = std::mem::take(&mut self.roots.slots[slot as usize].0);
-        for dim in &mut self.dims {
-            if let Some(key) = dim.key_of_root(&row, buf) {
-                unrefer(&mut dim.referrers, key, slot);
+        for referred in &mut self.referred {
+            if let Some(key) = key_of_root(&referred.root_on, &row, buf) {
+                unrefer(&mut referred.slots, key, slot);
             }
         }
         self.roots.free.push(slot);
@@ -779,6 +795,22 @@ fn previous_key<'a>(root: &'a [Value], parts: u32, key_columns: &[usize]) -> Opt
         [c] if parts != EVERY_PART => root.get(*c).map(std::slice::from_ref),
         _ => None,
     }
+}
+
+/// The key a root row looks up the inputs joined on `root_on` by; `None`
+/// when one of its columns is NULL (NULL equals nothing).
+fn key_of_root<'r>(root_on: &[usize], root: &'r [Value], buf: &'r mut Row) -> Option<&'r [Value]> {
+    if let [c] = root_on[..] {
+        return (!root[c].is_null()).then(|| std::slice::from_ref(&root[c]));
+    }
+    buf.clear();
+    buf.extend(root_on.iter().map(|&c| root[c].clone()));
+    (!buf.iter().any(Value::is_null)).then_some(&buf[..])
+}
+
+/// Whether two root rows have the same values in the columns `root_on`.
+fn same_key(root_on: &[usize], a: &[Value], b: &[Value]) -> bool {
+    root_on.iter().all(|&c| a[c] == b[c])
 }
 
 fn refer(referrers: &mut KeyIndex<Referrers>, key: &[Value], slot: u32) {
