@@ -90,6 +90,14 @@ fn kept(predicate: Option<&Expr>, row: &[Value]) -> bool {
 /// applies to its input's rows itself (see `Reduce::over_map`).
 type InputMap = (Option<Expr>, Vec<Expr>);
 
+/// ORDER BY columns and whether each is descending: an operator's, shared
+/// by the entries it orders with them.
+type OrderColumns = Arc<[(usize, bool)]>;
+
+/// The input row a `GROUP BY` over kept rows mapped a row from, and the
+/// aggregate's [`Reduce::row_order`].
+type Kept<'a> = (&'a SharedRow, Option<&'a OrderColumns>);
+
 /// Maps `row` into `out` as `map` does; `false` when its filter drops it.
 #[inline]
 fn map_into(map: &InputMap, row: &[Value], out: &mut Row, skip: Option<usize>) -> bool {
@@ -341,6 +349,11 @@ pub struct Reduce {
     /// entry by its row and keeps its length, so that column is not
     /// computed for it ([`Accumulator::retract_kept`]).
     lazy: Option<(usize, usize)>,
+    /// For each aggregate, the input columns (and directions) of its ORDER
+    /// BY where it is a `STRING_AGG` over kept input rows whose ORDER BY the
+    /// `Map` passes on: its entries are then [`RowPiece`]s, ordered by the
+    /// input row's own columns instead of a copy of them.
+    row_order: Vec<Option<OrderColumns>>,
     groups: KeyIndex<Group>,
 }
 
@@ -368,6 +381,8 @@ enum Accumulator {
     /// text is long, and writing it again from its values on every change
     /// read each value where it lies on the heap.
     Ordered { values: OrderedCounts<Piece>, text: AggText },
+    /// `STRING_AGG` over kept input rows, ordered by their own columns.
+    OrderedRows { values: OrderedCounts<RowPiece>, text: AggText },
 }
 
 /// A `STRING_AGG` row: its ORDER BY values, the row it is known by, and
@@ -390,14 +405,25 @@ enum PieceOf {
     Value(Value),
 }
 
+impl PieceOf {
+    /// Two input rows by their values; the very same row without reading
+    /// them.
+    fn cmp_rows(a: &SharedRow, b: &SharedRow) -> std::cmp::Ordering {
+        if Arc::ptr_eq(a, b) {
+            std::cmp::Ordering::Equal
+        } else {
+            a.cmp(b)
+        }
+    }
+}
+
 impl Ord for PieceOf {
     /// A row taken out is mostly the very row put in (the state's, shared):
     /// found without comparing its values.
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         use std::cmp::Ordering::*;
         match (self, other) {
-            (PieceOf::Row(a), PieceOf::Row(b)) if Arc::ptr_eq(a, b) => Equal,
-            (PieceOf::Row(a), PieceOf::Row(b)) => a.cmp(b),
+            (PieceOf::Row(a), PieceOf::Row(b)) => PieceOf::cmp_rows(a, b),
             (PieceOf::Value(a), PieceOf::Value(b)) => a.cmp(b),
             (PieceOf::Row(_), PieceOf::Value(_)) => Less,
             (PieceOf::Value(_), PieceOf::Row(_)) => Greater,
@@ -411,6 +437,72 @@ impl Ord for Piece {
     /// follows from the row.
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.keys.cmp(&other.keys).then_with(|| self.of.cmp(&other.of))
+    }
+}
+
+/// A `STRING_AGG` row known by its input row, which a source's or view's
+/// state keeps, where the `Map` passes the ORDER BY columns on: ordered by
+/// the input row's columns (the operator's, shared by its entries) as a
+/// [`Piece`] is by its copies of them, in 56 bytes with its count instead
+/// of 88 (an order's items: one per item). The first ORDER BY value, when
+/// an integer (an id, mostly), is also held in place: a sorted list's
+/// search then compares it without following a pointer per entry.
+#[derive(Debug)]
+struct RowPiece {
+    order_by: OrderColumns,
+    row: SharedRow,
+    /// The first ORDER BY value, where `first_is_int`.
+    first: i64,
+    len: u32,
+    first_is_int: bool,
+}
+
+impl RowPiece {
+    fn new(order_by: &OrderColumns, row: &SharedRow, len: u32) -> Self {
+        let (first, first_is_int) = match order_by.first().map(|&(c, _)| &row[c]) {
+            Some(Value::Int(i)) => (*i, true),
+            _ => (0, false),
+        };
+        RowPiece { order_by: Arc::clone(order_by), row: SharedRow::clone(row), first, len, first_is_int }
+    }
+}
+
+impl Ord for RowPiece {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if self.first_is_int && other.first_is_int && self.first != other.first {
+            let o = self.first.cmp(&other.first);
+            return if self.order_by[0].1 { o.reverse() } else { o };
+        }
+        self.order_by
+            .iter()
+            .map(|&(c, desc)| order_by_cmp(&self.row[c], &other.row[c], desc))
+            .find(|o| o.is_ne())
+            .unwrap_or_else(|| PieceOf::cmp_rows(&self.row, &other.row))
+    }
+}
+
+/// A `STRING_AGG` entry: its value's length as text, what the text holds
+/// of it after each separator.
+trait TextPiece: Ord {
+    fn text_len(&self) -> u32;
+    fn set_text_len(&mut self, len: u32);
+}
+
+impl TextPiece for Piece {
+    fn text_len(&self) -> u32 {
+        self.len
+    }
+    fn set_text_len(&mut self, len: u32) {
+        self.len = len;
+    }
+}
+
+impl TextPiece for RowPiece {
+    fn text_len(&self) -> u32 {
+        self.len
+    }
+    fn set_text_len(&mut self, len: u32) {
+        self.len = len;
     }
 }
 
@@ -519,8 +611,10 @@ impl PartialOrd for SqlOrdered {
 }
 
 impl Accumulator {
-    fn new(a: &Aggregate) -> Self {
+    /// `row_order`: the aggregate's [`Reduce::row_order`].
+    fn new(a: &Aggregate, row_order: Option<&OrderColumns>) -> Self {
         match (a.func, a.distinct) {
+            (AggFunc::StringAgg, _) if row_order.is_some() => Accumulator::OrderedRows { values: OrderedCounts::default(), text: AggText::EMPTY },
             (AggFunc::Count, false) => Accumulator::Count(0),
             (AggFunc::Sum | AggFunc::Avg, false) if a.ty == SqlType::Double => Accumulator::SumDouble { sum: 0.0, values: 0 },
             (AggFunc::Sum | AggFunc::Avg, false) => Accumulator::Sum { sum: Decimal::ZERO, values: 0, scales: ScaleCounts::default() },
@@ -538,38 +632,46 @@ impl Accumulator {
                 values.prefetch();
                 text.prefetch();
             }
+            Accumulator::OrderedRows { values, text } => {
+                values.prefetch();
+                text.prefetch();
+            }
             Accumulator::Count(_) | Accumulator::Sum { .. } | Accumulator::SumDouble { .. } => {}
         }
     }
 
     /// Takes in (`d` > 0) or takes out (`d` < 0) one input row: `row` as
     /// the aggregate reads it, and `kept`, the input row it was mapped
-    /// from when a source's or view's state keeps that one.
-    fn update(&mut self, a: &Aggregate, row: &[Value], kept: Option<&SharedRow>, d: isize) {
+    /// from when a source's or view's state keeps that one (with the
+    /// aggregate's [`Reduce::row_order`]).
+    fn update(&mut self, a: &Aggregate, row: &[Value], kept: Option<Kept<'_>>, d: isize) {
         self.update_with(a, row, a.arg.map(|c| &row[c]), kept, d);
     }
 
     /// A retraction of a `STRING_AGG` entry known by its input row `kept`,
     /// without its value where the entry is there (its stored length says
     /// what to cut from the text); else as [`Self::update`] with `value()`.
-    fn retract_kept(&mut self, a: &Aggregate, row: &[Value], kept: &SharedRow, d: isize, value: impl FnOnce() -> Value) {
-        if let Accumulator::Ordered { values, text } = self {
-            let mut piece = Piece { keys: sort_keys(a, row), of: PieceOf::Row(SharedRow::clone(kept)), len: 0 };
-            let stored = values.from(&piece).next().filter(|(p, n)| *p == &piece && *n > 0).map(|(p, _)| p.len);
-            if let Some(len) = stored {
-                piece.len = len;
-                let separator = a.separator.as_deref().unwrap_or("");
-                edit_text(text.edit(separator), values, &piece, &Value::Null, d, separator);
-                values.add(piece, d);
-                return;
+    fn retract_kept(&mut self, a: &Aggregate, row: &[Value], kept: Kept<'_>, d: isize, value: impl FnOnce() -> Value) {
+        let separator = a.separator.as_deref().unwrap_or("");
+        let done = match (&mut *self, kept.1) {
+            (Accumulator::OrderedRows { values, text }, Some(order_by)) => {
+                let piece = RowPiece::new(order_by, kept.0, 0);
+                retract_stored(values, text, piece, d, separator)
             }
+            (Accumulator::Ordered { values, text }, _) => {
+                let piece = Piece { keys: sort_keys(a, row), of: PieceOf::Row(SharedRow::clone(kept.0)), len: 0 };
+                retract_stored(values, text, piece, d, separator)
+            }
+            _ => false,
+        };
+        if !done {
+            let value = value();
+            self.update_with(a, row, Some(&value), Some(kept), d);
         }
-        let value = value();
-        self.update_with(a, row, Some(&value), Some(kept), d);
     }
 
     /// [`Self::update`] with the aggregate's argument given.
-    fn update_with(&mut self, a: &Aggregate, row: &[Value], arg: Option<&Value>, kept: Option<&SharedRow>, d: isize) {
+    fn update_with(&mut self, a: &Aggregate, row: &[Value], arg: Option<&Value>, kept: Option<Kept<'_>>, d: isize) {
         if arg.is_some_and(Value::is_null) {
             return; // aggregates skip NULLs
         }
@@ -594,9 +696,18 @@ impl Accumulator {
                 let value = arg.unwrap_or(&Value::Null);
                 let piece = Piece {
                     keys: sort_keys(a, row),
-                    of: kept.map_or_else(|| PieceOf::Value(value.clone()), |row| PieceOf::Row(SharedRow::clone(row))),
+                    of: kept.map_or_else(|| PieceOf::Value(value.clone()), |(row, _)| PieceOf::Row(SharedRow::clone(row))),
                     len: text_len(value, &mut String::new()) as u32,
                 };
+                let separator = a.separator.as_deref().unwrap_or("");
+                edit_text(text.edit(separator), values, &piece, value, d, separator);
+                values.add(piece, d);
+            }
+            Accumulator::OrderedRows { values, text } => {
+                let value = arg.unwrap_or(&Value::Null);
+                let (row, order_by) = kept.expect("a STRING_AGG over kept rows is given its row");
+                let order_by = order_by.expect("a STRING_AGG over kept rows has their ORDER BY columns");
+                let piece = RowPiece::new(order_by, row, text_len(value, &mut String::new()) as u32);
                 let separator = a.separator.as_deref().unwrap_or("");
                 edit_text(text.edit(separator), values, &piece, value, d, separator);
                 values.add(piece, d);
@@ -624,7 +735,7 @@ impl Accumulator {
                 AggFunc::Max => values.last().map_or(Value::Null, |v| v.0.clone()),
                 // SUM or AVG of the distinct values.
                 _ => {
-                    let mut each = Accumulator::new(&Aggregate { distinct: false, ..a.clone() });
+                    let mut each = Accumulator::new(&Aggregate { distinct: false, ..a.clone() }, None);
                     let one = Aggregate { arg: Some(0), ..a.clone() };
                     for (v, _) in values.iter() {
                         each.update(&one, std::slice::from_ref(&v.0), None, 1);
@@ -633,19 +744,22 @@ impl Accumulator {
                 }
             },
             Accumulator::Ordered { values, text } => text.finish(values.is_empty(), a.separator.as_deref().unwrap_or("")),
+            Accumulator::OrderedRows { values, text } => text.finish(values.is_empty(), a.separator.as_deref().unwrap_or("")),
         }
     }
 }
 
 impl Reduce {
     pub fn new(n_keys: usize, aggregates: Vec<Aggregate>, project: Option<Vec<Expr>>) -> Self {
-        Reduce { n_keys, aggregates, project, map: None, lazy: None, groups: KeyIndex::default() }
+        let row_order = vec![None; aggregates.len()];
+        Reduce { n_keys, aggregates, project, map: None, lazy: None, row_order, groups: KeyIndex::default() }
     }
 
     /// Groups the rows a `Map` (and the filter under it) would give of its
     /// input, mapping each row as it comes instead of taking mapped rows.
     pub fn over_map(mut self, predicate: Option<Expr>, exprs: Vec<Expr>) -> Self {
         self.lazy = lazy_string_agg(self.n_keys, &self.aggregates, &exprs);
+        self.row_order = self.aggregates.iter().map(|a| row_order(a, &exprs)).collect();
         self.map = Some((predicate, exprs));
         self
     }
@@ -678,14 +792,15 @@ impl Reduce {
                 Some(_) => continue,
             };
             let key = &row[..self.n_keys];
-            let aggregates = &self.aggregates;
+            let (aggregates, row_order) = (&self.aggregates, &self.row_order);
             let group = self.groups.get_or_insert_with(key, || Group {
                 rows: 0,
-                accumulators: aggregates.iter().map(Accumulator::new).collect(),
+                accumulators: aggregates.iter().zip(row_order).map(|(a, order)| Accumulator::new(a, order.as_ref())).collect(),
                 output: None,
             });
             group.rows += d;
             for (at, (acc, a)) in group.accumulators.iter_mut().zip(aggregates).enumerate() {
+                let kept = kept.map(|row| (row, row_order[at].as_ref()));
                 match (lazy, &self.map, kept) {
                     (Some((agg, column)), Some((_, exprs)), Some(kept)) if agg == at => {
                         acc.retract_kept(a, row, kept, *d, || eval(&exprs[column], &input_row[..]))
@@ -728,13 +843,26 @@ impl Reduce {
     }
 }
 
+/// A retraction of `piece` (its length not known yet) where the entry is
+/// there: its stored length is cut from the text, without the value.
+/// `false` when there is no such entry.
+fn retract_stored<P: TextPiece>(values: &mut OrderedCounts<P>, text: &mut AggText, mut piece: P, d: isize, separator: &str) -> bool {
+    let Some(len) = values.from(&piece).next().filter(|(p, n)| *p == &piece && *n > 0).map(|(p, _)| p.text_len()) else {
+        return false;
+    };
+    piece.set_text_len(len);
+    edit_text(text.edit(separator), values, &piece, &Value::Null, d, separator);
+    values.add(piece, d);
+    true
+}
+
 /// Changes a `STRING_AGG` text for `d` more copies of `entry`, whose value
 /// is `value` (fewer when negative), before `values` counts them. An
 /// entry's copies sit together, each as separator then value, before the
 /// copies of every entry ordered after it; a count below zero (a
 /// retraction ahead of its insertion) writes no copy. Found from the end: rows mostly come in the order's
 /// direction (ascending ids), so a new one is found at once.
-fn edit_text(text: &mut String, values: &OrderedCounts<Piece>, entry: &Piece, value: &Value, d: isize, separator: &str) {
+fn edit_text<P: TextPiece>(text: &mut String, values: &OrderedCounts<P>, entry: &P, value: &Value, d: isize, separator: &str) {
     // One search finds the value's count and the values after it.
     let mut from = values.from(entry).peekable();
     let count = from.next_if(|(k, _)| *k == entry).map_or(0, |(_, n)| n);
@@ -742,11 +870,11 @@ fn edit_text(text: &mut String, values: &OrderedCounts<Piece>, entry: &Piece, va
     if before == after {
         return;
     }
-    let later: usize = from.map(|(p, n)| n.max(0) as usize * (separator.len() + p.len as usize)).sum();
+    let later: usize = from.map(|(p, n)| n.max(0) as usize * (separator.len() + p.text_len() as usize)).sum();
     // Where the value's copies end (they are all alike: which ones come or
     // go does not matter).
     let end = text.len() - later;
-    let piece_len = separator.len() + entry.len as usize;
+    let piece_len = separator.len() + entry.text_len() as usize;
     if after < before {
         text.replace_range(end - (before - after) * piece_len..end, "");
         return;
@@ -766,6 +894,22 @@ fn edit_text(text: &mut String, values: &OrderedCounts<Piece>, entry: &Piece, va
         crate::value::write_text(value, &mut piece);
     }
     text.insert_str(end, &piece);
+}
+
+/// The input columns of a `STRING_AGG`'s ORDER BY over the rows a `Map`
+/// with these expressions makes, where the `Map` passes each on
+/// ([`Reduce::row_order`]).
+fn row_order(a: &Aggregate, exprs: &[Expr]) -> Option<OrderColumns> {
+    if a.func != AggFunc::StringAgg {
+        return None;
+    }
+    a.order_by
+        .iter()
+        .map(|&(c, desc)| match exprs[c] {
+            Expr::Column(input) => Some((input, desc)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A `STRING_AGG` row's ORDER BY values.
@@ -853,7 +997,7 @@ fn order_by_cmp(a: &Value, b: &Value, desc: bool) -> std::cmp::Ordering {
 /// of its ORDER BY values (three of them took an allocation per row).
 #[derive(Clone, Debug)]
 struct RankedRow {
-    order_by: Arc<[(usize, bool)]>,
+    order_by: OrderColumns,
     row: SharedRow,
 }
 
@@ -886,13 +1030,13 @@ macro_rules! order_by_ord {
     )*};
 }
 
-order_by_ord!(SortKey, RankedRow, Piece, PieceOf);
+order_by_ord!(SortKey, RankedRow, Piece, PieceOf, RowPiece);
 
 /// The rows of each partition in order: `ROW_NUMBER()` numbers them,
 /// `TopOne` keeps the first.
 pub struct Ranked {
     partition_by: Vec<usize>,
-    order_by: Arc<[(usize, bool)]>,
+    order_by: OrderColumns,
     /// Number every row (`ROW_NUMBER`) or keep the first (`TopOne`).
     number: bool,
     /// The expressions of a `Map` over the output rows (a numbered row's
@@ -1164,7 +1308,11 @@ mod tests {
         // Over a source's rows (a `Map` under it), its rows are known by the
         // input rows; else by their values. A `Map` that computes the value
         // (CONCAT(x), the same text) lets a retraction leave it uncomputed.
-        for (over_source, computed) in [(false, false), (true, false), (true, true)] {
+        // Ascending and descending.
+        for (over_source, computed, desc) in
+            [(false, false, false), (true, false, false), (true, true, false), (false, false, true), (true, false, true)]
+        {
+            let aggregate = Aggregate { order_by: vec![(2, desc)], ..aggregate.clone() };
             let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
             let mut next = |m: u64| rand::Rng::random_range(&mut rng, 0..m);
             let mut reduce = Reduce::new(1, vec![aggregate.clone()], None);
@@ -1190,7 +1338,9 @@ mod tests {
                         2 => Value::text(""),
                         _ => Value::text(&format!("v{}", next(30))),
                     };
-                    let row = vec![Value::Int(group), value, Value::Int(next(6) as i64)];
+                    // The ORDER BY column: mostly an integer, sometimes NULL.
+                    let order = if next(7) == 0 { Value::Null } else { Value::Int(next(6) as i64) };
+                    let row = vec![Value::Int(group), value, order];
                     if next(8) == 0 {
                         delta.push((row.clone(), -1));
                         delta.push((row, 1));
@@ -1209,7 +1359,7 @@ mod tests {
                     // then the value; each row as many times as it counts.
                     let mut rows: Vec<(&Row, isize)> = live.iter().filter(|((g, _), _)| *g == group).map(|((_, r), n)| (r, *n)).collect();
                     rows.sort_by(|(a, _), (b, _)| {
-                        (SortKey { value: a[2].clone(), desc: false }, &a[1]).cmp(&(SortKey { value: b[2].clone(), desc: false }, &b[1]))
+                        (SortKey { value: a[2].clone(), desc }, &a[1]).cmp(&(SortKey { value: b[2].clone(), desc }, &b[1]))
                     });
                     let mut parts = Vec::new();
                     for (r, n) in rows {
@@ -1220,7 +1370,7 @@ mod tests {
                     assert_eq!(
                         row[1],
                         Value::text(&parts.join(" | ")),
-                        "over a source {over_source}, computed {computed}, batch {batch}, group {group}"
+                        "over a source {over_source}, computed {computed}, descending {desc}, batch {batch}, group {group}"
                     );
                 }
             }
