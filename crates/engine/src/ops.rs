@@ -699,18 +699,14 @@ impl Accumulator {
                     of: kept.map_or_else(|| PieceOf::Value(value.clone()), |(row, _)| PieceOf::Row(SharedRow::clone(row))),
                     len: text_len(value, &mut String::new()) as u32,
                 };
-                let separator = a.separator.as_deref().unwrap_or("");
-                edit_text(text.edit(separator), values, &piece, value, d, separator);
-                values.add(piece, d);
+                add_piece(values, text, piece, value, d, a.separator.as_deref().unwrap_or(""));
             }
             Accumulator::OrderedRows { values, text } => {
                 let value = arg.unwrap_or(&Value::Null);
                 let (row, order_by) = kept.expect("a STRING_AGG over kept rows is given its row");
                 let order_by = order_by.expect("a STRING_AGG over kept rows has their ORDER BY columns");
                 let piece = RowPiece::new(order_by, row, text_len(value, &mut String::new()) as u32);
-                let separator = a.separator.as_deref().unwrap_or("");
-                edit_text(text.edit(separator), values, &piece, value, d, separator);
-                values.add(piece, d);
+                add_piece(values, text, piece, value, d, a.separator.as_deref().unwrap_or(""));
             }
         }
     }
@@ -851,9 +847,15 @@ fn retract_stored<P: TextPiece>(values: &mut OrderedCounts<P>, text: &mut AggTex
         return false;
     };
     piece.set_text_len(len);
-    edit_text(text.edit(separator), values, &piece, &Value::Null, d, separator);
-    values.add(piece, d);
+    add_piece(values, text, piece, &Value::Null, d, separator);
     true
+}
+
+/// Counts `d` more copies of `piece`, whose value is `value`, in a
+/// `STRING_AGG`'s entries and its text.
+fn add_piece<P: TextPiece>(values: &mut OrderedCounts<P>, text: &mut AggText, piece: P, value: &Value, d: isize, separator: &str) {
+    edit_text(text.edit(separator), values, &piece, value, d, separator);
+    values.add(piece, d);
 }
 
 /// Changes a `STRING_AGG` text for `d` more copies of `entry`, whose value
