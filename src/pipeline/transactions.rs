@@ -20,6 +20,12 @@
 //! loss: the timeout only starts once every partition has been read up to
 //! where the logs ended when the transaction's END (or, without one, its
 //! first change) was read, since a missing change may simply not be read yet.
+//! Without an END, a pause upstream is not loss either (Debezium slowed down
+//! or stopped while it was sending a large transaction): the clock restarts
+//! with each change of the transaction, and runs at the timeout's pace only
+//! once something later than the transaction has been read behind it in one
+//! of its partitions (proof that the upstream went on past it); otherwise it
+//! waits [`STALL_FACTOR`] times as long.
 //!
 //! Released transactions are remembered (the newest few thousand, kept in
 //! state snapshots too). Debezium sends the changes of the last transaction
@@ -41,6 +47,11 @@ use crate::decode::{TxId, TxMember};
 /// How many released transactions are remembered, so that their END or a
 /// change of theirs, if one turns up again, is not waited for.
 const RELEASED_MEMORY: usize = 4096;
+
+/// How many timeouts a transaction without an END waits when nothing later
+/// than it has been read: its END may be lost, or the upstream may only have
+/// paused in the middle of it.
+pub const STALL_FACTOR: u32 = 6;
 
 /// Counters for `/status` and `/metrics`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -75,6 +86,11 @@ struct OpenTx {
     end_at: Option<(u32, i64)>,
     committed: bool,
     since: Instant,
+    /// When its newest change was read.
+    last_change: Instant,
+    /// Since when a record later than the transaction has been read behind
+    /// one of its changes, in the same partition.
+    overtaken: Option<Instant>,
     /// Each partition's end of log when the END (else the first change) was
     /// read: everything the transaction wrote lies before it.
     horizon: Vec<(u32, i64)>,
@@ -93,6 +109,8 @@ impl OpenTx {
             end_at: None,
             committed: false,
             since: now,
+            last_change: now,
+            overtaken: None,
             horizon,
             caught_up: None,
         }
@@ -104,6 +122,19 @@ impl OpenTx {
 
     fn timed_out(&self, now: Instant, timeout: Duration) -> bool {
         self.caught_up.is_some_and(|at| now.duration_since(at) >= timeout)
+    }
+
+    /// Whether a transaction whose END has not come is given up on: the
+    /// timeout since both the partitions were read up to its horizon and its
+    /// newest change came, or [`STALL_FACTOR`] times that while nothing
+    /// later than it has been read.
+    fn stalled(&self, now: Instant, timeout: Duration) -> bool {
+        let Some(caught_up) = self.caught_up else { return false };
+        let quiet = now.duration_since(caught_up.max(self.last_change));
+        match self.overtaken {
+            Some(at) => quiet >= timeout && now.duration_since(at) >= timeout,
+            None => quiet >= timeout * STALL_FACTOR,
+        }
     }
 }
 
@@ -186,6 +217,7 @@ impl TxAssembler {
         let horizon = if tx.as_ref().is_some_and(|member| !self.open.contains_key(&member.id)) { self.horizon() } else { Vec::new() };
         let tx = tx.map(|member| {
             let open = self.open.entry(member.id.clone()).or_insert_with(|| OpenTx::new(now, horizon));
+            open.last_change = now;
             match member.total_order {
                 Some(n) => {
                     open.orders.insert(n);
@@ -203,6 +235,13 @@ impl TxAssembler {
         if tx.is_none() && queue.is_empty() {
             out.push(change);
             return;
+        }
+        // A partition is in commit order: whatever comes behind another
+        // transaction's change was written after that transaction.
+        if let Some(ahead) = queue.back().and_then(|held| held.tx.as_ref()).filter(|&ahead| tx.as_ref() != Some(ahead)) {
+            if let Some(open) = self.open.get_mut(ahead) {
+                open.overtaken.get_or_insert(now);
+            }
         }
         if let Some(open) = tx.as_ref().and_then(|id| self.open.get_mut(id)) {
             open.held += 1;
@@ -271,7 +310,7 @@ impl TxAssembler {
             // A queue stuck on a transaction whose END never came.
             let stale = self.queues.values().filter_map(|q| q.front()?.tx.clone()).find(|id| {
                 let open = &self.open[id];
-                !open.committed && open.end_at.is_none() && open.timed_out(now, self.timeout)
+                !open.committed && open.end_at.is_none() && open.stalled(now, self.timeout)
             });
             match stale {
                 Some(id) => {
@@ -505,6 +544,58 @@ mod tests {
         a.release(later, &mut out);
         assert_eq!(a.stats().open_transactions, 0);
         assert!(a.resume_offsets().is_empty());
+    }
+
+    /// Debezium pausing in the middle of a large transaction (a slow host, a
+    /// restart) is not loss: the transaction waits for its END as long as
+    /// its changes keep coming, and is only given up on after a pause many
+    /// timeouts long.
+    #[test]
+    fn a_transaction_whose_upstream_pauses_midway_is_not_released_in_part() {
+        let start = Instant::now();
+        let secs = |n| start + Duration::from_secs(n);
+        for end_comes in [true, false] {
+            let mut a = assembler();
+            let mut out = Vec::new();
+            a.push_change(change(0, 1), member("t1", 1), start, &mut out);
+            a.push_change(change(1, 1), member("t1", 2), start, &mut out);
+            a.release(start, &mut out);
+            a.release(secs(11), &mut out);
+            a.push_change(change(1, 2), member("t1", 3), secs(30), &mut out);
+            a.release(secs(45), &mut out);
+            assert!(out.is_empty(), "end_comes: {end_comes}: released in part while its changes still came");
+            if end_comes {
+                a.push_change(change(1, 3), member("t1", 4), secs(89), &mut out);
+                end(&mut a, "t1", 1, 3, 0, secs(89));
+                a.release(secs(89), &mut out);
+                assert_eq!(out.len(), 4);
+                assert_eq!(a.stats().timed_out, 0);
+            } else {
+                a.release(secs(89), &mut out);
+                assert!(out.is_empty(), "a pause under {STALL_FACTOR} timeouts");
+                a.release(secs(90), &mut out);
+                assert_eq!(out.len(), 3, "given up on after {STALL_FACTOR} timeouts without a change");
+                assert_eq!(a.stats().timed_out, 1);
+            }
+        }
+    }
+
+    /// Something behind a transaction in its partition proves the upstream
+    /// went on past it: from then on its END is waited for one timeout only.
+    #[test]
+    fn a_transaction_overtaken_in_its_partition_waits_one_timeout() {
+        let start = Instant::now();
+        let secs = |n| start + Duration::from_secs(n);
+        let mut a = assembler();
+        let mut out = Vec::new();
+        a.push_change(change(0, 1), member("t1", 1), start, &mut out);
+        a.release(start, &mut out);
+        a.push_change(change(0, 2), member("t2", 1), secs(5), &mut out);
+        a.release(secs(14), &mut out);
+        assert!(out.is_empty(), "t2 came 9 s ago");
+        a.release(secs(15), &mut out);
+        assert_eq!(offsets(&out), vec![(0, 1)], "t1 only: nothing is behind t2");
+        assert_eq!(a.stats().held_changes, 1);
     }
 
     #[test]
