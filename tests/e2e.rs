@@ -1320,7 +1320,10 @@ async fn restart_of_debezium_after_a_long_broker_stall_in_a_bulk_load_loses_noth
     tokio::time::sleep(Duration::from_secs(25)).await;
     signal("-CONT");
     let back = Instant::now();
-    assert_view_matches_mysql(Duration::from_secs(120)).await;
+    // About 35 s usually (BENCHMARKS.md, "Faults"), most of it the new
+    // Debezium engine's JVM start; a host running at a third of its speed
+    // took over 120 s.
+    assert_view_matches_mysql(Duration::from_secs(240)).await;
     assert_postgres_matches_view(Duration::from_secs(60)).await;
     report_fault("broker paused during a bulk load (26,412 rows)", back.elapsed(), 0);
 }
