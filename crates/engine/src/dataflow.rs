@@ -149,7 +149,7 @@ impl ViewRows {
     /// change per key whose row changed.
     fn apply_keyed(&mut self, mut updates: Vec<KeyedRow>) -> Vec<RowChange> {
         // Stable: of a key's updates, the last one is its row now.
-        updates.sort_by(|a, b| a.key.as_slice().cmp(b.key.as_slice()));
+        updates.sort_by(|a, b| a.key.cmp(&b.key));
         let mut changes = Vec::with_capacity(updates.len());
         let mut i = 0;
         while i < updates.len() {
