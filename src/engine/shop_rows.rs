@@ -88,6 +88,17 @@ impl Binding {
     }
 }
 
+/// Bits of a packed event key that hold the offset.
+const OFFSET_BITS: u32 = 40;
+
+/// A position as one integer, `stream << 40 | offset`, when the offset
+/// fits in 40 bits and the stream in the 23 above them (the key stays
+/// positive, apart from the negative keys of unplaced events).
+fn packed_position(p: crate::change::SourcePos) -> Option<i64> {
+    let fits = (0..1 << OFFSET_BITS).contains(&p.offset) && p.stream < 1 << (63 - OFFSET_BITS);
+    fits.then(|| i64::from(p.stream) << OFFSET_BITS | p.offset)
+}
+
 /// The shop's typed changes as rows of the sources a dataflow reads.
 pub struct ShopSources {
     /// By [`Input::ALL`]'s order; `None` for a table no view reads.
@@ -163,14 +174,24 @@ impl ShopSources {
     }
 
     /// The key of a status event: its source position, or (changes made up
-    /// without one) the next number.
+    /// without one) the next number, below zero.
+    ///
+    /// A position is one integer, the stream above the offset's 40 bits,
+    /// wherever both fit (a trillion records per partition): the source
+    /// keeps every event, and a key of two values took a heap block of its
+    /// own and a hash map's wide slot per event; one integer sits in the
+    /// slot. A position that does not fit keeps both values, a key of
+    /// another shape, so keys stay distinct.
     fn event_key(&self, pos: Option<crate::change::SourcePos>) -> Row {
         match pos {
-            Some(p) => vec![Value::Int(p.stream.into()), Value::Int(p.offset)],
+            Some(p) => match packed_position(p) {
+                Some(key) => vec![Value::Int(key)],
+                None => vec![Value::Int(p.stream.into()), Value::Int(p.offset)],
+            },
             None => {
                 let n = self.unplaced_events.get() + 1;
                 self.unplaced_events.set(n);
-                vec![Value::Int(-1), Value::Int(n)]
+                vec![Value::Int(-n)]
             }
         }
     }
@@ -324,4 +345,44 @@ pub fn view_row(r: &OrderDetails) -> Row {
         opt_text(&r.order_status),
         time(r.last_order_update),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::SourcePos;
+
+    #[test]
+    fn event_positions_are_keys_of_one_integer_where_they_fit_and_stay_distinct() {
+        let at = |stream, offset| SourcePos { stream, offset };
+        assert_eq!(packed_position(at(0, 7)), Some(7));
+        assert_eq!(packed_position(at(4, 7)), Some((4 << 40) + 7));
+        // Neighbours across the offset's bits and the stream's do not meet.
+        assert_ne!(packed_position(at(1, 0)), packed_position(at(0, (1 << 40) - 1)));
+        assert_eq!(packed_position(at(0, 1 << 40)), None, "an offset beyond 40 bits");
+        assert_eq!(packed_position(at(1 << 23, 0)), None, "a stream beyond 23 bits");
+        assert_eq!(packed_position(at((1 << 23) - 1, (1 << 40) - 1)), Some(i64::MAX));
+        assert_eq!(packed_position(at(0, -1)), None);
+    }
+
+    #[test]
+    fn every_event_gets_a_key_of_its_own() {
+        let sources = ShopSources { bindings: [None, None, None, None, None], unplaced_events: std::cell::Cell::new(0) };
+        let at = |stream, offset| Some(SourcePos { stream, offset });
+        let keys = [
+            sources.event_key(at(0, 5)),
+            sources.event_key(at(1, 5)),
+            sources.event_key(at(0, 1 << 40)),
+            sources.event_key(at(1, 1 << 40)),
+            sources.event_key(None),
+            sources.event_key(None),
+        ];
+        assert_eq!(keys[0], vec![Value::Int(5)]);
+        assert_eq!(keys[2], vec![Value::Int(0), Value::Int(1 << 40)]);
+        assert_eq!(keys[4], vec![Value::Int(-1)]);
+        let distinct: std::collections::HashSet<_> = keys.iter().collect();
+        assert_eq!(distinct.len(), keys.len(), "{keys:?}");
+        // Read again, a position names the same event.
+        assert_eq!(sources.event_key(at(1, 5)), keys[1]);
+    }
 }

@@ -22,8 +22,11 @@ use crate::views::{SqlViews, ViewsState};
 /// no released transactions, and its item lines were rendered before line
 /// totals kept their scale (`Total: 0` for `0.00`): it is not loaded, so
 /// the topics are replayed instead and every line is rendered anew. Format
-/// 2 had no rows for the SQL-defined views.
-const FORMAT: u32 = 3;
+/// 2 had no rows for the SQL-defined views. Format 3 keyed each status
+/// event of a keyless source by its stream and offset as two values, where
+/// now one integer holds both: a snapshot of it would key the events it
+/// holds apart from the same events read again.
+const FORMAT: u32 = 4;
 const FILE: &str = "engine.snapshot";
 /// The snapshot writer's niceness: a child encoding a million orders
 /// takes about a core-second, which on a small machine would otherwise come
