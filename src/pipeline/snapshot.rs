@@ -286,7 +286,7 @@ mod tests {
         bytes.extend(postcard::to_stdvec(&positions).unwrap());
         bytes.extend(postcard::to_stdvec(&live.state()).unwrap());
         fs::write(snapshots.path(), bytes).unwrap();
-        assert!(matches!(snapshots.load(), Err(SnapshotError::Format { found: 1, expected: 3 })));
+        assert!(matches!(snapshots.load(), Err(SnapshotError::Format { found: 1, expected: FORMAT })));
         let _ = fs::remove_dir_all(dir);
     }
 }

@@ -18,6 +18,9 @@ use std::borrow::Cow;
 #[derive(Debug, Clone)]
 pub struct RelationSpec {
     pub name: String,
+    /// A source's primary key; `None`: the source is append-only, each of
+    /// its rows an event of its own under the key its change names (see
+    /// [`Dataflow::apply`]).
     pub key: Option<Vec<usize>>,
     /// `None` for a source.
     pub plan: Option<Plan>,
@@ -52,6 +55,8 @@ struct SourceState {
     /// Whether a compiled view reads it: the rows of a source no view reads
     /// are not kept.
     read: bool,
+    /// Declared without a primary key: rows come and never go.
+    append_only: bool,
     rows: KeyIndex<SharedRow>,
 }
 
@@ -307,6 +312,7 @@ impl Dataflow {
                     key: relation.key.clone().unwrap_or_default(),
                     node,
                     read: false,
+                    append_only: relation.key.is_none(),
                     rows: KeyIndex::default(),
                 });
                 flow.roots.insert(relation.name.clone(), node);
@@ -410,10 +416,13 @@ impl Dataflow {
             _ => unreachable!("the caller matched a RowNumber or a TopOne"),
         };
         let ranked = Ranked::new(partition_by.clone(), order_by.clone(), number, project);
-        let (i, ranked) = match unmapped(input) {
+        let (i, mut ranked) = match unmapped(input) {
             Some((get, predicate, exprs)) => (self.compile(relations, get), ranked.over_map(predicate, exprs.clone())),
             None => (self.compile(relations, input), ranked),
         };
+        if !number && self.sources.iter().any(|s| s.node == i && s.append_only) {
+            ranked = ranked.over_append_only();
+        }
         self.push(Op::Ranked(ranked), vec![i])
     }
 
@@ -465,6 +474,12 @@ impl Dataflow {
 
     /// Applies one batch of source changes; returns each materialized
     /// view's changed rows (by view, in declaration order).
+    ///
+    /// A source without a primary key is append-only: a change's key names
+    /// one event (where it was read), so a change for a key that already
+    /// has its row is that event read again, and one without a row takes
+    /// nothing back; both change nothing. Operators over it can then keep
+    /// less (a `DISTINCT ON` only each partition's first row).
     pub fn apply(&mut self, changes: Vec<SourceChange>) -> Vec<Vec<RowChange>> {
         let mut outputs: Vec<Delta> = (0..self.nodes.len()).map(|_| Vec::new()).collect();
         // Each source's list sized at once: grown, a large batch's was
@@ -484,7 +499,7 @@ impl Dataflow {
                 crate::idmap::prefetch_values(row);
             }
             let source = &mut self.sources[change.source];
-            if !source.read {
+            if !source.read || source.append_only && (change.after.is_none() || source.rows.get(&change.key).is_some()) {
                 continue;
             }
             let before = replace_row(&mut source.rows, &change.key, change.after.as_ref());
@@ -712,6 +727,54 @@ mod tests {
         let conditions: Vec<_> = dims.iter().map(|(_, on, _)| on.clone()).collect();
         assert_eq!(conditions, vec![vec![(1, 0)], vec![(1, 0)]]);
         assert!(star_of(&chain(JoinKind::Left)).is_none());
+    }
+
+    /// A `DISTINCT ON` over a source without a primary key keeps only each
+    /// partition's first row, and gives what a recomputation over every
+    /// event gives; an event read again (a key that has its row) and a
+    /// change without a row change nothing.
+    #[test]
+    fn a_first_row_per_partition_over_an_append_only_source_keeps_only_the_first() {
+        use crate::value::Value::Int;
+        let specs = [
+            RelationSpec { name: "events".into(), key: None, plan: None, materialized: false },
+            RelationSpec {
+                name: "newest".into(),
+                key: Some(vec![0]),
+                plan: Some(Plan::TopOne { input: Box::new(get("events", 3)), partition_by: vec![0], order_by: vec![(1, true), (2, true)] }),
+                materialized: true,
+            },
+        ];
+        let mut flow = Dataflow::new(&specs);
+        let Op::Ranked(ranked) = &flow.nodes[flow.views[0].node].op else { panic!("a ranking") };
+        assert!(ranked.append_only);
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut events: Vec<Vec<Value>> = Vec::new();
+        for batch in 0..40 {
+            let mut changes = Vec::new();
+            for _ in 0..25 {
+                let row = vec![Int(rng.random_range(0..6)), Int(rng.random_range(0..20)), Int(rng.random_range(0..4))];
+                let key = vec![Int(events.len() as i64)];
+                events.push(row.clone());
+                changes.push(SourceChange { source: 0, key, after: Some(row.into()) });
+            }
+            // Read again, with what another row holds, or taken back: no change.
+            let again = rng.random_range(0..events.len()) as i64;
+            changes.push(SourceChange { source: 0, key: vec![Int(again)], after: Some(vec![Int(99), Int(99), Int(99)].into()) });
+            changes.push(SourceChange { source: 0, key: vec![Int(again)], after: None });
+            flow.apply(changes);
+            let mut expected: Vec<Vec<Value>> = Vec::new();
+            for partition in 0..6 {
+                let first = events.iter().filter(|e| e[0] == Int(partition)).max_by(|a, b| (&a[1], &a[2]).cmp(&(&b[1], &b[2])));
+                expected.extend(first.cloned());
+            }
+            let mut got: Vec<Vec<Value>> = flow.views[0].rows().map(|r| r.to_vec()).collect();
+            got.sort();
+            assert_eq!(got, expected, "after batch {batch}");
+        }
+        let Op::Ranked(ranked) = &flow.nodes[flow.views[0].node].op else { panic!("a ranking") };
+        assert_eq!(ranked.rows_kept(), 6, "one row per partition");
     }
 
     /// A key changed several times in a batch contributes its row before

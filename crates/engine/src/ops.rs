@@ -1050,6 +1050,8 @@ pub struct Ranked {
     /// Whether the partitions keep the input's rows themselves, mapping
     /// only the rows they give: see [`Ranked::over_map`].
     keeps_input: bool,
+    /// Whether the input only ever adds rows: see [`Ranked::over_append_only`].
+    pub(crate) append_only: bool,
     partitions: KeyIndex<Partition>,
 }
 
@@ -1062,7 +1064,26 @@ struct Partition {
 
 impl Ranked {
     pub fn new(partition_by: Vec<usize>, order_by: Vec<(usize, bool)>, number: bool, project: Option<Vec<Expr>>) -> Self {
-        Ranked { partition_by, order_by: order_by.into(), number, project, map: None, keeps_input: false, partitions: KeyIndex::default() }
+        Ranked {
+            partition_by,
+            order_by: order_by.into(),
+            number,
+            project,
+            map: None,
+            keeps_input: false,
+            append_only: false,
+            partitions: KeyIndex::default(),
+        }
+    }
+
+    /// Keeps only each partition's first row, for an input that never takes
+    /// a row back (an append-only source's events): a row after the first
+    /// can then never become first. A `TopOne` only; numbered rows need
+    /// every row.
+    pub fn over_append_only(mut self) -> Self {
+        assert!(!self.number, "ROW_NUMBER numbers every row");
+        self.append_only = true;
+        self
     }
 
     /// Ranks the rows a `Map` (and the filter under it) would give of its
@@ -1088,6 +1109,12 @@ impl Ranked {
         }
         self.map = Some(map);
         self
+    }
+
+    /// How many rows the partitions keep, for tests.
+    #[cfg(test)]
+    pub(crate) fn rows_kept(&self) -> usize {
+        self.partitions.values().map(|p| p.rows.len()).sum()
     }
 
     pub fn step(&mut self, input: &Delta) -> Delta {
@@ -1117,7 +1144,19 @@ impl Ranked {
             key_buf.extend(self.partition_by.iter().map(|&c| row[c].clone()));
             let key = &key_buf[..];
             let row = RankedRow { order_by: Arc::clone(&self.order_by), row };
-            self.partitions.get_or_insert_with(key, Partition::default).rows.add(row, *d);
+            let rows = &mut self.partitions.get_or_insert_with(key, Partition::default).rows;
+            if self.append_only {
+                debug_assert!(*d > 0, "an append-only input takes no row back");
+                match rows.first().map(|first| row.cmp(first)) {
+                    // Behind the first row: never given.
+                    Some(std::cmp::Ordering::Greater) => continue,
+                    Some(std::cmp::Ordering::Equal) => rows.add(row, *d),
+                    // The new first row: the old one can never come back.
+                    _ => *rows = OrderedCounts::Few(vec![(row, *d)]),
+                }
+            } else {
+                rows.add(row, *d);
+            }
             if !dirty.contains(key) {
                 dirty.insert(Key::from_slice(key));
             }
