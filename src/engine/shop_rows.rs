@@ -13,7 +13,7 @@ use crate::change::{Change, RowChange, TableChange, Text, Timestamp};
 use crate::decode::Input;
 
 fn text(t: &Text) -> Value {
-    Value::Text(t.clone())
+    Value::text(t)
 }
 
 fn opt_text(t: &Option<Text>) -> Value {
@@ -251,7 +251,7 @@ impl ShopSources {
                     [
                         Value::Int(o.order_id),
                         Value::Int(o.user_id),
-                        Value::Decimal(o.total),
+                        Value::decimal(o.total),
                         time(o.order_date),
                         opt_text(&o.order_status),
                         time(o.updated_date),
@@ -269,7 +269,7 @@ impl ShopSources {
                         i.order_id.map_or(Value::Null, Value::Int),
                         opt_text(&i.name),
                         i.quantity.map_or(Value::Null, Value::Int),
-                        Value::Decimal(i.price),
+                        Value::decimal(i.price),
                     ]
                 },
             ),
@@ -294,11 +294,11 @@ pub fn details_of(row: &Row) -> Result<OrderDetails, String> {
         other => Err(format!("column {i}: {other:?} is not an integer")),
     };
     let money = |i: usize| match &row[i] {
-        Value::Decimal(d) => Ok(*d),
+        Value::Decimal(d) => Ok(d.get()),
         other => Err(format!("column {i}: {other:?} is not a decimal")),
     };
     let text = |i: usize| match &row[i] {
-        Value::Text(t) => Ok(Some(t.clone())),
+        Value::Text(t) => Ok(Some(Text::new(t.as_str()))),
         Value::Null => Ok(None),
         other => Err(format!("column {i}: {other:?} is not text")),
     };
@@ -333,7 +333,7 @@ pub fn view_row(r: &OrderDetails) -> Row {
     vec![
         Value::Int(r.order_id),
         Value::Int(r.user_id),
-        Value::Decimal(r.total),
+        Value::decimal(r.total),
         time(r.order_date),
         text(&r.user_name),
         text(&r.user_email),
@@ -341,7 +341,7 @@ pub fn view_row(r: &OrderDetails) -> Row {
         opt_text(&r.full_address),
         opt_text(&r.order_items_details),
         Value::Int(r.item_count),
-        Value::Decimal(r.items_total),
+        Value::decimal(r.items_total),
         opt_text(&r.order_status),
         time(r.last_order_update),
     ]

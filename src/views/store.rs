@@ -217,7 +217,7 @@ fn parse_value(text: &str, ty: SqlType) -> Result<Value, String> {
             if let Some(scale) = scale {
                 d.rescale(scale);
             }
-            Value::Decimal(d)
+            Value::decimal(d)
         }
         SqlType::Double => Value::Double(text.parse().map_err(|_| bad("a number"))?),
         SqlType::Text => Value::text(text),

@@ -16,7 +16,7 @@ pub fn literal(l: &Literal) -> Value {
         Literal::Null => Value::Null,
         Literal::Bool(b) => Value::Bool(*b),
         Literal::Int(i) => Value::Int(*i),
-        Literal::Decimal(d) => d.parse::<Decimal>().map(Value::Decimal).unwrap_or(Value::Null),
+        Literal::Decimal(d) => d.parse::<Decimal>().map(Value::decimal).unwrap_or(Value::Null),
         Literal::Double(f) => Value::Double(*f),
         Literal::Text(t) => Value::text(t),
     }
@@ -86,7 +86,7 @@ fn computed<R: Columns + ?Sized>(e: &Expr, row: &R) -> Value {
         },
         Expr::Neg(x) => match eval(x, row) {
             Value::Int(i) => i.checked_neg().map_or(Value::Null, Value::Int),
-            Value::Decimal(d) => Value::Decimal(sql_exact(-d, d.scale())),
+            Value::Decimal(d) => Value::decimal(sql_exact(-d.get(), d.scale())),
             Value::Double(f) => Value::Double(-f),
             _ => Value::Null,
         },
@@ -185,7 +185,7 @@ fn cmp_is(x: &Value, y: &Value, test: impl Fn(Ordering) -> bool) -> Value {
 fn as_decimal(v: &Value) -> Option<Decimal> {
     match v {
         Value::Int(i) => Some(Decimal::from(*i)),
-        Value::Decimal(d) => Some(*d),
+        Value::Decimal(d) => Some(d.get()),
         _ => None,
     }
 }
@@ -193,7 +193,7 @@ fn as_decimal(v: &Value) -> Option<Decimal> {
 pub(crate) fn as_double(v: &Value) -> Option<f64> {
     match v {
         Value::Int(i) => Some(*i as f64),
-        Value::Decimal(d) => d.to_f64(),
+        Value::Decimal(d) => d.get().to_f64(),
         Value::Double(f) => Some(*f),
         _ => None,
     }
@@ -231,7 +231,7 @@ fn arithmetic(op: BinaryOp, x: Value, y: Value) -> Value {
                 // digits, and no fewer decimals than either operand.
                 _ => decimal_div(a, b),
             };
-            r.map_or(Value::Null, Value::Decimal)
+            r.map_or(Value::Null, Value::decimal)
         }
     }
 }
@@ -372,7 +372,7 @@ pub fn cast(v: Value, ty: SqlType) -> Value {
         }
         SqlType::Int => match v {
             Value::Int(_) => v,
-            Value::Decimal(d) => d.round().to_i64().map_or(Value::Null, Value::Int),
+            Value::Decimal(d) => d.get().round().to_i64().map_or(Value::Null, Value::Int),
             Value::Double(f) => Some(f.round()).filter(|f| f.is_finite() && f.abs() < 9.2e18).map_or(Value::Null, |f| Value::Int(f as i64)),
             Value::Text(s) => s.trim().parse().map_or(Value::Null, Value::Int),
             Value::Bool(b) => Value::Int(b.into()),
@@ -381,14 +381,14 @@ pub fn cast(v: Value, ty: SqlType) -> Value {
         SqlType::Decimal { scale } => {
             let d = match v {
                 Value::Int(i) => Some(Decimal::from(i)),
-                Value::Decimal(d) => Some(d),
+                Value::Decimal(d) => Some(d.get()),
                 Value::Double(f) => Decimal::from_f64(f),
                 Value::Text(s) => s.trim().parse().ok(),
                 _ => None,
             };
             match (d, scale) {
-                (Some(d), Some(s)) => Value::Decimal(sql_exact(d.round_dp_with_strategy(s, rust_decimal::RoundingStrategy::MidpointAwayFromZero), s)),
-                (Some(d), None) => Value::Decimal(d),
+                (Some(d), Some(s)) => Value::decimal(sql_exact(d.round_dp_with_strategy(s, rust_decimal::RoundingStrategy::MidpointAwayFromZero), s)),
+                (Some(d), None) => Value::decimal(d),
                 (None, _) => Value::Null,
             }
         }
@@ -473,7 +473,7 @@ mod tests {
 
     #[test]
     fn products_and_sums_keep_sqls_scale() {
-        let d = |s: &str| Value::Decimal(s.parse().unwrap());
+        let d = |s: &str| Value::decimal(s.parse().unwrap());
         let render = |v: Value| {
             let mut out = String::new();
             write_text(&v, &mut out);

@@ -216,7 +216,10 @@ pub fn prefetch_text(text: &smol_str::SmolStr) {
 pub fn prefetch_row_text(row: &[crate::value::Value]) {
     for value in row {
         if let crate::value::Value::Text(text) = value {
-            prefetch_text(text);
+            if text.is_heap_allocated() {
+                const ARC_HEADER: usize = 2 * size_of::<usize>();
+                prefetch_bytes(text.as_ptr().wrapping_sub(ARC_HEADER), ARC_HEADER + text.len());
+            }
         }
     }
 }

@@ -15,6 +15,7 @@
 //! output, keeping only the state that needs. The engine knows nothing of
 //! Kafka, HTTP or databases.
 
+pub mod compact;
 pub mod dataflow;
 pub mod eval;
 pub mod expr;

@@ -680,7 +680,7 @@ impl Accumulator {
             Accumulator::Sum { sum, values, scales } => {
                 let v = match arg {
                     Some(Value::Int(i)) => Decimal::from(*i),
-                    Some(Value::Decimal(x)) => *x,
+                    Some(Value::Decimal(x)) => x.get(),
                     _ => return,
                 };
                 *sum += v * Decimal::from(d as i64);
@@ -719,9 +719,9 @@ impl Accumulator {
                 let sum = sql_exact(*sum, scales.largest());
                 if a.func == AggFunc::Avg {
                     // PostgreSQL's AVG of numeric is its numeric division of the sum by the count.
-                    crate::eval::decimal_div(sum, Decimal::from(*values)).map_or(Value::Null, Value::Decimal)
+                    crate::eval::decimal_div(sum, Decimal::from(*values)).map_or(Value::Null, Value::decimal)
                 } else {
-                    Value::Decimal(sum)
+                    Value::decimal(sum)
                 }
             }
             Accumulator::SumDouble { sum, values } => Value::Double(if a.func == AggFunc::Avg { *sum / *values as f64 } else { *sum }),

@@ -4,7 +4,8 @@ use std::cmp::Ordering;
 use std::hash::{Hash, Hasher};
 
 use rust_decimal::Decimal;
-use smol_str::SmolStr;
+
+pub use crate::compact::{CompactDecimal, CompactText};
 
 /// One SQL value. Equality is exact representation (an exact numeric's
 /// scale counts: `1.0` and `1.00` are written differently, so they are
@@ -14,9 +15,11 @@ pub enum Value {
     Null,
     Bool(bool),
     Int(i64),
-    Decimal(Decimal),
+    /// Its digits, scale and sign in 13 bytes ([`CompactDecimal::get`]).
+    Decimal(CompactDecimal),
     Double(f64),
-    Text(SmolStr),
+    /// Up to 14 bytes in place, longer text shared ([`CompactText`]).
+    Text(CompactText),
     /// Microseconds since the Unix epoch, UTC.
     Timestamp(i64),
 }
@@ -46,7 +49,11 @@ impl Value {
     }
 
     pub fn text(s: &str) -> Value {
-        Value::Text(SmolStr::new(s))
+        Value::Text(CompactText::new(s))
+    }
+
+    pub fn decimal(d: Decimal) -> Value {
+        Value::Decimal(d.into())
     }
 }
 
@@ -58,7 +65,8 @@ impl PartialEq for Value {
             (Value::Null, Value::Null) => true,
             (Value::Bool(a), Value::Bool(b)) => a == b,
             (Value::Int(a), Value::Int(b)) | (Value::Timestamp(a), Value::Timestamp(b)) => a == b,
-            (Value::Decimal(a), Value::Decimal(b)) => a.mantissa() == b.mantissa() && a.scale() == b.scale(),
+            // Equal digits and scale exactly when equal bytes (zero unsigned).
+            (Value::Decimal(a), Value::Decimal(b)) => a == b,
             (Value::Double(a), Value::Double(b)) => a.to_bits() == b.to_bits(),
             // Rows copied from one row share its heap text: the same text is
             // equal without comparing its bytes.
@@ -77,10 +85,7 @@ impl Hash for Value {
             Value::Null => {}
             Value::Bool(b) => b.hash(state),
             Value::Int(i) | Value::Timestamp(i) => i.hash(state),
-            Value::Decimal(d) => {
-                d.mantissa().hash(state);
-                d.scale().hash(state);
-            }
+            Value::Decimal(d) => d.hash(state),
             Value::Double(f) => f.to_bits().hash(state),
             Value::Text(t) => t.hash(state),
         }
@@ -101,7 +106,7 @@ impl Ord for Value {
             (Value::Null, Value::Null) => Ordering::Equal,
             (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
             (Value::Int(a), Value::Int(b)) | (Value::Timestamp(a), Value::Timestamp(b)) => a.cmp(b),
-            (Value::Decimal(a), Value::Decimal(b)) => a.cmp(b).then(a.scale().cmp(&b.scale())),
+            (Value::Decimal(a), Value::Decimal(b)) => a.get().cmp(&b.get()).then(a.scale().cmp(&b.scale())),
             (Value::Double(a), Value::Double(b)) => a.total_cmp(b),
             (Value::Text(a), Value::Text(b)) => a.as_bytes().cmp(b.as_bytes()),
             (a, b) => a.rank().cmp(&b.rank()),
@@ -116,13 +121,13 @@ pub fn sql_cmp(a: &Value, b: &Value) -> Option<Ordering> {
         // Ids and times, the most compared, without a call.
         (Value::Int(x), Value::Int(y)) | (Value::Timestamp(x), Value::Timestamp(y)) => x.cmp(y),
         (Value::Null, _) | (_, Value::Null) => return None,
-        (Value::Int(x), Value::Decimal(y)) => Decimal::from(*x).cmp(y),
-        (Value::Decimal(x), Value::Int(y)) => x.cmp(&Decimal::from(*y)),
-        (Value::Decimal(x), Value::Decimal(y)) => x.cmp(y),
+        (Value::Int(x), Value::Decimal(y)) => Decimal::from(*x).cmp(&y.get()),
+        (Value::Decimal(x), Value::Int(y)) => x.get().cmp(&Decimal::from(*y)),
+        (Value::Decimal(x), Value::Decimal(y)) => x.get().cmp(&y.get()),
         (Value::Int(x), Value::Double(y)) => (*x as f64).total_cmp(y),
         (Value::Double(x), Value::Int(y)) => x.total_cmp(&(*y as f64)),
-        (Value::Decimal(x), Value::Double(y)) => f64::try_from(*x).unwrap_or(f64::NAN).total_cmp(y),
-        (Value::Double(x), Value::Decimal(y)) => x.total_cmp(&f64::try_from(*y).unwrap_or(f64::NAN)),
+        (Value::Decimal(x), Value::Double(y)) => f64::try_from(x.get()).unwrap_or(f64::NAN).total_cmp(y),
+        (Value::Double(x), Value::Decimal(y)) => x.total_cmp(&f64::try_from(y.get()).unwrap_or(f64::NAN)),
         (a, b) => a.cmp(b),
     })
 }
@@ -147,7 +152,7 @@ pub fn write_text(v: &Value, out: &mut String) {
         Value::Null => {}
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
-        Value::Decimal(d) => write_decimal(d, out),
+        Value::Decimal(d) => write_decimal(&d.get(), out),
         Value::Double(f) => out.push_str(&format_double(*f)),
         Value::Text(t) => out.push_str(t),
         Value::Timestamp(t) => write_timestamp(*t, out),
