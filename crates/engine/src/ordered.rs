@@ -19,7 +19,9 @@ pub enum OrderedCounts<K> {
     /// Grown a little at a time (a `Vec` would hold four on its first
     /// key): most lists stay at one to three.
     Few(Vec<(K, isize)>),
-    Many(BTreeMap<K, isize>),
+    /// Boxed: the list's 24 bytes then hold either (one per group or
+    /// partition, mostly lists), not 32.
+    Many(Box<BTreeMap<K, isize>>),
 }
 
 impl<K> OrderedCounts<K> {
@@ -60,7 +62,7 @@ impl<K: Ord> OrderedCounts<K> {
                 Err(_) => {
                     let mut many: BTreeMap<K, isize> = entries.drain(..).collect();
                     many.insert(key, d);
-                    *self = OrderedCounts::Many(many);
+                    *self = OrderedCounts::Many(Box::new(many));
                 }
             },
             OrderedCounts::Many(entries) => {
