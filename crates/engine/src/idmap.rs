@@ -203,8 +203,14 @@ pub fn prefetch_bytes(at: *const u8, len: usize) {
 /// clone or a drop touches; inline text is already where its holder is.
 #[inline]
 pub fn prefetch_text(text: &smol_str::SmolStr) {
+    prefetch_heap_text(text.is_heap_allocated(), text);
+}
+
+/// [`prefetch_text`] of a text whose bytes are an `Arc<str>`'s when `heap`.
+#[inline]
+fn prefetch_heap_text(heap: bool, text: &str) {
     const ARC_HEADER: usize = 2 * size_of::<usize>();
-    if text.is_heap_allocated() {
+    if heap {
         prefetch_bytes(text.as_ptr().wrapping_sub(ARC_HEADER), ARC_HEADER + text.len());
     }
 }
@@ -216,10 +222,7 @@ pub fn prefetch_text(text: &smol_str::SmolStr) {
 pub fn prefetch_row_text(row: &[crate::value::Value]) {
     for value in row {
         if let crate::value::Value::Text(text) = value {
-            if text.is_heap_allocated() {
-                const ARC_HEADER: usize = 2 * size_of::<usize>();
-                prefetch_bytes(text.as_ptr().wrapping_sub(ARC_HEADER), ARC_HEADER + text.len());
-            }
+            prefetch_heap_text(text.is_heap_allocated(), text);
         }
     }
 }
