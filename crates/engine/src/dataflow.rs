@@ -499,7 +499,21 @@ impl Dataflow {
                 crate::idmap::prefetch_values(row);
             }
             let source = &mut self.sources[change.source];
-            if !source.read || source.append_only && (change.after.is_none() || source.rows.get(&change.key).is_some()) {
+            if !source.read {
+                continue;
+            }
+            if source.append_only {
+                // A row only comes; one that is there already was read again
+                // (one look-up finds that and stores a new row).
+                let Some(after) = change.after else { continue };
+                let mut new = false;
+                source.rows.get_or_insert_with(&change.key, || {
+                    new = true;
+                    SharedRow::clone(&after)
+                });
+                if new {
+                    edits[change.source].push((change.key, None, Some(after)));
+                }
                 continue;
             }
             let before = replace_row(&mut source.rows, &change.key, change.after.as_ref());
