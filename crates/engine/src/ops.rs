@@ -139,25 +139,36 @@ pub(crate) fn join_key(row: &[Value], columns: &[usize]) -> Option<Key> {
     Some(Key::of(row, columns))
 }
 
-/// The rows of one join key, with their counts. Few rows share a key in
-/// most joins, so a list searched by row beats hashing every (wide) row;
-/// a key with many (a busy customer's orders) gets a hash map. A key's
-/// only row sits in the index's own slot: no pointer to follow to it.
+/// The rows of one join key, with their counts. Most keys of most joins
+/// (and every key of a keyed star's inputs) hold one row counted once: it
+/// sits in the index's own slot, with no count and no pointer to follow.
+/// Few rows share a key in most other joins, so a list searched by row
+/// beats hashing every (wide) row; a key with many (a busy customer's
+/// orders) gets a hash map.
 pub(crate) enum KeyRows {
-    Few(SmallVec<[(SharedRow, isize); 1]>),
+    One(SharedRow),
+    /// Rows and counts, none or more than one, or a count other than one.
+    Few(Vec<(SharedRow, isize)>),
     Many(Box<AHashMap<SharedRow, isize>>),
 }
 
 /// Rows a key holds in a list before they move to a hash map.
 const FEW_ROWS: usize = 16;
 
+/// The count of a key's only row ([`KeyRows::One`]).
+const ONCE: isize = 1;
+
 impl KeyRows {
     pub(crate) fn one(row: SharedRow, d: isize) -> Self {
-        KeyRows::Few(smallvec::smallvec![(row, d)])
+        match d {
+            ONCE => KeyRows::One(row),
+            _ => KeyRows::Few(vec![(row, d)]),
+        }
     }
 
     pub(crate) fn iter(&self) -> KeyRowsIter<'_> {
         match self {
+            KeyRows::One(row) => KeyRowsIter::One(Some(row)),
             KeyRows::Few(rows) => KeyRowsIter::Few(rows.iter()),
             KeyRows::Many(rows) => KeyRowsIter::Many(rows.iter()),
         }
@@ -168,19 +179,20 @@ impl KeyRows {
     /// values are in the cache).
     #[inline]
     pub(crate) fn prefetch(&self, text: bool) {
-        if let KeyRows::Few(rows) = self {
-            for (row, _) in rows.iter().take(2) {
-                if text {
-                    crate::idmap::prefetch_row_text(row);
-                } else {
-                    crate::idmap::prefetch_values(row);
-                }
-            }
+        let load = |row: &SharedRow| match text {
+            true => crate::idmap::prefetch_row_text(row),
+            false => crate::idmap::prefetch_values(row),
+        };
+        match self {
+            KeyRows::One(row) => load(row),
+            KeyRows::Few(rows) => rows.iter().take(2).for_each(|(row, _)| load(row)),
+            KeyRows::Many(_) => {}
         }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         match self {
+            KeyRows::One(_) => false,
             KeyRows::Few(rows) => rows.is_empty(),
             KeyRows::Many(rows) => rows.is_empty(),
         }
@@ -188,14 +200,31 @@ impl KeyRows {
 
     /// Adds `d` copies of `row` (kept, shared, only when it is new).
     pub(crate) fn add(&mut self, row: SharedRow, d: isize) {
+        if d == 0 {
+            return;
+        }
         match self {
+            KeyRows::One(_) => {
+                let KeyRows::One(only) = std::mem::replace(self, KeyRows::Few(Vec::new())) else { unreachable!("matched above") };
+                *self = match only == row {
+                    true if d == -ONCE => KeyRows::Few(Vec::new()),
+                    true => KeyRows::Few(vec![(only, ONCE + d)]),
+                    false => KeyRows::Few(vec![(only, ONCE), (row, d)]),
+                };
+            }
             KeyRows::Few(rows) => match rows.iter().position(|(r, _)| *r == row) {
                 Some(at) => {
                     rows[at].1 += d;
                     if rows[at].1 == 0 {
                         rows.swap_remove(at);
                     }
+                    // Back to one row counted once: the common state again.
+                    if let [(_, ONCE)] = rows[..] {
+                        let (only, _) = rows.pop().expect("one row");
+                        *self = KeyRows::One(only);
+                    }
                 }
+                None if rows.is_empty() => *self = KeyRows::one(row, d),
                 None if rows.len() < FEW_ROWS => rows.push((row, d)),
                 None => {
                     let mut many: AHashMap<SharedRow, isize> = rows.drain(..).collect();
@@ -221,6 +250,7 @@ impl KeyRows {
 /// The rows of one key with their counts (no allocation per look-up, as a
 /// boxed iterator would need).
 pub(crate) enum KeyRowsIter<'a> {
+    One(Option<&'a SharedRow>),
     Few(std::slice::Iter<'a, (SharedRow, isize)>),
     Many(std::collections::hash_map::Iter<'a, SharedRow, isize>),
 }
@@ -230,6 +260,7 @@ impl<'a> Iterator for KeyRowsIter<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         match self {
+            KeyRowsIter::One(row) => row.take().map(|r| (r, &ONCE)),
             KeyRowsIter::Few(rows) => rows.next().map(|(r, n)| (r, n)),
             KeyRowsIter::Many(rows) => rows.next(),
         }
@@ -1255,6 +1286,45 @@ impl Distinct {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    /// A key's rows hold what the changes add up to, through one row, a few
+    /// and many, counts other than one and retractions ahead of insertions;
+    /// one row counted once is held as such again whenever it is so.
+    #[test]
+    fn a_keys_rows_are_the_sum_of_its_changes() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+        for round in 0..200 {
+            let distinct = if round % 2 == 0 { 3 } else { 40 };
+            let (mut rows, mut model) = (None::<KeyRows>, BTreeMap::<i64, isize>::new());
+            for _ in 0..300 {
+                let (value, d) = (rng.random_range(0..distinct), [-1, 1, 1, 2][rng.random_range(0..4)]);
+                let row: SharedRow = SharedRow::from([Value::Int(value)]);
+                match &mut rows {
+                    Some(rows) => rows.add(row, d),
+                    None => rows = Some(KeyRows::one(row, d)),
+                }
+                *model.entry(value).or_default() += d;
+                model.retain(|_, n| *n != 0);
+                let held = rows.as_ref().expect("rows");
+                let mut got: Vec<(i64, isize)> = held.iter().map(|(r, n)| (int_of(&r[0]), *n)).collect();
+                got.sort_unstable();
+                assert_eq!(got, model.iter().map(|(v, n)| (*v, *n)).collect::<Vec<_>>(), "round {round}");
+                assert_eq!(held.is_empty(), model.is_empty());
+                if let [(_, 1)] = got[..] {
+                    assert!(matches!(held, KeyRows::One(_) | KeyRows::Many(_)), "round {round}: one row counted once is held as such");
+                }
+            }
+        }
+        assert_eq!(size_of::<Option<KeyRows>>(), 24, "a key's only row takes a slot of 24 bytes");
+    }
+
+    fn int_of(value: &Value) -> i64 {
+        match value {
+            Value::Int(i) => *i,
+            other => panic!("not an integer: {other:?}"),
+        }
+    }
 
     /// An exact sum is written with the largest scale among the values it
     /// holds: a scale goes when its last value does, and a value taken out
