@@ -5,7 +5,7 @@
 //! --engine sql`) until the decoders emit rows by column name.
 
 use cdcview_engine::types::SqlType;
-use cdcview_engine::{Dataflow, Row, SharedRow, SourceChange, Value};
+use cdcview_engine::{Dataflow, Key, Row, SharedRow, SourceChange, Value};
 use cdcview_sql::{Catalog, Kind};
 
 use super::OrderDetails;
@@ -182,16 +182,16 @@ impl ShopSources {
     /// own and a hash map's wide slot per event; one integer sits in the
     /// slot. A position that does not fit keeps both values, a key of
     /// another shape, so keys stay distinct.
-    fn event_key(&self, pos: Option<crate::change::SourcePos>) -> Row {
+    fn event_key(&self, pos: Option<crate::change::SourcePos>) -> Key {
         match pos {
             Some(p) => match packed_position(p) {
-                Some(key) => vec![Value::Int(key)],
-                None => vec![Value::Int(p.stream.into()), Value::Int(p.offset)],
+                Some(key) => Key::One(Value::Int(key)),
+                None => Key::from_slice(&[Value::Int(p.stream.into()), Value::Int(p.offset)]),
             },
             None => {
                 let n = self.unplaced_events.get() + 1;
                 self.unplaced_events.set(n);
-                vec![Value::Int(-n)]
+                Key::One(Value::Int(-n))
             }
         }
     }
@@ -209,10 +209,10 @@ impl ShopSources {
         ) {
             let after_key = change.after.as_ref().map(&key);
             if let Some(before) = change.before.filter(|b| Some(key(b)) != after_key) {
-                out.push(SourceChange { source: binding.source, key: vec![Value::Int(key(&before))], after: None });
+                out.push(SourceChange { source: binding.source, key: Key::One(Value::Int(key(&before))), after: None });
             }
             if let Some(after) = change.after {
-                out.push(SourceChange { source: binding.source, key: vec![Value::Int(key(&after))], after: Some(binding.row(row(&after))) });
+                out.push(SourceChange { source: binding.source, key: Key::One(Value::Int(key(&after))), after: Some(binding.row(row(&after))) });
             }
         }
         let input = match &change.data {
@@ -278,7 +278,7 @@ impl ShopSources {
                 // Each event is a row of its own, named by where it was read,
                 // unless the source declares a key.
                 let key = match &b.event_key {
-                    Some(key) => key.iter().map(|&c| row[c].clone()).collect(),
+                    Some(key) => Key::from(key.iter().map(|&c| row[c].clone()).collect::<Row>()),
                     None => self.event_key(change.pos),
                 };
                 out.push(SourceChange { source: b.source, key, after: Some(row) });
@@ -377,9 +377,9 @@ mod tests {
             sources.event_key(None),
             sources.event_key(None),
         ];
-        assert_eq!(keys[0], vec![Value::Int(5)]);
-        assert_eq!(keys[2], vec![Value::Int(0), Value::Int(1 << 40)]);
-        assert_eq!(keys[4], vec![Value::Int(-1)]);
+        assert_eq!(keys[0], Key::One(Value::Int(5)));
+        assert_eq!(keys[2].as_slice(), [Value::Int(0), Value::Int(1 << 40)]);
+        assert_eq!(keys[4], Key::One(Value::Int(-1)));
         let distinct: std::collections::HashSet<_> = keys.iter().collect();
         assert_eq!(distinct.len(), keys.len(), "{keys:?}");
         // Read again, a position names the same event.

@@ -307,7 +307,7 @@ impl SqlViews {
             let mut rows = rows.into_iter().peekable();
             while rows.peek().is_some() {
                 let slice: Vec<SourceChange> =
-                    rows.by_ref().take(100_000).map(|(key, row)| SourceChange { source, key, after: Some(row.into()) }).collect();
+                    rows.by_ref().take(100_000).map(|(key, row)| SourceChange { source, key: key.into(), after: Some(row.into()) }).collect();
                 self.apply_source_changes(slice);
             }
         }

@@ -10,7 +10,7 @@ use crate::ops::{self, consolidate, Delta, Distinct, Input, Join, Ranked, Reduce
 use crate::plan::JoinKind;
 use crate::plan::{star_of, Plan, RelationInfo};
 use crate::star::{KeyedRow, Star};
-use crate::value::{Row, SharedRow, Value};
+use crate::value::{SharedRow, Value};
 use smallvec::SmallVec;
 use std::borrow::Cow;
 
@@ -240,7 +240,7 @@ fn unmapped(plan: &Plan) -> Option<(&Plan, Option<Expr>, &Vec<Expr>)> {
 const SOURCE_LOOKAHEAD: usize = 4;
 
 /// A source key's row before and after one change.
-type KeyEdit = (Row, Option<SharedRow>, Option<SharedRow>);
+type KeyEdit = (Key, Option<SharedRow>, Option<SharedRow>);
 
 /// A source's delta for one batch of changes of its rows by key: each key's
 /// row before its first change out, after its last one in, nothing where
@@ -279,7 +279,8 @@ pub struct RowChange {
 #[derive(Debug, Clone)]
 pub struct SourceChange {
     pub source: usize,
-    pub key: Row,
+    /// The row's primary key: one value (most keys) in place.
+    pub key: Key,
     /// Made where it is decoded and kept as it is: the source's row, the
     /// deltas and the operators' state share it.
     pub after: Option<SharedRow>,
@@ -492,10 +493,10 @@ impl Dataflow {
             // The rows of a source are spread over an index of every row:
             // loaded a few changes ahead, their cache misses overlap.
             if let Some(ahead) = changes.as_slice().get(SOURCE_LOOKAHEAD) {
-                self.sources[ahead.source].rows.prefetch(&ahead.key);
+                self.sources[ahead.source].rows.prefetch(ahead.key.as_slice());
             }
             // Then the row it holds, which the change's before-image is.
-            if let Some(row) = changes.as_slice().get(SOURCE_LOOKAHEAD / 2).and_then(|a| self.sources[a.source].rows.peek(&a.key)) {
+            if let Some(row) = changes.as_slice().get(SOURCE_LOOKAHEAD / 2).and_then(|a| self.sources[a.source].rows.peek(a.key.as_slice())) {
                 crate::idmap::prefetch_values(row);
             }
             let source = &mut self.sources[change.source];
@@ -507,7 +508,7 @@ impl Dataflow {
                 // (one look-up finds that and stores a new row).
                 let Some(after) = change.after else { continue };
                 let mut new = false;
-                source.rows.get_or_insert_with(&change.key, || {
+                source.rows.get_or_insert_with(change.key.as_slice(), || {
                     new = true;
                     SharedRow::clone(&after)
                 });
@@ -516,7 +517,7 @@ impl Dataflow {
                 }
                 continue;
             }
-            let before = replace_row(&mut source.rows, &change.key, change.after.as_ref());
+            let before = replace_row(&mut source.rows, change.key.as_slice(), change.after.as_ref());
             edits[change.source].push((change.key, before, change.after));
         }
         for (source, edits) in self.sources.iter().zip(edits) {
@@ -769,14 +770,14 @@ mod tests {
             let mut changes = Vec::new();
             for _ in 0..25 {
                 let row = vec![Int(rng.random_range(0..6)), Int(rng.random_range(0..20)), Int(rng.random_range(0..4))];
-                let key = vec![Int(events.len() as i64)];
+                let key = Key::One(Int(events.len() as i64));
                 events.push(row.clone());
                 changes.push(SourceChange { source: 0, key, after: Some(row.into()) });
             }
             // Read again, with what another row holds, or taken back: no change.
             let again = rng.random_range(0..events.len()) as i64;
-            changes.push(SourceChange { source: 0, key: vec![Int(again)], after: Some(vec![Int(99), Int(99), Int(99)].into()) });
-            changes.push(SourceChange { source: 0, key: vec![Int(again)], after: None });
+            changes.push(SourceChange { source: 0, key: Key::One(Int(again)), after: Some(vec![Int(99), Int(99), Int(99)].into()) });
+            changes.push(SourceChange { source: 0, key: Key::One(Int(again)), after: None });
             flow.apply(changes);
             let mut expected: Vec<Vec<Value>> = Vec::new();
             for partition in 0..6 {
@@ -799,13 +800,13 @@ mod tests {
         use crate::value::Value::Int;
         let row = |k: i64, v: i64| SharedRow::from(vec![Int(k), Int(v)]);
         let edits = vec![
-            (vec![Int(2)], Some(row(2, 1)), Some(row(2, 2))),
-            (vec![Int(1)], None, Some(row(1, 1))),
-            (vec![Int(2)], Some(row(2, 2)), Some(row(2, 3))),
-            (vec![Int(3)], Some(row(3, 1)), Some(row(3, 2))),
-            (vec![Int(1)], Some(row(1, 1)), None),
-            (vec![Int(3)], Some(row(3, 2)), Some(row(3, 1))),
-            (vec![Int(4)], Some(row(4, 1)), None),
+            (Key::One(Int(2)), Some(row(2, 1)), Some(row(2, 2))),
+            (Key::One(Int(1)), None, Some(row(1, 1))),
+            (Key::One(Int(2)), Some(row(2, 2)), Some(row(2, 3))),
+            (Key::One(Int(3)), Some(row(3, 1)), Some(row(3, 2))),
+            (Key::One(Int(1)), Some(row(1, 1)), None),
+            (Key::One(Int(3)), Some(row(3, 2)), Some(row(3, 1))),
+            (Key::One(Int(4)), Some(row(4, 1)), None),
         ];
         let mut delta = net_delta(edits);
         delta.sort();
