@@ -278,7 +278,7 @@ impl ShopSources {
                 // Each event is a row of its own, named by where it was read,
                 // unless the source declares a key.
                 let key = match &b.event_key {
-                    Some(key) => Key::from(key.iter().map(|&c| row[c].clone()).collect::<Row>()),
+                    Some(key) => Key::of(&row, key),
                     None => self.event_key(change.pos),
                 };
                 out.push(SourceChange { source: b.source, key, after: Some(row) });
