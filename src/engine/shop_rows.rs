@@ -385,4 +385,36 @@ mod tests {
         // Read again, a position names the same event.
         assert_eq!(sources.event_key(at(1, 5)), keys[1]);
     }
+
+    #[test]
+    fn a_declared_event_key_makes_a_later_event_of_that_key_replace_the_earlier() {
+        // Columns in another order than the topic's: bound by name.
+        let sql = "CREATE TABLE order_updates (order_id BIGINT NOT NULL, id BIGINT PRIMARY KEY, status TEXT NOT NULL, \
+                   updated_at DOUBLE PRECISION NOT NULL) WITH (connector = 'kafka', topic = 'order_updates', format = 'json'); \
+                   CREATE MATERIALIZED VIEW statuses AS SELECT id, order_id, status FROM order_updates;";
+        let mut catalog = Catalog::new();
+        catalog.load(sql).expect("the declarations load");
+        let mut flow = Dataflow::new(&catalog.specs());
+        let sources = ShopSources::bind(&flow, &catalog, &[("order_updates".to_string(), Input::OrderUpdates)]).expect("the source binds");
+        let event = |offset, id, order_id, status: &str| Change {
+            pos: Some(SourcePos { stream: 0, offset }),
+            data: TableChange::Status(crate::change::StatusEvent {
+                id,
+                order_id,
+                status: Text::new(status),
+                updated_at: Timestamp(offset * 1_000_000),
+            }),
+        };
+        let mut changes = Vec::new();
+        for change in [event(0, 1, 10, "paid"), event(1, 2, 10, "shipped"), event(2, 1, 11, "late")] {
+            sources.changes(change, &mut changes);
+        }
+        assert_eq!(changes.iter().map(|c| c.key.clone()).collect::<Vec<_>>(), [1, 2, 1].map(|id| Key::One(Value::Int(id))));
+        flow.apply(changes);
+        let view = &flow.views()[0];
+        let mut rows: Vec<Vec<Value>> = view.rows().map(<[Value]>::to_vec).collect();
+        rows.sort();
+        let row = |id, order_id, status: &str| vec![Value::Int(id), Value::Int(order_id), Value::text(status)];
+        assert_eq!(rows, [row(1, 11, "late"), row(2, 10, "shipped")], "event 1 read again replaces its row, by the declared key");
+    }
 }
