@@ -227,6 +227,21 @@ pub fn prefetch_row_text(row: &[crate::value::Value]) {
     }
 }
 
+/// Starts loading the reference counts of a row's texts that are on the
+/// heap, which cloning the row touches (not their bytes: a clone does not
+/// read them); a hint only, as [`prefetch`].
+#[inline]
+pub fn prefetch_text_counts(row: &[crate::value::Value]) {
+    const ARC_HEADER: usize = 2 * size_of::<usize>();
+    for value in row {
+        if let crate::value::Value::Text(text) = value {
+            if text.is_heap_allocated() {
+                prefetch_bytes(text.as_ptr().wrapping_sub(ARC_HEADER), ARC_HEADER);
+            }
+        }
+    }
+}
+
 /// Starts loading the values of a row held elsewhere (its heap buffer).
 #[inline]
 pub fn prefetch_values(row: &[crate::value::Value]) {

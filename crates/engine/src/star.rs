@@ -414,8 +414,12 @@ impl Star {
                         rows.prefetch(text);
                     }
                 }
-                if let Some(row) = previous_key(root, d.parts, key_columns).filter(|_| !text).and_then(|key| previous.peek(key)) {
-                    crate::idmap::prefetch_shared(row);
+                if let Some(row) = previous_key(root, d.parts, key_columns).and_then(|key| previous.peek(key)) {
+                    match text {
+                        false => crate::idmap::prefetch_shared(row),
+                        // A patched row is a clone of it: its texts' counts.
+                        true => crate::idmap::prefetch_text_counts(row),
+                    }
                 }
             }
         }
