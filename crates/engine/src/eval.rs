@@ -75,6 +75,42 @@ pub fn eval<R: Columns + ?Sized>(e: &Expr, row: &R) -> Value {
     }
 }
 
+/// Writes an expression's value as text at the end of `out`, as
+/// [`write_text`] writes [`eval`]'s value; `false` (nothing written) when it
+/// is NULL. A `CASE` and a `CONCAT` are written piece by piece, so a line of
+/// text made for a `STRING_AGG` is written where it goes, not made as a
+/// value first and copied.
+pub fn eval_text_into<R: Columns + ?Sized>(e: &Expr, row: &R, out: &mut String) -> bool {
+    match e {
+        Expr::Case { whens, otherwise } => {
+            for (condition, result) in whens {
+                if matches!(eval(condition, row), Value::Bool(true)) {
+                    return eval_text_into(result, row, out);
+                }
+            }
+            otherwise.as_ref().is_some_and(|o| eval_text_into(o, row, out))
+        }
+        // CONCAT skips NULLs and is never NULL itself.
+        Expr::Call(Func::Concat, args) => {
+            for a in args {
+                write_arg(a, row, out);
+            }
+            true
+        }
+        Expr::Column(c) => write_value(row.column(*c), out),
+        _ => write_value(&eval(e, row), out),
+    }
+}
+
+/// [`write_text`], `false` for NULL.
+fn write_value(v: &Value, out: &mut String) -> bool {
+    if v.is_null() {
+        return false;
+    }
+    write_text(v, out);
+    true
+}
+
 #[inline(never)]
 fn computed<R: Columns + ?Sized>(e: &Expr, row: &R) -> Value {
     match e {
@@ -461,6 +497,40 @@ fn like(s: &[u8], p: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_written_in_place_is_the_values_text() {
+        use crate::expr::Literal;
+        let col = |c| Expr::Column(c);
+        let text = |t: &str| Expr::Literal(Literal::Text(t.into()), SqlType::Text);
+        let concat = Expr::Call(
+            Func::Concat,
+            vec![col(0), text(" (Qty: "), col(1), text(", Total: "), Expr::Binary(BinaryOp::Mul, Box::new(col(1)), Box::new(col(2))), text(")")],
+        );
+        let both = Expr::Binary(
+            BinaryOp::And,
+            Box::new(Expr::IsNull { expr: Box::new(col(0)), negated: true }),
+            Box::new(Expr::IsNull { expr: Box::new(col(1)), negated: true }),
+        );
+        let line = Expr::Case { whens: vec![(both, concat.clone())], otherwise: None };
+        let or_else =
+            Expr::Case { whens: vec![(Expr::IsNull { expr: Box::new(col(0)), negated: false }, text("none"))], otherwise: Some(Box::new(col(1))) };
+        let rows = [
+            vec![Value::text("Thing"), Value::Int(3), Value::decimal(Decimal::new(1250, 2))],
+            vec![Value::Null, Value::Int(3), Value::decimal(Decimal::new(1250, 2))],
+            vec![Value::text("Thing"), Value::Null, Value::Null],
+        ];
+        for row in &rows {
+            for e in [&concat, &line, &or_else, &col(0), &col(2), &text("x")] {
+                let mut out = String::from("before|");
+                let written = eval_text_into(e, &row[..], &mut out);
+                let value = eval(e, &row[..]);
+                let mut expected = String::from("before|");
+                write_text(&value, &mut expected);
+                assert_eq!((written, out), (!value.is_null(), expected), "{e:?} over {row:?}");
+            }
+        }
+    }
 
     #[test]
     fn like_matches_runs_and_single_characters() {

@@ -17,7 +17,7 @@ use crate::key::{Key, KeyIndex, KeySet};
 use crate::ordered::OrderedCounts;
 use rust_decimal::Decimal;
 
-use crate::eval::{eval, eval_all};
+use crate::eval::{eval, eval_all, eval_text_into};
 use crate::value::{sql_cmp, sql_exact, Row, SharedRow, Value};
 
 /// Rows are shared, not copied: a source's row, the change that carried
@@ -378,7 +378,9 @@ pub struct Reduce {
     /// A `STRING_AGG` whose value the `Map` computes and nothing else
     /// reads: (the aggregate, its `Map` column). A retraction finds the
     /// entry by its row and keeps its length, so that column is not
-    /// computed for it ([`Accumulator::retract_kept`]).
+    /// computed for it ([`Accumulator::retract_kept`]); an insertion's is
+    /// written straight into the aggregate's text, no value made of it
+    /// ([`Accumulator::add_kept_text`]).
     lazy: Option<(usize, usize)>,
     /// For each aggregate, the input columns (and directions) of its ORDER
     /// BY where it is a `STRING_AGG` over kept input rows whose ORDER BY the
@@ -725,20 +727,41 @@ impl Accumulator {
             Accumulator::Values(values) => values.add(SqlOrdered(arg.cloned().unwrap_or(Value::Null)), d),
             Accumulator::Ordered { values, text } => {
                 let value = arg.unwrap_or(&Value::Null);
+                let mut scratch = String::new();
+                let value_text = text_of(value, &mut scratch);
                 let piece = Piece {
                     keys: sort_keys(a, row),
                     of: kept.map_or_else(|| PieceOf::Value(value.clone()), |(row, _)| PieceOf::Row(SharedRow::clone(row))),
-                    len: text_len(value, &mut String::new()) as u32,
+                    len: value_text.len() as u32,
                 };
-                add_piece(values, text, piece, value, d, a.separator.as_deref().unwrap_or(""));
+                add_piece(values, text, piece, value_text, d, a.separator.as_deref().unwrap_or(""));
             }
             Accumulator::OrderedRows { values, text } => {
-                let value = arg.unwrap_or(&Value::Null);
+                let mut scratch = String::new();
+                let value_text = text_of(arg.unwrap_or(&Value::Null), &mut scratch);
                 let (row, order_by) = kept.expect("a STRING_AGG over kept rows is given its row");
                 let order_by = order_by.expect("a STRING_AGG over kept rows has their ORDER BY columns");
-                let piece = RowPiece::new(order_by, row, text_len(value, &mut String::new()) as u32);
-                add_piece(values, text, piece, value, d, a.separator.as_deref().unwrap_or(""));
+                let piece = RowPiece::new(order_by, row, value_text.len() as u32);
+                add_piece(values, text, piece, value_text, d, a.separator.as_deref().unwrap_or(""));
             }
+        }
+    }
+
+    /// Takes in `d` copies of a `STRING_AGG` entry known by its input row
+    /// `kept`, whose value is the text `value` (not NULL), written where it
+    /// was made ([`Reduce::lazy`]): no value is made of it.
+    fn add_kept_text(&mut self, a: &Aggregate, row: &[Value], value: &str, kept: Kept<'_>, d: isize) {
+        let separator = a.separator.as_deref().unwrap_or("");
+        match (self, kept.1) {
+            (Accumulator::OrderedRows { values, text }, Some(order_by)) => {
+                let piece = RowPiece::new(order_by, kept.0, value.len() as u32);
+                add_piece(values, text, piece, value, d, separator);
+            }
+            (Accumulator::Ordered { values, text }, _) => {
+                let piece = Piece { keys: sort_keys(a, row), of: PieceOf::Row(SharedRow::clone(kept.0)), len: value.len() as u32 };
+                add_piece(values, text, piece, value, d, separator);
+            }
+            (other, _) => other.update_with(a, row, Some(&Value::text(value)), Some(kept), d),
         }
     }
 
@@ -795,6 +818,8 @@ impl Reduce {
         let mut dirty = KeySet::default();
         let column = input_key_column((self.n_keys == 1).then_some(0), self.map.as_ref());
         let mut mapped = Row::new();
+        // A lazy STRING_AGG's value of the row at hand.
+        let mut line = String::new();
         for (i, (input_row, d)) in input.iter().enumerate() {
             // Groups are spread over an index of hundreds of thousands:
             // loaded a few changes ahead, their cache misses overlap. First
@@ -810,9 +835,10 @@ impl Reduce {
                 group.accumulators.iter().for_each(Accumulator::prefetch);
             }
             // The Map under the GROUP BY, row by row into one buffer: no
-            // mapped row is allocated, nor a delta of them. A retraction's
-            // lazy STRING_AGG value is computed only if its entry is not found.
-            let lazy = self.lazy.filter(|_| *d < 0);
+            // mapped row is allocated, nor a delta of them. A lazy
+            // STRING_AGG's value is written straight into its text, and a
+            // retraction's is computed only if its entry is not found.
+            let lazy = self.lazy;
             let (row, kept): (&[Value], _) = match &self.map {
                 None => (&input_row[..], None),
                 Some(map) if map_into(map, input_row, &mut mapped, lazy.map(|(_, c)| c)) => (&mapped, Some(input_row)),
@@ -829,8 +855,14 @@ impl Reduce {
             for (at, (acc, a)) in group.accumulators.iter_mut().zip(aggregates).enumerate() {
                 let kept = kept.map(|row| (row, row_order[at].as_ref()));
                 match (lazy, &self.map, kept) {
-                    (Some((agg, column)), Some((_, exprs)), Some(kept)) if agg == at => {
+                    (Some((agg, column)), Some((_, exprs)), Some(kept)) if agg == at && *d < 0 => {
                         acc.retract_kept(a, row, kept, *d, || eval(&exprs[column], &input_row[..]))
+                    }
+                    (Some((agg, column)), Some((_, exprs)), Some(kept)) if agg == at => {
+                        line.clear();
+                        if eval_text_into(&exprs[column], &input_row[..], &mut line) {
+                            acc.add_kept_text(a, row, &line, kept, *d);
+                        }
                     }
                     _ => acc.update(a, row, kept, *d),
                 }
@@ -878,13 +910,13 @@ fn retract_stored<P: TextPiece>(values: &mut OrderedCounts<P>, text: &mut AggTex
         return false;
     };
     piece.set_text_len(len);
-    add_piece(values, text, piece, &Value::Null, d, separator);
+    add_piece(values, text, piece, "", d, separator);
     true
 }
 
 /// Counts `d` more copies of `piece`, whose value is `value`, in a
 /// `STRING_AGG`'s entries and its text.
-fn add_piece<P: TextPiece>(values: &mut OrderedCounts<P>, text: &mut AggText, piece: P, value: &Value, d: isize, separator: &str) {
+fn add_piece<P: TextPiece>(values: &mut OrderedCounts<P>, text: &mut AggText, piece: P, value: &str, d: isize, separator: &str) {
     edit_text(text.edit(separator), values, &piece, value, d, separator);
     values.add(piece, d);
 }
@@ -895,7 +927,7 @@ fn add_piece<P: TextPiece>(values: &mut OrderedCounts<P>, text: &mut AggText, pi
 /// copies of every entry ordered after it; a count below zero (a
 /// retraction ahead of its insertion) writes no copy. Found from the end: rows mostly come in the order's
 /// direction (ascending ids), so a new one is found at once.
-fn edit_text<P: TextPiece>(text: &mut String, values: &OrderedCounts<P>, entry: &P, value: &Value, d: isize, separator: &str) {
+fn edit_text<P: TextPiece>(text: &mut String, values: &OrderedCounts<P>, entry: &P, value: &str, d: isize, separator: &str) {
     // One search finds the value's count and the values after it.
     let mut from = values.from(entry).peekable();
     let count = from.next_if(|(k, _)| *k == entry).map_or(0, |(_, n)| n);
@@ -917,14 +949,14 @@ fn edit_text<P: TextPiece>(text: &mut String, values: &OrderedCounts<P>, entry: 
     if end == text.len() {
         for _ in 0..copies {
             text.push_str(separator);
-            crate::value::write_text(value, text);
+            text.push_str(value);
         }
         return;
     }
     let mut piece = String::with_capacity(piece_len * copies);
     for _ in 0..copies {
         piece.push_str(separator);
-        crate::value::write_text(value, &mut piece);
+        piece.push_str(value);
     }
     text.insert_str(end, &piece);
 }
@@ -964,15 +996,16 @@ fn lazy_string_agg(n_keys: usize, aggregates: &[Aggregate], exprs: &[Expr]) -> O
     })
 }
 
-/// The length of a value as SQL text, without writing a text value out.
-fn text_len(v: &Value, scratch: &mut String) -> usize {
+/// A value as SQL text: a text as it is, another value written into
+/// `scratch`.
+fn text_of<'a>(v: &'a Value, scratch: &'a mut String) -> &'a str {
     match v {
-        Value::Text(t) => t.len(),
-        Value::Null => 0,
+        Value::Text(t) => t.as_str(),
+        Value::Null => "",
         other => {
             scratch.clear();
             crate::value::write_text(other, scratch);
-            scratch.len()
+            scratch
         }
     }
 }
