@@ -124,6 +124,17 @@ fn input_key_column(key: Option<usize>, map: Option<&InputMap>) -> Option<usize>
     }
 }
 
+/// Starts loading the key column, by [`input_key_column`], of the change
+/// at `at`: a change's row was made upstream long before, and reading its
+/// key to load its group or partition ahead ([`key_at`]) waited for it.
+#[inline]
+pub(crate) fn prefetch_key_at(input: &Delta, at: usize, column: Option<usize>) {
+    // The row's length is in its pointer: finding the value reads no row.
+    if let Some(value) = input.get(at).zip(column).and_then(|((row, _), c)| row.get(c)) {
+        crate::idmap::prefetch(value);
+    }
+}
+
 /// The key, by [`input_key_column`], of the change at `at`.
 #[inline]
 fn key_at(input: &Delta, at: usize, column: Option<usize>) -> Option<&[Value]> {
@@ -825,6 +836,7 @@ impl Reduce {
             // loaded a few changes ahead, their cache misses overlap. First
             // the slot, then the accumulators, then what they keep on the
             // heap.
+            prefetch_key_at(input, i + 8, column);
             if let Some(key) = key_at(input, i + 4, column) {
                 self.groups.prefetch(key);
             }
@@ -1191,6 +1203,7 @@ impl Ranked {
         let column = input_key_column(one_column, self.map.as_ref().filter(|_| !self.keeps_input));
         for (i, (input_row, d)) in input.iter().enumerate() {
             // Loaded ahead as a group's: the slot, then the rows in order.
+            prefetch_key_at(input, i + 8, column);
             if let Some(key) = key_at(input, i + 4, column) {
                 self.partitions.prefetch(key);
             }

@@ -91,11 +91,13 @@ impl Dim {
         join_key(row, &self.dim_on)
     }
 
-    /// Starts loading, for the changes two and one after the `at`th of
-    /// `delta`, their key's slots and then the rows those hold (which
-    /// applying a change compares with its row).
+    /// Starts loading, for the changes four, two and one after the `at`th
+    /// of `delta`, the change's key, then its key's slots, then the rows
+    /// those hold (which applying a change compares with its row).
     fn prefetch_ahead(&self, referrers: &KeyIndex<Referrers>, delta: &Delta, at: usize) {
         let [c] = self.dim_on[..] else { return };
+        // The change's row itself first: its key is read to load the rest.
+        crate::ops::prefetch_key_at(delta, at + 4, Some(c));
         if let Some((row, _)) = delta.get(at + 2) {
             let key = std::slice::from_ref(&row[c]);
             self.rows.prefetch(key);
