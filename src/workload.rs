@@ -37,11 +37,57 @@ pub enum Mix {
     Churn,
 }
 
+/// The kinds of change of [`Mix::Steady`], each with its share of the
+/// stream (in percent).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum SteadyKind {
+    /// An item's update, moving it to another order drawn at random: 25%.
+    ItemUpdate,
+    /// An order's update, same user: 20%.
+    OrderUpdate,
+    /// A status event of an order: 25%.
+    StatusEvent,
+    /// A new address of a user: 8%.
+    AddressInsert,
+    /// A user's update: 10%.
+    UserUpdate,
+    /// An order's update moving it to another user: 7%.
+    OrderMove,
+    /// An item deleted, or inserted again when deleted before: 5%.
+    ItemDeleteOrInsert,
+}
+
+impl SteadyKind {
+    /// Each kind with its share, in the order a roll of 0..100 is read.
+    const SHARES: [(SteadyKind, u32); 7] = [
+        (SteadyKind::ItemUpdate, 25),
+        (SteadyKind::OrderUpdate, 20),
+        (SteadyKind::StatusEvent, 25),
+        (SteadyKind::AddressInsert, 8),
+        (SteadyKind::UserUpdate, 10),
+        (SteadyKind::OrderMove, 7),
+        (SteadyKind::ItemDeleteOrInsert, 5),
+    ];
+
+    /// The kind a roll of 0..100 draws.
+    fn of_roll(mut roll: u32) -> SteadyKind {
+        for (kind, share) in Self::SHARES {
+            if roll < share {
+                return kind;
+            }
+            roll -= share;
+        }
+        unreachable!("the shares add up to 100")
+    }
+}
+
 /// Keeps the current rows so that updates and deletes carry a true `before`.
 pub struct Workload {
     rng: StdRng,
     sizes: Sizes,
     mix: Mix,
+    /// [`Mix::Steady`] with changes of this kind alone (see [`Workload::only`]).
+    only: Option<SteadyKind>,
     users: Vec<Option<User>>,
     addresses: Vec<Option<Address>>,
     orders: Vec<Option<Order>>,
@@ -71,6 +117,7 @@ impl Workload {
             rng: StdRng::seed_from_u64(seed),
             sizes,
             mix,
+            only: None,
             users: Vec::new(),
             addresses: Vec::new(),
             orders: Vec::new(),
@@ -79,6 +126,14 @@ impl Workload {
             next_event: 1,
             offsets: [0; 5],
         }
+    }
+
+    /// The steady mix's changes of one kind alone (`None`: every kind, in
+    /// their shares): what each kind costs an engine. The initial state is
+    /// the same either way.
+    pub fn only(mut self, kind: Option<SteadyKind>) -> Self {
+        self.only = kind;
+        self
     }
 
     fn at(&mut self, stream: u32, data: TableChange) -> Change {
@@ -327,9 +382,12 @@ impl Workload {
     /// One change of [`Mix::Steady`]: item and order updates, status events,
     /// new addresses, user updates, item moves, deletes and re-inserts.
     fn next_steady(&mut self) -> Change {
-        let roll = self.rng.random_range(0..100);
-        match roll {
-            0..25 => {
+        let kind = match self.only {
+            Some(kind) => kind,
+            None => SteadyKind::of_roll(self.rng.random_range(0..100)),
+        };
+        match kind {
+            SteadyKind::ItemUpdate => {
                 let idx = self.rng.random_range(0..self.items.len());
                 let new = self.item(idx as i64 + 1);
                 let change = match self.items[idx].replace(new.clone()) {
@@ -338,7 +396,7 @@ impl Workload {
                 };
                 self.at(3, TableChange::Items(change))
             }
-            25..45 => {
+            SteadyKind::OrderUpdate => {
                 let idx = self.rng.random_range(0..self.orders.len());
                 let mut new = self.order(idx as i64 + 1);
                 let change = match self.orders[idx].clone() {
@@ -351,16 +409,16 @@ impl Workload {
                 self.orders[idx] = Some(new);
                 self.at(2, TableChange::Orders(change))
             }
-            45..70 => {
+            SteadyKind::StatusEvent => {
                 let e = self.event();
                 self.at(4, TableChange::Status(e))
             }
-            70..78 => {
+            SteadyKind::AddressInsert => {
                 let user = self.rng.random_range(1..=self.sizes.users);
                 let a = self.address(user);
                 self.at(1, TableChange::Addresses(RowChange::insert(a)))
             }
-            78..88 => {
+            SteadyKind::UserUpdate => {
                 let idx = self.rng.random_range(0..self.users.len());
                 let new = self.user(idx as i64 + 1);
                 let change = match self.users[idx].replace(new.clone()) {
@@ -369,8 +427,7 @@ impl Workload {
                 };
                 self.at(0, TableChange::Users(change))
             }
-            88..95 => {
-                // An order moves to another user.
+            SteadyKind::OrderMove => {
                 let idx = self.rng.random_range(0..self.orders.len());
                 let mut new = self.order(idx as i64 + 1);
                 new.user_id = self.rng.random_range(1..=self.sizes.users);
@@ -380,7 +437,7 @@ impl Workload {
                 };
                 self.at(2, TableChange::Orders(change))
             }
-            _ => {
+            SteadyKind::ItemDeleteOrInsert => {
                 let idx = self.rng.random_range(0..self.items.len());
                 let change = match self.items[idx].take() {
                     Some(old) => RowChange::delete(old),
@@ -392,6 +449,49 @@ impl Workload {
                 };
                 self.at(3, TableChange::Items(change))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rolls_draw_each_kind_in_its_share() {
+        let mut counts = std::collections::HashMap::new();
+        for roll in 0..100 {
+            *counts.entry(SteadyKind::of_roll(roll)).or_insert(0u32) += 1;
+        }
+        for (kind, share) in SteadyKind::SHARES {
+            assert_eq!(counts[&kind], share, "{kind:?}");
+        }
+        // Where the ranges meet, as the stream has always read them.
+        let edges =
+            [(24, SteadyKind::ItemUpdate), (25, SteadyKind::OrderUpdate), (70, SteadyKind::AddressInsert), (95, SteadyKind::ItemDeleteOrInsert)];
+        for (roll, kind) in edges {
+            assert_eq!(SteadyKind::of_roll(roll), kind, "roll {roll}");
+        }
+    }
+
+    #[test]
+    fn a_stream_of_one_kind_has_only_changes_of_that_kind() {
+        let sizes = Sizes { users: 20, orders: 50, items: 100, events: 10 };
+        let table = |c: &Change| std::mem::discriminant(&c.data);
+        for (kind, example) in [
+            (SteadyKind::StatusEvent, TableChange::Status(StatusEvent { id: 0, order_id: 0, status: "x".into(), updated_at: Timestamp(0) })),
+            (SteadyKind::UserUpdate, TableChange::Users(RowChange { before: None, after: None })),
+        ] {
+            let mut workload = Workload::new(sizes, 1).only(Some(kind));
+            workload.initial();
+            let changes: Vec<Change> = (0..200).map(|_| workload.next_change()).collect();
+            assert!(changes.iter().all(|c| table(c) == std::mem::discriminant(&example)), "{kind:?}");
+        }
+        let mut workload = Workload::new(sizes, 1).only(Some(SteadyKind::ItemUpdate));
+        workload.initial();
+        for _ in 0..200 {
+            let TableChange::Items(change) = workload.next_change().data else { panic!("not an item change") };
+            assert!(change.before.is_some() && change.after.is_some(), "an item update has both rows");
         }
     }
 }

@@ -12,7 +12,7 @@ mod stages;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::engine::{IncrementalView, OrderDetailsView};
-use crate::workload::{Mix, Sizes, Workload};
+use crate::workload::{Mix, Sizes, SteadyKind, Workload};
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -76,6 +76,10 @@ pub struct EngineArgs {
     /// table, Zipf-skewed keys, realistic text, a share of no-ops).
     #[arg(long, value_enum, default_value_t = Mix::Steady)]
     pub mix: Mix,
+    /// The steady mix's changes of this kind alone, after the same initial
+    /// state: what one kind of change costs.
+    #[arg(long, value_enum)]
+    pub only: Option<SteadyKind>,
     /// Which engine maintains the view: the hand-written one (`hand`), or
     /// the SQL engine running order_details_mv as --views declares it (`sql`).
     #[arg(long, value_enum, default_value_t = EngineKind::Hand)]
@@ -194,11 +198,13 @@ fn engine(args: EngineArgs) -> anyhow::Result<()> {
 /// Builds the initial state, then times the measured stream.
 fn drive(args: &EngineArgs, engine: &mut dyn BenchEngine) -> anyhow::Result<()> {
     let sizes = Sizes { users: args.users, orders: args.orders, items: args.items, events: args.events };
-    let mut workload = Workload::with_mix(sizes, args.seed, args.mix);
+    anyhow::ensure!(args.only.is_none() || args.mix == Mix::Steady, "--only picks changes of the steady mix; drop --mix churn");
+    let mut workload = Workload::with_mix(sizes, args.seed, args.mix).only(args.only);
     // As `serve` runs its view (see `crate::memory`).
     crate::memory::keep_freed();
 
-    eprintln!("building the initial state: {sizes:?}, then the {:?} mix, {:?} engine", args.mix, args.engine);
+    let only = args.only.map(|kind| format!(" ({kind:?} changes only)")).unwrap_or_default();
+    eprintln!("building the initial state: {sizes:?}, then the {:?} mix{only}, {:?} engine", args.mix, args.engine);
     let initial = workload.initial();
     let n_initial = initial.len();
     let t = Instant::now();
