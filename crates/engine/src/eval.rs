@@ -92,9 +92,7 @@ pub fn eval_text_into<R: Columns + ?Sized>(e: &Expr, row: &R, out: &mut String) 
         }
         // CONCAT skips NULLs and is never NULL itself.
         Expr::Call(Func::Concat, args) => {
-            for a in args {
-                write_arg(a, row, out);
-            }
+            write_concat(args, row, out);
             true
         }
         Expr::Column(c) => write_value(row.column(*c), out),
@@ -328,9 +326,7 @@ fn call<R: Columns + ?Sized>(func: Func, args: &[Expr], row: &R) -> Value {
         }
         Func::Concat => {
             let mut out = String::with_capacity(TEXT_CAPACITY);
-            for a in args {
-                write_arg(a, row, &mut out);
-            }
+            write_concat(args, row, &mut out);
             Value::text(&out)
         }
         Func::ConcatWs => {
@@ -376,6 +372,14 @@ fn single(mut mapped: impl Iterator<Item = char>, c: char) -> char {
 /// What a text built piece by piece starts with: most fit (a line of an
 /// order's items, an address), so the text is not grown several times.
 const TEXT_CAPACITY: usize = 96;
+
+/// Writes `CONCAT(args)` at the end of `out` (its NULL arguments write
+/// nothing).
+fn write_concat<R: Columns + ?Sized>(args: &[Expr], row: &R, out: &mut String) {
+    for a in args {
+        write_arg(a, row, out);
+    }
+}
 
 /// Writes an argument of `CONCAT` as text: a text literal or a column as
 /// it stands, without making a value of it first.

@@ -198,6 +198,10 @@ pub fn prefetch_bytes(at: *const u8, len: usize) {
     let _ = (at, len);
 }
 
+/// The reference counts an `Arc` keeps just before its value, which a
+/// clone or a drop touches.
+const ARC_HEADER: usize = 2 * size_of::<usize>();
+
 /// Starts loading a shared text's bytes and, when they are on the heap, the
 /// reference counts that lie just before them (an `Arc`'s header), which a
 /// clone or a drop touches; inline text is already where its holder is.
@@ -209,7 +213,6 @@ pub fn prefetch_text(text: &smol_str::SmolStr) {
 /// [`prefetch_text`] of a text whose bytes are an `Arc<str>`'s when `heap`.
 #[inline]
 fn prefetch_heap_text(heap: bool, text: &str) {
-    const ARC_HEADER: usize = 2 * size_of::<usize>();
     if heap {
         prefetch_bytes(text.as_ptr().wrapping_sub(ARC_HEADER), ARC_HEADER + text.len());
     }
@@ -232,7 +235,6 @@ pub fn prefetch_row_text(row: &[crate::value::Value]) {
 /// read them); a hint only, as [`prefetch`].
 #[inline]
 pub fn prefetch_text_counts(row: &[crate::value::Value]) {
-    const ARC_HEADER: usize = 2 * size_of::<usize>();
     for value in row {
         if let crate::value::Value::Text(text) = value {
             if text.is_heap_allocated() {
@@ -252,7 +254,6 @@ pub fn prefetch_values(row: &[crate::value::Value]) {
 /// drop touches, and its values.
 #[inline]
 pub fn prefetch_shared(row: &crate::value::SharedRow) {
-    const ARC_HEADER: usize = 2 * size_of::<usize>();
     prefetch_bytes(row.as_ptr().cast::<u8>().wrapping_sub(ARC_HEADER), ARC_HEADER + size_of_val(&row[..]));
 }
 
