@@ -736,43 +736,40 @@ impl Accumulator {
                 *values += d as i64;
             }
             Accumulator::Values(values) => values.add(SqlOrdered(arg.cloned().unwrap_or(Value::Null)), d),
-            Accumulator::Ordered { values, text } => {
+            Accumulator::Ordered { .. } | Accumulator::OrderedRows { .. } => {
                 let value = arg.unwrap_or(&Value::Null);
                 let mut scratch = String::new();
                 let value_text = text_of(value, &mut scratch);
-                let piece = Piece {
-                    keys: sort_keys(a, row),
-                    of: kept.map_or_else(|| PieceOf::Value(value.clone()), |(row, _)| PieceOf::Row(SharedRow::clone(row))),
-                    len: value_text.len() as u32,
-                };
-                add_piece(values, text, piece, value_text, d, a.separator.as_deref().unwrap_or(""));
-            }
-            Accumulator::OrderedRows { values, text } => {
-                let mut scratch = String::new();
-                let value_text = text_of(arg.unwrap_or(&Value::Null), &mut scratch);
-                let (row, order_by) = kept.expect("a STRING_AGG over kept rows is given its row");
-                let order_by = order_by.expect("a STRING_AGG over kept rows has their ORDER BY columns");
-                let piece = RowPiece::new(order_by, row, value_text.len() as u32);
-                add_piece(values, text, piece, value_text, d, a.separator.as_deref().unwrap_or(""));
+                match (kept, self) {
+                    (Some(kept), acc) => acc.add_kept_text(a, row, value_text, kept, d),
+                    (None, Accumulator::Ordered { values, text }) => {
+                        let piece = Piece { keys: sort_keys(a, row), of: PieceOf::Value(value.clone()), len: value_text.len() as u32 };
+                        add_piece(values, text, piece, value_text, d, a.separator.as_deref().unwrap_or(""));
+                    }
+                    (None, _) => panic!("a STRING_AGG over kept rows is given its row"),
+                }
             }
         }
     }
 
     /// Takes in `d` copies of a `STRING_AGG` entry known by its input row
-    /// `kept`, whose value is the text `value` (not NULL), written where it
-    /// was made ([`Reduce::lazy`]): no value is made of it.
+    /// `kept`, whose value is the text `value` (not NULL): written where it
+    /// was made ([`Reduce::lazy`]), no value made of it, or a value's text
+    /// ([`Self::update_with`]).
     fn add_kept_text(&mut self, a: &Aggregate, row: &[Value], value: &str, kept: Kept<'_>, d: isize) {
         let separator = a.separator.as_deref().unwrap_or("");
-        match (self, kept.1) {
-            (Accumulator::OrderedRows { values, text }, Some(order_by)) => {
+        match self {
+            Accumulator::OrderedRows { values, text } => {
+                let order_by = kept.1.expect("a STRING_AGG over kept rows has their ORDER BY columns");
                 let piece = RowPiece::new(order_by, kept.0, value.len() as u32);
                 add_piece(values, text, piece, value, d, separator);
             }
-            (Accumulator::Ordered { values, text }, _) => {
+            Accumulator::Ordered { values, text } => {
                 let piece = Piece { keys: sort_keys(a, row), of: PieceOf::Row(SharedRow::clone(kept.0)), len: value.len() as u32 };
                 add_piece(values, text, piece, value, d, separator);
             }
-            (other, _) => other.update_with(a, row, Some(&Value::text(value)), Some(kept), d),
+            // Not a STRING_AGG: as any value.
+            other => other.update_with(a, row, Some(&Value::text(value)), Some(kept), d),
         }
     }
 
