@@ -298,6 +298,17 @@ fn padded(l: &[Value], width: usize) -> SharedRow {
 
 /// Adds `d` copies of `row` to the rows of `key` in a join index; a key
 /// left without rows goes.
+/// The slot of `key`'s row where `old` is its only row, counted once: an
+/// update of the row (a `GROUP BY`'s or `DISTINCT ON`'s old row, then its
+/// new one) is a write there, where taking one out and putting the other in
+/// would empty the key's entry and fill it again.
+pub(crate) fn only_row<'a>(index: &'a mut KeyIndex<KeyRows>, key: &[Value], old: &SharedRow) -> Option<&'a mut SharedRow> {
+    match index.get_mut(key) {
+        Some(KeyRows::One(only)) if only == old => Some(only),
+        _ => None,
+    }
+}
+
 pub(crate) fn add(index: &mut KeyIndex<KeyRows>, key: &[Value], row: SharedRow, d: isize) {
     match index.get_mut(key) {
         Some(rows) => {

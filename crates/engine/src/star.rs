@@ -29,7 +29,7 @@ use smallvec::SmallVec;
 use crate::eval::{eval, eval_all, Columns, Parts};
 use crate::expr::Expr;
 use crate::key::{Key, KeyIndex};
-use crate::ops::{add, join_key, take_row, Delta, Input, KeyRows};
+use crate::ops::{add, join_key, only_row, take_row, Delta, Input, KeyRows};
 use crate::plan::JoinKind;
 use crate::value::{Row, SharedRow, Value};
 
@@ -89,6 +89,11 @@ impl Dim {
 
     fn key_of_row(&self, row: &[Value]) -> Option<Key> {
         join_key(row, &self.dim_on)
+    }
+
+    /// Whether the `at`th change of `delta` inserts a row of `key` once.
+    fn updates_key(&self, delta: &Delta, at: usize, key: &[Value]) -> bool {
+        delta.get(at).is_some_and(|(row, d)| *d == 1 && self.dim_on.iter().zip(key).all(|(&c, k)| row[c] == *k))
     }
 
     /// Starts loading, for the changes four, two and one after the `at`th
@@ -285,15 +290,34 @@ impl Star {
             let bit = part_bit(i + 1);
             let dim = &mut self.dims[i];
             let referrers = &self.referred[dim.referred].slots;
-            for at in 0..delta.len() {
+            let mut at = 0;
+            while at < delta.len() {
                 dim.prefetch_ahead(referrers, delta, at);
                 let (row, d) = &delta[at];
                 let d = *d;
-                let Some(key) = dim.key_of_row(row) else { continue };
-                add(&mut dim.rows, key.as_slice(), take_row(delta, at), d);
+                let Some(key) = dim.key_of_row(row) else {
+                    at += 1;
+                    continue;
+                };
+                if d == -1 && dim.updates_key(delta, at + 1, key.as_slice()) {
+                    // An input keyed by its join key (a GROUP BY on it)
+                    // gives a key's old row, then its new one: swapped in
+                    // one look-up, with one look-up of its referrers.
+                    match only_row(&mut dim.rows, key.as_slice(), &delta[at].0) {
+                        Some(only) => {
+                            *only = take_row(delta, at + 1);
+                            dim.prefetch_ahead(referrers, delta, at + 1);
+                            at += 1;
+                        }
+                        None => add(&mut dim.rows, key.as_slice(), take_row(delta, at), d),
+                    }
+                } else {
+                    add(&mut dim.rows, key.as_slice(), take_row(delta, at), d);
+                }
                 if let Some(referrers) = referrers.get(key.as_slice()) {
                     dirty.extend(referrers.iter().map(|&slot| dirty_slot(slot, bit)));
                 }
+                at += 1;
             }
         }
         let dirty: Vec<Dirty> = merge_dirty(dirty)
