@@ -417,6 +417,10 @@ struct Group {
     rows: isize,
     accumulators: Vec<Accumulator>,
     output: Option<SharedRow>,
+    /// Changed in the step at hand, and listed for its output: a flag in
+    /// the slot the change found anyway, where a set of keys hashed each
+    /// change's key once more.
+    dirty: bool,
 }
 
 /// What one aggregate keeps of a group's rows.
@@ -834,7 +838,7 @@ impl Reduce {
     }
 
     pub fn step(&mut self, input: &Delta) -> Delta {
-        let mut dirty = KeySet::default();
+        let mut dirty: Vec<Key> = Vec::new();
         let column = input_key_column((self.n_keys == 1).then_some(0), self.map.as_ref());
         let mut mapped = Row::new();
         // A lazy STRING_AGG's value of the row at hand.
@@ -870,8 +874,13 @@ impl Reduce {
                 rows: 0,
                 accumulators: aggregates.iter().zip(row_order).map(|(a, order)| Accumulator::new(a, order.as_ref())).collect(),
                 output: None,
+                dirty: false,
             });
             group.rows += d;
+            if !group.dirty {
+                group.dirty = true;
+                dirty.push(Key::from_slice(key));
+            }
             for (at, (acc, a)) in group.accumulators.iter_mut().zip(aggregates).enumerate() {
                 let kept = kept.map(|row| (row, row_order[at].as_ref()));
                 match (lazy, &self.map, kept) {
@@ -887,14 +896,12 @@ impl Reduce {
                     _ => acc.update(a, row, kept, *d),
                 }
             }
-            if !dirty.contains(key) {
-                dirty.insert(Key::from_slice(key));
-            }
         }
         let mut out = Vec::new();
         for key in dirty {
             let key = key.as_slice();
             let group = self.groups.get_mut(key).expect("a dirty group exists");
+            group.dirty = false;
             let new = (group.rows > 0).then(|| {
                 let values = group.accumulators.iter_mut().zip(&self.aggregates).map(|(acc, a)| acc.value(a));
                 match &self.project {
