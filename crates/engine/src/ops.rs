@@ -1244,7 +1244,15 @@ impl Ranked {
                     Some(std::cmp::Ordering::Greater) => continue,
                     Some(std::cmp::Ordering::Equal) => rows.add(row, *d),
                     // The new first row: the old one can never come back.
-                    _ => *rows = OrderedCounts::Few(vec![(row, *d)]),
+                    // Written over it in the partition's list, which a
+                    // partition keeping its first row only holds one of.
+                    _ => match rows {
+                        OrderedCounts::Few(entries) => {
+                            entries.clear();
+                            entries.push((row, *d));
+                        }
+                        OrderedCounts::Many(_) => *rows = OrderedCounts::Few(vec![(row, *d)]),
+                    },
                 }
             } else {
                 rows.add(row, *d);
