@@ -1,6 +1,7 @@
 //! Evaluating a planned expression over a row, with SQL's rules for NULL,
 //! three-valued logic and exact numerics.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use crate::expr::{BinaryOp, Expr, Func, Literal};
@@ -75,6 +76,17 @@ pub fn eval<R: Columns + ?Sized>(e: &Expr, row: &R) -> Value {
     }
 }
 
+/// An expression's value where it is only read (tested, compared): a
+/// column is borrowed from the row, not cloned (a text's count written
+/// twice) and dropped.
+#[inline]
+fn eval_ref<'a, R: Columns + ?Sized>(e: &Expr, row: &'a R) -> Cow<'a, Value> {
+    match e {
+        Expr::Column(c) => Cow::Borrowed(row.column(*c)),
+        _ => Cow::Owned(computed(e, row)),
+    }
+}
+
 /// Writes an expression's value as text at the end of `out`, as
 /// [`write_text`] writes [`eval`]'s value; `false` (nothing written) when it
 /// is NULL. A `CASE` and a `CONCAT` are written piece by piece, so a line of
@@ -84,7 +96,7 @@ pub fn eval_text_into<R: Columns + ?Sized>(e: &Expr, row: &R, out: &mut String) 
     match e {
         Expr::Case { whens, otherwise } => {
             for (condition, result) in whens {
-                if matches!(eval(condition, row), Value::Bool(true)) {
+                if matches!(*eval_ref(condition, row), Value::Bool(true)) {
                     return eval_text_into(result, row, out);
                 }
             }
@@ -96,7 +108,7 @@ pub fn eval_text_into<R: Columns + ?Sized>(e: &Expr, row: &R, out: &mut String) 
             true
         }
         Expr::Column(c) => write_value(row.column(*c), out),
-        _ => write_value(&eval(e, row), out),
+        _ => write_value(&eval_ref(e, row), out),
     }
 }
 
@@ -114,7 +126,7 @@ fn computed<R: Columns + ?Sized>(e: &Expr, row: &R) -> Value {
     match e {
         Expr::Column(c) => row.column(*c).clone(),
         Expr::Literal(l, _) => literal(l),
-        Expr::Not(x) => match eval(x, row) {
+        Expr::Not(x) => match *eval_ref(x, row) {
             Value::Bool(b) => Value::Bool(!b),
             _ => Value::Null,
         },
@@ -125,15 +137,15 @@ fn computed<R: Columns + ?Sized>(e: &Expr, row: &R) -> Value {
             _ => Value::Null,
         },
         Expr::Binary(op, a, b) => binary(*op, a, b, row),
-        Expr::IsNull { expr, negated } => Value::Bool(eval(expr, row).is_null() != *negated),
+        Expr::IsNull { expr, negated } => Value::Bool(eval_ref(expr, row).is_null() != *negated),
         Expr::InList { expr, list, negated } => {
-            let v = eval(expr, row);
+            let v = eval_ref(expr, row);
             if v.is_null() {
                 return Value::Null;
             }
             let mut unknown = false;
             for item in list {
-                match sql_cmp(&v, &eval(item, row)) {
+                match sql_cmp(&v, &eval_ref(item, row)) {
                     Some(Ordering::Equal) => return Value::Bool(!negated),
                     None => unknown = true,
                     _ => {}
@@ -145,13 +157,13 @@ fn computed<R: Columns + ?Sized>(e: &Expr, row: &R) -> Value {
                 Value::Bool(*negated)
             }
         }
-        Expr::Like { expr, pattern, negated } => match (eval(expr, row), eval(pattern, row)) {
+        Expr::Like { expr, pattern, negated } => match (&*eval_ref(expr, row), &*eval_ref(pattern, row)) {
             (Value::Text(s), Value::Text(p)) => Value::Bool(like(s.as_bytes(), p.as_bytes()) != *negated),
             _ => Value::Null,
         },
         Expr::Case { whens, otherwise } => {
             for (condition, result) in whens {
-                if matches!(eval(condition, row), Value::Bool(true)) {
+                if matches!(*eval_ref(condition, row), Value::Bool(true)) {
                     return eval(result, row);
                 }
             }
@@ -168,22 +180,22 @@ fn binary<R: Columns + ?Sized>(op: BinaryOp, a: &Expr, b: &Expr, row: &R) -> Val
     // free of effects: a failure is NULL), so it is not evaluated.
     match op {
         BinaryOp::And => {
-            let x = eval(a, row);
-            if matches!(x, Value::Bool(false)) {
-                return x;
+            let x = eval_ref(a, row);
+            if matches!(*x, Value::Bool(false)) {
+                return Value::Bool(false);
             }
-            return match (x, eval(b, row)) {
+            return match (&*x, &*eval_ref(b, row)) {
                 (_, Value::Bool(false)) => Value::Bool(false),
                 (Value::Bool(true), Value::Bool(true)) => Value::Bool(true),
                 _ => Value::Null,
             };
         }
         BinaryOp::Or => {
-            let x = eval(a, row);
-            if matches!(x, Value::Bool(true)) {
-                return x;
+            let x = eval_ref(a, row);
+            if matches!(*x, Value::Bool(true)) {
+                return Value::Bool(true);
             }
-            return match (x, eval(b, row)) {
+            return match (&*x, &*eval_ref(b, row)) {
                 (_, Value::Bool(true)) => Value::Bool(true),
                 (Value::Bool(false), Value::Bool(false)) => Value::Bool(false),
                 _ => Value::Null,
@@ -191,7 +203,7 @@ fn binary<R: Columns + ?Sized>(op: BinaryOp, a: &Expr, b: &Expr, row: &R) -> Val
         }
         _ => {}
     }
-    let (x, y) = (eval(a, row), eval(b, row));
+    let (x, y) = (eval_ref(a, row), eval_ref(b, row));
     if x.is_null() || y.is_null() {
         return Value::Null;
     }
@@ -208,7 +220,7 @@ fn binary<R: Columns + ?Sized>(op: BinaryOp, a: &Expr, b: &Expr, row: &R) -> Val
             write_text(&y, &mut out);
             Value::text(&out)
         }
-        _ => arithmetic(op, x, y),
+        _ => arithmetic(op, &x, &y),
     }
 }
 
@@ -235,8 +247,8 @@ pub(crate) fn as_double(v: &Value) -> Option<f64> {
 
 /// `+ - * /` with SQL's result types: integers stay integers (a quotient
 /// truncates), exact numerics keep the scale SQL gives them, a double wins.
-fn arithmetic(op: BinaryOp, x: Value, y: Value) -> Value {
-    match (&x, &y) {
+fn arithmetic(op: BinaryOp, x: &Value, y: &Value) -> Value {
+    match (x, y) {
         (Value::Int(a), Value::Int(b)) => {
             let r = match op {
                 BinaryOp::Add => a.checked_add(*b),
@@ -247,7 +259,7 @@ fn arithmetic(op: BinaryOp, x: Value, y: Value) -> Value {
             r.map_or(Value::Null, Value::Int)
         }
         (Value::Double(_), _) | (_, Value::Double(_)) => {
-            let (Some(a), Some(b)) = (as_double(&x), as_double(&y)) else { return Value::Null };
+            let (Some(a), Some(b)) = (as_double(x), as_double(y)) else { return Value::Null };
             Value::Double(match op {
                 BinaryOp::Add => a + b,
                 BinaryOp::Sub => a - b,
@@ -256,7 +268,7 @@ fn arithmetic(op: BinaryOp, x: Value, y: Value) -> Value {
             })
         }
         _ => {
-            let (Some(a), Some(b)) = (as_decimal(&x), as_decimal(&y)) else { return Value::Null };
+            let (Some(a), Some(b)) = (as_decimal(x), as_decimal(y)) else { return Value::Null };
             let r = match op {
                 BinaryOp::Add => a.checked_add(b).map(|r| sql_exact(r, a.scale().max(b.scale()))),
                 BinaryOp::Sub => a.checked_sub(b).map(|r| sql_exact(r, a.scale().max(b.scale()))),
@@ -315,7 +327,7 @@ fn base_10000_lead(d: Decimal) -> (i64, u32) {
 fn call<R: Columns + ?Sized>(func: Func, args: &[Expr], row: &R) -> Value {
     let arg = |i: usize| eval(&args[i], row);
     match func {
-        Func::Coalesce => args.iter().map(|a| eval(a, row)).find(|v| !v.is_null()).unwrap_or(Value::Null),
+        Func::Coalesce => args.iter().map(|a| eval_ref(a, row)).find(|v| !v.is_null()).map_or(Value::Null, Cow::into_owned),
         Func::Nullif => {
             let (a, b) = (arg(0), arg(1));
             if sql_cmp(&a, &b) == Some(Ordering::Equal) {
@@ -334,7 +346,7 @@ fn call<R: Columns + ?Sized>(func: Func, args: &[Expr], row: &R) -> Value {
             let mut out = String::with_capacity(TEXT_CAPACITY);
             let mut first = true;
             for a in &args[1..] {
-                let v = eval(a, row);
+                let v = eval_ref(a, row);
                 if v.is_null() {
                     continue;
                 }
@@ -350,11 +362,11 @@ fn call<R: Columns + ?Sized>(func: Func, args: &[Expr], row: &R) -> Value {
         Func::Lower => text_fn(arg(0), |s| s.chars().map(|c| single(c.to_lowercase(), c)).collect()),
         Func::Upper => text_fn(arg(0), |s| s.chars().map(|c| single(c.to_uppercase(), c)).collect()),
         Func::Trim => text_fn(arg(0), |s| s.trim_matches(' ').to_string()),
-        Func::Length => match arg(0) {
+        Func::Length => match &*eval_ref(&args[0], row) {
             Value::Text(s) => Value::Int(s.chars().count() as i64),
             _ => Value::Null,
         },
-        Func::ToTimestamp => match as_double(&arg(0)) {
+        Func::ToTimestamp => match as_double(&eval_ref(&args[0], row)) {
             Some(secs) if secs.is_finite() => Value::Timestamp((secs * 1_000_000.0).round() as i64),
             _ => Value::Null,
         },
@@ -553,16 +565,16 @@ mod tests {
             write_text(&v, &mut out);
             out
         };
-        assert_eq!(render(arithmetic(BinaryOp::Mul, Value::Int(0), d("1.50"))), "0.00");
-        assert_eq!(render(arithmetic(BinaryOp::Mul, Value::Int(-1), d("0.00"))), "0.00");
-        assert_eq!(render(arithmetic(BinaryOp::Add, d("1.5"), d("2.25"))), "3.75");
-        assert_eq!(render(arithmetic(BinaryOp::Add, d("1.50"), d("2.50"))), "4.00");
-        assert_eq!(render(arithmetic(BinaryOp::Div, Value::Int(7), Value::Int(2))), "3");
+        assert_eq!(render(arithmetic(BinaryOp::Mul, &Value::Int(0), &d("1.50"))), "0.00");
+        assert_eq!(render(arithmetic(BinaryOp::Mul, &Value::Int(-1), &d("0.00"))), "0.00");
+        assert_eq!(render(arithmetic(BinaryOp::Add, &d("1.5"), &d("2.25"))), "3.75");
+        assert_eq!(render(arithmetic(BinaryOp::Add, &d("1.50"), &d("2.50"))), "4.00");
+        assert_eq!(render(arithmetic(BinaryOp::Div, &Value::Int(7), &Value::Int(2))), "3");
         // PostgreSQL: SELECT 1.00 / 3, 10 / 4.0, 100000 / 3.0, 0.001 / 7
-        assert_eq!(render(arithmetic(BinaryOp::Div, d("1.00"), Value::Int(3))), "0.33333333333333333333");
-        assert_eq!(render(arithmetic(BinaryOp::Div, Value::Int(10), d("4.0"))), "2.5000000000000000");
-        assert_eq!(render(arithmetic(BinaryOp::Div, Value::Int(100000), d("3.0"))), "33333.333333333333");
-        assert_eq!(render(arithmetic(BinaryOp::Div, d("0.001"), Value::Int(7))), "0.00014285714285714286");
+        assert_eq!(render(arithmetic(BinaryOp::Div, &d("1.00"), &Value::Int(3))), "0.33333333333333333333");
+        assert_eq!(render(arithmetic(BinaryOp::Div, &Value::Int(10), &d("4.0"))), "2.5000000000000000");
+        assert_eq!(render(arithmetic(BinaryOp::Div, &Value::Int(100000), &d("3.0"))), "33333.333333333333");
+        assert_eq!(render(arithmetic(BinaryOp::Div, &d("0.001"), &Value::Int(7))), "0.00014285714285714286");
         // PostgreSQL: SELECT 99999999.99 / 2147483647, -99999999.99 / 2147483647, 0.00/5, 500.00/3, 99999999.99/7, 123.45/-4
         for (a, b, want) in [
             ("99999999.99", 2147483647, "0.04656612874780135637"),
@@ -572,7 +584,7 @@ mod tests {
             ("99999999.99", 7, "14285714.284285714286"),
             ("123.45", -4, "-30.8625000000000000"),
         ] {
-            assert_eq!(render(arithmetic(BinaryOp::Div, d(a), Value::Int(b))), want, "{a} / {b}");
+            assert_eq!(render(arithmetic(BinaryOp::Div, &d(a), &Value::Int(b))), want, "{a} / {b}");
         }
     }
 }
