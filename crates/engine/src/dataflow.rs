@@ -583,7 +583,13 @@ impl Dataflow {
         } else {
             Vec::new()
         };
-        view.pending.extend(changes);
+        // Mostly the batch's only step of this view: the list itself is
+        // kept, not its changes copied into another.
+        if view.pending.is_empty() {
+            view.pending = changes;
+        } else {
+            view.pending.extend(changes);
+        }
         delta
     }
 
