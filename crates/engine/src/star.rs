@@ -127,6 +127,13 @@ struct Roots {
     /// whole row; a unique key only makes hashing cheaper (one id instead
     /// of every column) without making more rows share a hash.
     hashed: Option<Vec<usize>>,
+    /// A keyed star's slots by its key of one column, instead of `by_row`:
+    /// an order's slot is then found in a vector indexed by its id, which
+    /// can be loaded a few changes ahead (a hash table's probe cannot).
+    /// Each key has one findable row; should a second come (an input that
+    /// gives a key's new row before taking its old one back), the slots
+    /// go back to `by_row` for good.
+    by_key: Option<(usize, KeyIndex<u32>)>,
 }
 
 impl Roots {
@@ -135,18 +142,45 @@ impl Roots {
     }
 
     fn find(&self, row: &SharedRow) -> Option<u32> {
+        if let Some((c, index)) = &self.by_key {
+            return index.get(std::slice::from_ref(&row[*c])).copied().filter(|&s| self.slots[s as usize].0 == *row);
+        }
         self.by_row.find(self.hash(row), |&s| self.slots[s as usize].0 == *row).copied()
     }
 
-    /// Hashes the rows by these columns from now on (`None`: whole rows).
+    /// Hashes the rows by these columns from now on (`None`: whole rows);
+    /// a key of one column indexes them instead ([`Roots::by_key`]).
     fn hash_by(&mut self, columns: Option<Vec<usize>>) {
+        self.by_key = match columns.as_deref() {
+            Some(&[c]) => Some((c, KeyIndex::default())),
+            _ => None,
+        };
         self.hashed = columns;
+        self.link_all();
+    }
+
+    /// Makes every slot that holds a row findable again, from nothing.
+    fn link_all(&mut self) {
         self.by_row.clear();
         for slot in 0..self.slots.len() as u32 {
             // A slot holds a findable row while its count is not zero.
             if self.slots[slot as usize].1 != 0 {
                 self.link(slot);
             }
+        }
+    }
+
+    /// Starts loading, for the root changes eight, four and two after the
+    /// `at`th, the change's key, then its slot in the key index, then the
+    /// slot that holds it.
+    fn prefetch_ahead(&self, root: &Delta, at: usize) {
+        let Some((c, index)) = &self.by_key else { return };
+        crate::ops::prefetch_key_at(root, at + 8, Some(*c));
+        if let Some((row, _)) = root.get(at + 4) {
+            index.prefetch(std::slice::from_ref(&row[*c]));
+        }
+        if let Some(&slot) = root.get(at + 2).and_then(|(row, _)| index.peek(std::slice::from_ref(&row[*c]))) {
+            crate::idmap::prefetch(self.slots.as_ptr().wrapping_add(slot as usize));
         }
     }
 
@@ -168,12 +202,33 @@ impl Roots {
 
     /// Makes a slot's row findable.
     fn link(&mut self, slot: u32) {
+        if let Some((c, index)) = &mut self.by_key {
+            let key = std::slice::from_ref(&self.slots[slot as usize].0[*c]);
+            match index.get(key) {
+                Some(&other) if other != slot => {
+                    // A second row of a key: found by whole rows from now on.
+                    self.by_key = None;
+                    self.link_all();
+                }
+                _ => {
+                    index.insert(key, slot);
+                }
+            }
+            return;
+        }
         let (slots, hasher, hashed) = (&self.slots, &self.hasher, self.hashed.as_deref());
         self.by_row.insert_unique(hash_row(hasher, hashed, &slots[slot as usize].0), slot, |&s| hash_row(hasher, hashed, &slots[s as usize].0));
     }
 
     /// Makes a slot's row no longer findable (the slot keeps it).
     fn unlink(&mut self, slot: u32) {
+        if let Some((c, index)) = &mut self.by_key {
+            let key = std::slice::from_ref(&self.slots[slot as usize].0[*c]);
+            if index.get(key) == Some(&slot) {
+                index.remove(key);
+            }
+            return;
+        }
         let hash = self.hash(&self.slots[slot as usize].0);
         if let Ok(entry) = self.by_row.find_entry(hash, |&s| s == slot) {
             entry.remove();
@@ -593,6 +648,7 @@ impl Star {
         // A slot whose row just went, kept for the next new row.
         let mut vacated: Option<u32> = None;
         for at in 0..root.len() {
+            self.roots.prefetch_ahead(root, at);
             let (row, d) = &root[at];
             if *d == 0 {
                 continue;
@@ -965,6 +1021,44 @@ mod tests {
             let got_rows: Vec<&Row> = got.values().collect();
             assert_eq!(got_rows, expected_rows, "batch {batch}");
         }
+    }
+
+    /// A keyed star finds its root rows by key ([`Roots::by_key`]) until a
+    /// key has a second findable row (here a root that gives a key's new
+    /// row before taking its old one back); from then on by whole rows,
+    /// with the same view rows as before.
+    #[test]
+    fn a_keyed_star_takes_a_keys_new_row_before_its_old_one_back() {
+        let row = |values: &[i64]| -> SharedRow { values.iter().map(|&v| int(v)).collect() };
+        let mut star = Star::new(2, vec![(JoinKind::Left, vec![(1, 0)], 2)], None);
+        star.keyed(vec![0]);
+        let mut view: KeyIndex<SharedRow> = KeyIndex::default();
+        let mut step = |star: &mut Star, root: Delta, dim: Delta| {
+            for KeyedRow { key, row, .. } in star.step_keyed(Cow::Owned(root), vec![Cow::Owned(dim)], &view) {
+                match row {
+                    Some(row) => view.insert(key.as_slice(), row),
+                    None => view.remove(key.as_slice()),
+                };
+            }
+            let mut rows: Vec<Row> = view.values().map(|r| r.to_vec()).collect();
+            rows.sort();
+            rows
+        };
+        let padded = |id: i64, a: i64| vec![int(id), int(a), Value::Null, Value::Null];
+        let joined = |values: &[i64]| values.iter().map(|&v| int(v)).collect::<Row>();
+
+        let rows = step(&mut star, vec![(row(&[1, 10]), 1), (row(&[2, 20]), 1)], vec![(row(&[10, 100]), 1)]);
+        assert_eq!(rows, vec![joined(&[1, 10, 10, 100]), padded(2, 20)]);
+        assert!(star.roots.by_key.is_some(), "a key of one column indexes the roots");
+
+        let rows = step(&mut star, vec![(row(&[1, 20]), 1), (row(&[1, 10]), -1)], vec![]);
+        assert_eq!(rows, vec![padded(1, 20), padded(2, 20)]);
+        assert!(star.roots.by_key.is_none(), "a second row of key 1 sends the roots back to whole rows");
+
+        let rows = step(&mut star, vec![], vec![(row(&[20, 200]), 1)]);
+        assert_eq!(rows, vec![joined(&[1, 20, 20, 200]), joined(&[2, 20, 20, 200])]);
+        let rows = step(&mut star, vec![(row(&[1, 20]), -1)], vec![]);
+        assert_eq!(rows, vec![joined(&[2, 20, 20, 200])]);
     }
 
     /// The same changes through binary joins and through the star, batch by
