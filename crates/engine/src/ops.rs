@@ -296,8 +296,6 @@ fn padded(l: &[Value], width: usize) -> SharedRow {
     l.iter().cloned().chain(std::iter::repeat_n(Value::Null, width)).collect()
 }
 
-/// Adds `d` copies of `row` to the rows of `key` in a join index; a key
-/// left without rows goes.
 /// The slot of `key`'s row where `old` is its only row, counted once: an
 /// update of the row (a `GROUP BY`'s or `DISTINCT ON`'s old row, then its
 /// new one) is a write there, where taking one out and putting the other in
@@ -309,6 +307,8 @@ pub(crate) fn only_row<'a>(index: &'a mut KeyIndex<KeyRows>, key: &[Value], old:
     }
 }
 
+/// Adds `d` copies of `row` to the rows of `key` in a join index; a key
+/// left without rows goes.
 pub(crate) fn add(index: &mut KeyIndex<KeyRows>, key: &[Value], row: SharedRow, d: isize) {
     match index.get_mut(key) {
         Some(rows) => {
