@@ -1225,6 +1225,12 @@ impl Ranked {
             if let Some(partition) = key_at(input, i + 2, column).and_then(|key| self.partitions.peek(key)) {
                 partition.rows.prefetch();
             }
+            // Then the first row's values, which a new row is compared with.
+            if let Some(OrderedCounts::Few(entries)) = key_at(input, i + 1, column).and_then(|key| self.partitions.peek(key)).map(|p| &p.rows) {
+                if let Some((first, _)) = entries.first() {
+                    crate::idmap::prefetch_values(&first.row);
+                }
+            }
             // The row mapped is the one kept.
             let row = match &self.map {
                 None => SharedRow::clone(input_row),
