@@ -204,15 +204,11 @@ impl Roots {
     fn link(&mut self, slot: u32) {
         if let Some((c, index)) = &mut self.by_key {
             let key = std::slice::from_ref(&self.slots[slot as usize].0[*c]);
-            match index.get(key) {
-                Some(&other) if other != slot => {
-                    // A second row of a key: found by whole rows from now on.
-                    self.by_key = None;
-                    self.link_all();
-                }
-                _ => {
-                    index.insert(key, slot);
-                }
+            if index.insert(key, slot).is_some_and(|other| other != slot) {
+                // A second row of a key: found by whole rows from now on
+                // (the index, which just lost the other, goes with it).
+                self.by_key = None;
+                self.link_all();
             }
             return;
         }
@@ -224,8 +220,10 @@ impl Roots {
     fn unlink(&mut self, slot: u32) {
         if let Some((c, index)) = &mut self.by_key {
             let key = std::slice::from_ref(&self.slots[slot as usize].0[*c]);
-            if index.get(key) == Some(&slot) {
-                index.remove(key);
+            // The key's slot is this one (a second would have sent the
+            // slots to `by_row`); should it not be, it stays.
+            if let Some(other) = index.remove(key).filter(|&other| other != slot) {
+                index.insert(key, other);
             }
             return;
         }
