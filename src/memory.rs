@@ -141,7 +141,7 @@ mod recent {
     thread_local! {
         // Constant, without a destructor: reached with no check of state,
         // from any allocation, even while the thread's other thread-locals
-        // are torn down. The stacks themselves (a megabyte of pointers,
+        // are torn down. The stacks themselves (half a megabyte of pointers,
         // touched as they fill) are on mimalloc's heap, not in every
         // thread's static storage, whose share of a thread's stack
         // overflowed it.
@@ -320,7 +320,7 @@ mod tests {
 
     /// A block freed at a size is the next one of that size on this
     /// thread, but not where the request asks for more alignment than its
-    /// address has; kept blocks keep their bytes until handed out again.
+    /// address has.
     #[test]
     fn a_freed_small_block_is_handed_out_again_first_when_aligned_enough() {
         unsafe {
