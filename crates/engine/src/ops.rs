@@ -1479,10 +1479,6 @@ mod tests {
         }
     }
 
-    /// A `STRING_AGG` text kept change by change equals the text written
-    /// from the group's rows after every batch: values put in and taken out
-    /// anywhere in the order, repeated, tied on the sort key, not text,
-    /// empty, and taken out ahead of being put in within a batch.
     /// A partition changed twice in one batch gives its change once, and
     /// one emptied by a batch's changes gives its old row back once.
     #[test]
@@ -1517,6 +1513,10 @@ mod tests {
         }
     }
 
+    /// A `STRING_AGG` text kept change by change equals the text written
+    /// from the group's rows after every batch: values put in and taken out
+    /// anywhere in the order, repeated, tied on the sort key, not text,
+    /// empty, and taken out ahead of being put in within a batch.
     #[test]
     fn string_agg_edited_in_place_equals_the_text_written_from_scratch() {
         let aggregate = Aggregate {
