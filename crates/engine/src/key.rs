@@ -218,9 +218,6 @@ impl<V> KeyIndex<V> {
     }
 }
 
-/// A set of [`Key`]s.
-pub type KeySet = hashbrown::HashSet<Key, ahash::RandomState>;
-
 #[cfg(test)]
 mod tests {
     use super::*;
