@@ -154,10 +154,7 @@ mod recent {
 
     impl Drop for Flush {
         fn drop(&mut self) {
-            let stacks = STACKS.replace(CLOSED);
-            if stacks.is_null() || stacks == CLOSED {
-                return;
-            }
+            let Some(stacks) = held(STACKS.replace(CLOSED)) else { return };
             // SAFETY: this thread's stacks, made by `open` and no longer
             // reachable; `mi_free` does not allocate or free through Rust.
             unsafe {
@@ -172,18 +169,22 @@ mod recent {
         }
     }
 
+    /// The stacks `STACKS` points to, unless it points to none yet or to
+    /// [`CLOSED`].
+    #[inline]
+    fn held(stacks: *mut Stacks) -> Option<*mut Stacks> {
+        (!stacks.is_null() && stacks != CLOSED).then_some(stacks)
+    }
+
     /// This thread's stacks, made on first use; `None` once given back or
     /// if mimalloc has no memory for them.
     #[inline]
     fn stacks() -> Option<*mut Stacks> {
         let stacks = STACKS.get();
-        if stacks == CLOSED {
-            return None;
-        }
         if stacks.is_null() {
             return open();
         }
-        Some(stacks)
+        held(stacks)
     }
 
     #[cold]
@@ -216,10 +217,9 @@ mod recent {
     #[inline]
     pub fn take(layout: Layout) -> Option<*mut u8> {
         let class = class(layout)?;
-        let stacks = STACKS.get();
-        if stacks.is_null() || stacks == CLOSED {
-            return None;
-        }
+        // Taking never makes the stacks: a thread that has freed nothing
+        // has nothing kept.
+        let stacks = held(STACKS.get())?;
         // SAFETY: this thread's stacks; nothing here allocates, so no other
         // reference to them is live.
         let stacks = unsafe { &mut *stacks };
