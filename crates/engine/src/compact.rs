@@ -169,6 +169,35 @@ impl CompactDecimal {
     pub fn scale(&self) -> u32 {
         u32::from(self.bytes[0] & 0x7F)
     }
+
+    /// Its digits as a signed integer and its scale, where the digits fit
+    /// in 64 bits (prices, quantities and their products mostly do): the
+    /// engine computes with these in integers instead of through `Decimal`.
+    #[inline]
+    pub fn small(&self) -> Option<(i64, u32)> {
+        // The low, middle and high 32 bits of the digits, little-endian.
+        let low = u64::from_le_bytes(self.bytes[1..9].try_into().expect("eight bytes"));
+        if self.bytes[9..13] != [0; 4] || low > i64::MAX as u64 {
+            return None;
+        }
+        let digits = low as i64;
+        Some((if self.bytes[0] & 0x80 != 0 { -digits } else { digits }, self.scale()))
+    }
+
+    /// The exact numeric `digits` × 10^-`scale`; `None` past 96 bits of
+    /// digits or a scale of 28 (where `Decimal` would round).
+    #[inline]
+    pub fn from_parts(digits: i128, scale: u32) -> Option<Self> {
+        let magnitude = digits.unsigned_abs();
+        if scale > 28 || magnitude >> 96 != 0 {
+            return None;
+        }
+        let mut bytes = [0u8; 13];
+        // Zero has no sign.
+        bytes[0] = scale as u8 | if digits < 0 { 0x80 } else { 0 };
+        bytes[1..].copy_from_slice(&magnitude.to_le_bytes()[..12]);
+        Some(CompactDecimal { bytes })
+    }
 }
 
 impl From<Decimal> for CompactDecimal {
@@ -265,6 +294,24 @@ mod tests {
         assert_eq!(CompactDecimal::from(negative_zero), CompactDecimal::from("0.00".parse::<Decimal>().unwrap()));
         assert_eq!(CompactDecimal::from(negative_zero).get().to_string(), "0.00");
         assert_ne!(CompactDecimal::from("1.0".parse::<Decimal>().unwrap()), CompactDecimal::from("1.00".parse::<Decimal>().unwrap()));
+    }
+
+    #[test]
+    fn small_digits_read_back_as_the_decimal_has_them() {
+        for text in ["0", "0.00", "1.50", "-1.50", "-0.0000000000000000000000000001", "9223372036854775807", "-922337203685477.5807", "12345.6789"] {
+            let d: Decimal = text.parse().unwrap();
+            let compact = CompactDecimal::from(d);
+            let (digits, scale) = compact.small().expect("fits in 64 bits");
+            assert_eq!((i128::from(digits), scale), (d.mantissa(), d.scale()), "{text}");
+            assert_eq!(CompactDecimal::from_parts(i128::from(digits), scale), Some(compact), "{text}");
+        }
+        for text in ["9223372036854775808", "-79228162514264337593543950335"] {
+            let d: Decimal = text.parse().unwrap();
+            assert_eq!(CompactDecimal::from(d).small(), None, "{text}");
+            assert_eq!(CompactDecimal::from_parts(d.mantissa(), d.scale()), Some(CompactDecimal::from(d)), "{text}");
+        }
+        assert_eq!(CompactDecimal::from_parts(1 << 96, 0), None);
+        assert_eq!(CompactDecimal::from_parts(1, 29), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::types::SqlType;
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 use rust_decimal::Decimal;
 
-use crate::value::{sql_cmp, sql_exact, write_text, Value};
+use crate::value::{sql_cmp, sql_exact, write_text, CompactDecimal, Value};
 
 /// A literal as a value of its type.
 pub fn literal(l: &Literal) -> Value {
@@ -268,6 +268,9 @@ fn arithmetic(op: BinaryOp, x: &Value, y: &Value) -> Value {
             })
         }
         _ => {
+            if let Some(v) = small_exact(op, x, y) {
+                return Value::Decimal(v);
+            }
             let (Some(a), Some(b)) = (as_decimal(x), as_decimal(y)) else { return Value::Null };
             let r = match op {
                 BinaryOp::Add => a.checked_add(b).map(|r| sql_exact(r, a.scale().max(b.scale()))),
@@ -279,6 +282,32 @@ fn arithmetic(op: BinaryOp, x: &Value, y: &Value) -> Value {
             };
             r.map_or(Value::Null, Value::decimal)
         }
+    }
+}
+
+/// `+ - *` of exact numerics (or an integer and one) whose digits fit in
+/// 64 bits, in integers: what `Decimal` computes, with SQL's scale (a
+/// line's `quantity * price`, a sum's terms), without its general
+/// arithmetic. `None` when the result would not fit (or for a quotient):
+/// `Decimal` decides then.
+fn small_exact(op: BinaryOp, x: &Value, y: &Value) -> Option<CompactDecimal> {
+    let parts = |v: &Value| match v {
+        Value::Int(i) => Some((*i, 0)),
+        Value::Decimal(d) => d.small(),
+        _ => None,
+    };
+    let ((a, sa), (b, sb)) = (parts(x)?, parts(y)?);
+    let (a, b) = (i128::from(a), i128::from(b));
+    match op {
+        BinaryOp::Mul => CompactDecimal::from_parts(a * b, sa + sb),
+        BinaryOp::Add | BinaryOp::Sub => {
+            // Both at the larger scale, as SQL writes a sum.
+            let scale = sa.max(sb);
+            let a = a.checked_mul(10i128.checked_pow(scale - sa)?)?;
+            let b = b.checked_mul(10i128.checked_pow(scale - sb)?)?;
+            CompactDecimal::from_parts(if op == BinaryOp::Add { a.checked_add(b)? } else { a.checked_sub(b)? }, scale)
+        }
+        _ => None,
     }
 }
 
@@ -546,6 +575,56 @@ mod tests {
                 assert_eq!((written, out), (!value.is_null(), expected), "{e:?} over {row:?}");
             }
         }
+    }
+
+    /// Integers' arithmetic against `Decimal`'s, through the slow path it
+    /// replaces: random digits and scales, with products and sums at the
+    /// edges of 64 and 96 bits.
+    #[test]
+    fn small_exact_arithmetic_is_what_decimal_computes() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let slow = |op: BinaryOp, x: &Value, y: &Value| -> Value {
+            let (Some(a), Some(b)) = (as_decimal(x), as_decimal(y)) else { unreachable!() };
+            let r = match op {
+                BinaryOp::Add => a.checked_add(b).map(|r| sql_exact(r, a.scale().max(b.scale()))),
+                BinaryOp::Sub => a.checked_sub(b).map(|r| sql_exact(r, a.scale().max(b.scale()))),
+                _ => a.checked_mul(b).map(|r| sql_exact(r, a.scale() + b.scale())),
+            };
+            r.map_or(Value::Null, Value::decimal)
+        };
+        let mut checked = 0;
+        for _ in 0..20_000 {
+            let value = |r: u64, s: u64| {
+                let digits = match r % 4 {
+                    0 => (s % 10_000) as i64,
+                    1 => (s >> 1) as i64,
+                    2 => (s % 1_000_000_007) as i64,
+                    _ => 0,
+                };
+                let digits = if r & 8 != 0 { -digits } else { digits };
+                match r % 7 {
+                    0 => Value::Int(digits),
+                    _ => Value::decimal(Decimal::from_i128_with_scale(i128::from(digits), ((r >> 8) % 29) as u32)),
+                }
+            };
+            let (x, y) = (value(next(), next()), value(next(), next()));
+            if matches!((&x, &y), (Value::Int(_), Value::Int(_))) {
+                continue;
+            }
+            for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul] {
+                if let Some(fast) = small_exact(op, &x, &y) {
+                    assert_eq!(Value::Decimal(fast), slow(op, &x, &y), "{x:?} {op:?} {y:?}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 30_000, "{checked} of 60,000 went the fast way");
     }
 
     #[test]

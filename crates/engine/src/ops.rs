@@ -742,7 +742,12 @@ impl Accumulator {
                     Some(Value::Decimal(x)) => x.get(),
                     _ => return,
                 };
-                *sum += v * Decimal::from(d as i64);
+                // A change takes one row in or out, mostly: no product then.
+                match d {
+                    1 => *sum += v,
+                    -1 => *sum -= v,
+                    _ => *sum += v * Decimal::from(d as i64),
+                }
                 *values += d as i64;
                 scales.add(v.scale(), d);
             }

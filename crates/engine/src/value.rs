@@ -152,7 +152,10 @@ pub fn write_text(v: &Value, out: &mut String) {
         Value::Null => {}
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
-        Value::Decimal(d) => write_decimal(&d.get(), out),
+        Value::Decimal(d) => match d.small() {
+            Some((digits, scale)) => write_digits(digits < 0, itoa::Buffer::new().format(digits.unsigned_abs()), scale as usize, out),
+            None => write_decimal(&d.get(), out),
+        },
         Value::Double(f) => out.push_str(&format_double(*f)),
         Value::Text(t) => out.push_str(t),
         Value::Timestamp(t) => write_timestamp(*t, out),
@@ -164,10 +167,13 @@ pub fn write_text(v: &Value, out: &mut String) {
 /// digits: formatting through `Display` cost more than the rest of a
 /// `CONCAT`.
 fn write_decimal(d: &Decimal, out: &mut String) {
-    let mut buffer = itoa::Buffer::new();
-    let digits = buffer.format(d.mantissa().unsigned_abs());
-    let scale = d.scale() as usize;
-    if d.is_sign_negative() {
+    write_digits(d.is_sign_negative(), itoa::Buffer::new().format(d.mantissa().unsigned_abs()), d.scale() as usize, out);
+}
+
+/// An exact numeric of these digits (written in base 10) and scale, as
+/// [`write_decimal`] writes it.
+fn write_digits(negative: bool, digits: &str, scale: usize, out: &mut String) {
+    if negative {
         out.push('-');
     }
     if scale == 0 {
@@ -216,7 +222,8 @@ mod tests {
     use super::*;
 
     /// Every sign, scale and size of digits, negative zero included, is
-    /// written as `Decimal`'s own `Display` writes it.
+    /// written as `Decimal`'s own `Display` writes it, as a `Decimal` and
+    /// as a value.
     #[test]
     fn a_decimal_is_written_as_its_display_writes_it() {
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(5);
@@ -230,6 +237,13 @@ mod tests {
             let mut written = String::new();
             write_decimal(&d, &mut written);
             assert_eq!(written, d.to_string(), "{d:?}");
+            // As a value (zero without a sign), through its 64-bit digits
+            // where they fit.
+            let value = Value::decimal(d);
+            let mut written = String::new();
+            write_text(&value, &mut written);
+            let Value::Decimal(compact) = value else { unreachable!() };
+            assert_eq!(written, compact.get().to_string(), "{d:?}");
         }
     }
 }
