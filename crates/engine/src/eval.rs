@@ -272,17 +272,22 @@ fn arithmetic(op: BinaryOp, x: &Value, y: &Value) -> Value {
                 return Value::Decimal(v);
             }
             let (Some(a), Some(b)) = (as_decimal(x), as_decimal(y)) else { return Value::Null };
-            let r = match op {
-                BinaryOp::Add => a.checked_add(b).map(|r| sql_exact(r, a.scale().max(b.scale()))),
-                BinaryOp::Sub => a.checked_sub(b).map(|r| sql_exact(r, a.scale().max(b.scale()))),
-                BinaryOp::Mul => a.checked_mul(b).map(|r| sql_exact(r, a.scale() + b.scale())),
-                // PostgreSQL's numeric division: at least 16 significant
-                // digits, and no fewer decimals than either operand.
-                _ => decimal_div(a, b),
-            };
-            r.map_or(Value::Null, Value::decimal)
+            decimal_arithmetic(op, a, b)
         }
     }
+}
+
+/// `+ - * /` of two exact numerics through `Decimal`, with SQL's scale.
+fn decimal_arithmetic(op: BinaryOp, a: Decimal, b: Decimal) -> Value {
+    let r = match op {
+        BinaryOp::Add => a.checked_add(b).map(|r| sql_exact(r, a.scale().max(b.scale()))),
+        BinaryOp::Sub => a.checked_sub(b).map(|r| sql_exact(r, a.scale().max(b.scale()))),
+        BinaryOp::Mul => a.checked_mul(b).map(|r| sql_exact(r, a.scale() + b.scale())),
+        // PostgreSQL's numeric division: at least 16 significant digits,
+        // and no fewer decimals than either operand.
+        _ => decimal_div(a, b),
+    };
+    r.map_or(Value::Null, Value::decimal)
 }
 
 /// `+ - *` of exact numerics (or an integer and one) whose digits fit in
