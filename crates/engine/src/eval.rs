@@ -87,6 +87,60 @@ fn eval_ref<'a, R: Columns + ?Sized>(e: &Expr, row: &'a R) -> Cow<'a, Value> {
     }
 }
 
+/// A condition's truth as SQL's three-valued logic has it: `Some(true)`,
+/// `Some(false)`, or `None` for NULL (unknown), which a `WHERE` or a `CASE
+/// WHEN` treats as false. What a condition is mostly made of (`IS [NOT]
+/// NULL`, `AND`, `OR`, `NOT`, comparisons) is decided here without making a
+/// `Value` of each part (and going through [`computed`]'s entry for it);
+/// anything else is evaluated and read as a boolean.
+pub fn truth<R: Columns + ?Sized>(e: &Expr, row: &R) -> Option<bool> {
+    // AND and OR look at the second side when the first is NULL; when the
+    // first decides, the second cannot change the answer (evaluating is
+    // free of effects: a failure is NULL), so it is not evaluated.
+    match e {
+        Expr::IsNull { expr, negated } => Some(is_null(expr, row) != *negated),
+        Expr::Binary(BinaryOp::And, a, b) => match truth(a, row) {
+            Some(false) => Some(false),
+            x => match (x, truth(b, row)) {
+                (_, Some(false)) => Some(false),
+                (Some(true), Some(true)) => Some(true),
+                _ => None,
+            },
+        },
+        Expr::Binary(BinaryOp::Or, a, b) => match truth(a, row) {
+            Some(true) => Some(true),
+            x => match (x, truth(b, row)) {
+                (_, Some(true)) => Some(true),
+                (Some(false), Some(false)) => Some(false),
+                _ => None,
+            },
+        },
+        Expr::Not(x) => truth(x, row).map(|b| !b),
+        Expr::Binary(op @ (BinaryOp::Eq | BinaryOp::NotEq | BinaryOp::Lt | BinaryOp::LtEq | BinaryOp::Gt | BinaryOp::GtEq), a, b) => {
+            let (x, y) = (eval_ref(a, row), eval_ref(b, row));
+            let o = sql_cmp(&x, &y)?;
+            Some(match op {
+                BinaryOp::Eq => o == Ordering::Equal,
+                BinaryOp::NotEq => o != Ordering::Equal,
+                BinaryOp::Lt => o == Ordering::Less,
+                BinaryOp::LtEq => o != Ordering::Greater,
+                BinaryOp::Gt => o == Ordering::Greater,
+                _ => o != Ordering::Less,
+            })
+        }
+        _ => match *eval_ref(e, row) {
+            Value::Bool(b) => Some(b),
+            _ => None,
+        },
+    }
+}
+
+/// Whether an expression is NULL; a column's value is looked at in place.
+#[inline]
+fn is_null<R: Columns + ?Sized>(e: &Expr, row: &R) -> bool {
+    eval_ref(e, row).is_null()
+}
+
 /// Writes an expression's value as text at the end of `out`, as
 /// [`write_text`] writes [`eval`]'s value; `false` (nothing written) when it
 /// is NULL. A `CASE` and a `CONCAT` are written piece by piece, so a line of
@@ -96,7 +150,7 @@ pub fn eval_text_into<R: Columns + ?Sized>(e: &Expr, row: &R, out: &mut String) 
     match e {
         Expr::Case { whens, otherwise } => {
             for (condition, result) in whens {
-                if matches!(*eval_ref(condition, row), Value::Bool(true)) {
+                if truth(condition, row) == Some(true) {
                     return eval_text_into(result, row, out);
                 }
             }
@@ -126,18 +180,16 @@ fn computed<R: Columns + ?Sized>(e: &Expr, row: &R) -> Value {
     match e {
         Expr::Column(c) => row.column(*c).clone(),
         Expr::Literal(l, _) => literal(l),
-        Expr::Not(x) => match *eval_ref(x, row) {
-            Value::Bool(b) => Value::Bool(!b),
-            _ => Value::Null,
-        },
+        Expr::Not(x) => truth(x, row).map_or(Value::Null, |b| Value::Bool(!b)),
         Expr::Neg(x) => match eval(x, row) {
             Value::Int(i) => i.checked_neg().map_or(Value::Null, Value::Int),
             Value::Decimal(d) => Value::decimal(sql_exact(-d.get(), d.scale())),
             Value::Double(f) => Value::Double(-f),
             _ => Value::Null,
         },
+        Expr::Binary(BinaryOp::And | BinaryOp::Or, ..) => truth(e, row).map_or(Value::Null, Value::Bool),
         Expr::Binary(op, a, b) => binary(*op, a, b, row),
-        Expr::IsNull { expr, negated } => Value::Bool(eval_ref(expr, row).is_null() != *negated),
+        Expr::IsNull { expr, negated } => Value::Bool(is_null(expr, row) != *negated),
         Expr::InList { expr, list, negated } => {
             let v = eval_ref(expr, row);
             if v.is_null() {
@@ -163,7 +215,7 @@ fn computed<R: Columns + ?Sized>(e: &Expr, row: &R) -> Value {
         },
         Expr::Case { whens, otherwise } => {
             for (condition, result) in whens {
-                if matches!(*eval_ref(condition, row), Value::Bool(true)) {
+                if truth(condition, row) == Some(true) {
                     return eval(result, row);
                 }
             }
@@ -175,34 +227,6 @@ fn computed<R: Columns + ?Sized>(e: &Expr, row: &R) -> Value {
 }
 
 fn binary<R: Columns + ?Sized>(op: BinaryOp, a: &Expr, b: &Expr, row: &R) -> Value {
-    // AND and OR look at the second side when the first is NULL; when the
-    // first decides, the second cannot change the answer (evaluating is
-    // free of effects: a failure is NULL), so it is not evaluated.
-    match op {
-        BinaryOp::And => {
-            let x = eval_ref(a, row);
-            if matches!(*x, Value::Bool(false)) {
-                return Value::Bool(false);
-            }
-            return match (&*x, &*eval_ref(b, row)) {
-                (_, Value::Bool(false)) => Value::Bool(false),
-                (Value::Bool(true), Value::Bool(true)) => Value::Bool(true),
-                _ => Value::Null,
-            };
-        }
-        BinaryOp::Or => {
-            let x = eval_ref(a, row);
-            if matches!(*x, Value::Bool(true)) {
-                return Value::Bool(true);
-            }
-            return match (&*x, &*eval_ref(b, row)) {
-                (_, Value::Bool(true)) => Value::Bool(true),
-                (Value::Bool(false), Value::Bool(false)) => Value::Bool(false),
-                _ => Value::Null,
-            };
-        }
-        _ => {}
-    }
     let (x, y) = (eval_ref(a, row), eval_ref(b, row));
     if x.is_null() || y.is_null() {
         return Value::Null;
@@ -630,6 +654,61 @@ mod tests {
             }
         }
         assert!(checked > 30_000, "{checked} of 60,000 went the fast way");
+    }
+
+    /// SQL's three-valued AND, OR and NOT, written out as the standard's
+    /// tables (T, F, N for NULL), and comparisons with NULL unknown: through
+    /// `truth` and through `eval`, which must agree.
+    #[test]
+    fn conditions_follow_sqls_three_valued_logic() {
+        use crate::expr::Literal;
+        let lit = |t: &str| match t {
+            "T" => Expr::Literal(Literal::Bool(true), SqlType::Bool),
+            "F" => Expr::Literal(Literal::Bool(false), SqlType::Bool),
+            _ => Expr::Literal(Literal::Null, SqlType::Bool),
+        };
+        let as_truth = |t: &str| match t {
+            "T" => Some(true),
+            "F" => Some(false),
+            _ => None,
+        };
+        let bin = |op, a: Expr, b: Expr| Expr::Binary(op, Box::new(a), Box::new(b));
+        let row: [Value; 2] = [Value::Int(1), Value::Null];
+        let check = |e: &Expr, want: Option<bool>| {
+            assert_eq!(truth(e, &row[..]), want, "truth of {e:?}");
+            assert_eq!(eval(e, &row[..]), want.map_or(Value::Null, Value::Bool), "value of {e:?}");
+        };
+        // x AND y, x OR y for x, y in (T, F, N).
+        for (x, y, and, or) in [
+            ("T", "T", "T", "T"),
+            ("T", "F", "F", "T"),
+            ("T", "N", "N", "T"),
+            ("F", "T", "F", "T"),
+            ("F", "F", "F", "F"),
+            ("F", "N", "F", "N"),
+            ("N", "T", "N", "T"),
+            ("N", "F", "F", "N"),
+            ("N", "N", "N", "N"),
+        ] {
+            check(&bin(BinaryOp::And, lit(x), lit(y)), as_truth(and));
+            check(&bin(BinaryOp::Or, lit(x), lit(y)), as_truth(or));
+        }
+        for (x, not) in [("T", "F"), ("F", "T"), ("N", "N")] {
+            check(&Expr::Not(Box::new(lit(x))), as_truth(not));
+        }
+        let (one, null) = (Expr::Column(0), Expr::Column(1));
+        let two = Expr::Literal(Literal::Int(2), SqlType::Int);
+        check(&bin(BinaryOp::Lt, one.clone(), two.clone()), Some(true));
+        check(&bin(BinaryOp::GtEq, one.clone(), two.clone()), Some(false));
+        check(&bin(BinaryOp::Eq, null.clone(), two.clone()), None);
+        check(&bin(BinaryOp::NotEq, two.clone(), null.clone()), None);
+        check(&Expr::IsNull { expr: Box::new(null.clone()), negated: false }, Some(true));
+        check(&Expr::IsNull { expr: Box::new(one.clone()), negated: true }, Some(true));
+        // NULL compared, then decided by the other side of an OR.
+        check(&bin(BinaryOp::Or, bin(BinaryOp::Eq, null.clone(), two.clone()), bin(BinaryOp::Lt, one, two)), Some(true));
+        // A CASE takes a branch only on TRUE, not on NULL.
+        let case = Expr::Case { whens: vec![(bin(BinaryOp::Eq, null, lit("T")), lit("T"))], otherwise: Some(Box::new(lit("F"))) };
+        check(&case, Some(false));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::key::{Key, KeyIndex};
 use crate::ordered::OrderedCounts;
 use rust_decimal::Decimal;
 
-use crate::eval::{eval, eval_all, eval_text_into};
+use crate::eval::{eval, eval_all, eval_text_into, truth};
 use crate::value::{sql_cmp, sql_exact, Row, SharedRow, Value};
 
 /// Rows are shared, not copied: a source's row, the change that carried
@@ -63,7 +63,7 @@ pub fn consolidate(delta: Delta) -> Delta {
 }
 
 pub fn filter(input: &Delta, predicate: &Expr) -> Delta {
-    input.iter().filter(|(row, _)| matches!(eval(predicate, &row[..]), Value::Bool(true))).cloned().collect()
+    input.iter().filter(|(row, _)| truth(predicate, &row[..]) == Some(true)).cloned().collect()
 }
 
 /// Not consolidated: every operator takes unconsolidated changes, and the
@@ -83,7 +83,7 @@ fn eval_row(exprs: &[Expr], row: &[Value]) -> SharedRow {
 /// Whether a filter keeps a row (no filter keeps all).
 #[inline]
 fn kept(predicate: Option<&Expr>, row: &[Value]) -> bool {
-    predicate.is_none_or(|p| matches!(eval(p, row), Value::Bool(true)))
+    predicate.is_none_or(|p| truth(p, row) == Some(true))
 }
 
 /// The `Map` (with the filter under it) that a `GROUP BY` or a ranking
