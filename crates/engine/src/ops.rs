@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::key::{Key, KeyIndex};
-use crate::ordered::OrderedCounts;
+use crate::ordered::{self, OrderedCounts};
 use rust_decimal::Decimal;
 
 use crate::eval::{eval, eval_all, eval_text_into, truth};
@@ -544,24 +544,17 @@ impl Ord for RowPiece {
 /// of it after each separator.
 trait TextPiece: Ord {
     fn text_len(&self) -> u32;
-    fn set_text_len(&mut self, len: u32);
 }
 
 impl TextPiece for Piece {
     fn text_len(&self) -> u32 {
         self.len
     }
-    fn set_text_len(&mut self, len: u32) {
-        self.len = len;
-    }
 }
 
 impl TextPiece for RowPiece {
     fn text_len(&self) -> u32 {
         self.len
-    }
-    fn set_text_len(&mut self, len: u32) {
-        self.len = len;
     }
 }
 
@@ -937,41 +930,45 @@ impl Reduce {
 /// A retraction of `piece` (its length not known yet) where the entry is
 /// there: its stored length is cut from the text, without the value.
 /// `false` when there is no such entry.
-fn retract_stored<P: TextPiece>(values: &mut OrderedCounts<P>, text: &mut AggText, mut piece: P, d: isize, separator: &str) -> bool {
-    let Some(len) = values.from(&piece).next().filter(|(p, n)| *p == &piece && *n > 0).map(|(p, _)| p.text_len()) else {
-        return false;
-    };
-    piece.set_text_len(len);
-    add_piece(values, text, piece, "", d, separator);
-    true
+fn retract_stored<P: TextPiece>(values: &mut OrderedCounts<P>, text: &mut AggText, piece: P, d: isize, separator: &str) -> bool {
+    let mut found = false;
+    values.change(piece, |entry, count, later| {
+        if count <= 0 {
+            return 0;
+        }
+        found = true;
+        edit_text(text.edit(separator), entry.text_len(), count, later, "", d, separator);
+        d
+    });
+    found
 }
 
 /// Counts `d` more copies of `piece`, whose value is `value`, in a
 /// `STRING_AGG`'s entries and its text.
 fn add_piece<P: TextPiece>(values: &mut OrderedCounts<P>, text: &mut AggText, piece: P, value: &str, d: isize, separator: &str) {
-    edit_text(text.edit(separator), values, &piece, value, d, separator);
-    values.add(piece, d);
+    let text = text.edit(separator);
+    values.change(piece, |entry, count, later| {
+        edit_text(text, entry.text_len(), count, later, value, d, separator);
+        d
+    });
 }
 
-/// Changes a `STRING_AGG` text for `d` more copies of `entry`, whose value
-/// is `value` (fewer when negative), before `values` counts them. An
-/// entry's copies sit together, each as separator then value, before the
-/// copies of every entry ordered after it; a count below zero (a
-/// retraction ahead of its insertion) writes no copy. Found from the end: rows mostly come in the order's
-/// direction (ascending ids), so a new one is found at once.
-fn edit_text<P: TextPiece>(text: &mut String, values: &OrderedCounts<P>, entry: &P, value: &str, d: isize, separator: &str) {
-    // One search finds the value's count and the values after it.
-    let mut from = values.from(entry).peekable();
-    let count = from.next_if(|(k, _)| *k == entry).map_or(0, |(_, n)| n);
+/// Changes a `STRING_AGG` text for `d` more copies of an entry whose value
+/// is `value` (fewer when negative), `len` bytes long, counted `count`
+/// times before, with the entries ordered after it `later`. An entry's
+/// copies sit together, each as separator then value, before the copies of
+/// every entry ordered after it; a count below zero (a retraction ahead of
+/// its insertion) writes no copy.
+fn edit_text<P: TextPiece>(text: &mut String, len: u32, count: isize, later: ordered::Iter<'_, P>, value: &str, d: isize, separator: &str) {
     let (before, after) = (count.max(0) as usize, (count + d).max(0) as usize);
     if before == after {
         return;
     }
-    let later: usize = from.map(|(p, n)| n.max(0) as usize * (separator.len() + p.text_len() as usize)).sum();
+    let later: usize = later.map(|(p, n)| n.max(0) as usize * (separator.len() + p.text_len() as usize)).sum();
     // Where the value's copies end (they are all alike: which ones come or
     // go does not matter).
     let end = text.len() - later;
-    let piece_len = separator.len() + entry.text_len() as usize;
+    let piece_len = separator.len() + len as usize;
     if after < before {
         text.replace_range(end - (before - after) * piece_len..end, "");
         return;

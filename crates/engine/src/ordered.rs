@@ -84,6 +84,48 @@ impl<K: Ord> OrderedCounts<K> {
         }
     }
 
+    /// Finds `key` once and adds to its count what `f` returns, given the
+    /// key as stored (or `key` itself when absent), its count (0 when
+    /// absent) and the keys after it with their counts: a look at a key's
+    /// neighbours and the change of its count in one search of a list,
+    /// where [`Self::from`] then [`Self::add`] made two. A stored key is
+    /// kept; `key` is stored when it is new.
+    pub fn change(&mut self, key: K, f: impl FnOnce(&K, isize, Iter<'_, K>) -> isize) {
+        let entries = match self {
+            OrderedCounts::Few(entries) => entries,
+            OrderedCounts::Many(map) => {
+                use std::ops::Bound::{Excluded, Unbounded};
+                let later = Iter::Range(map.range((Excluded(&key), Unbounded)));
+                let d = match map.get_key_value(&key) {
+                    Some((stored, n)) => f(stored, *n, later),
+                    None => f(&key, 0, later),
+                };
+                return self.add(key, d);
+            }
+        };
+        let found = entries.binary_search_by(|(k, _)| k.cmp(&key));
+        let d = match found {
+            Ok(at) => f(&entries[at].0, entries[at].1, Iter::Few(entries[at + 1..].iter())),
+            Err(at) => f(&key, 0, Iter::Few(entries[at..].iter())),
+        };
+        match found {
+            Ok(at) => {
+                entries[at].1 += d;
+                if entries[at].1 == 0 {
+                    entries.remove(at);
+                }
+            }
+            Err(_) if d == 0 => {}
+            Err(at) if entries.len() < FEW_KEYS => {
+                if entries.len() == entries.capacity() {
+                    entries.reserve_exact(entries.len().div_ceil(2).max(1));
+                }
+                entries.insert(at, (key, d));
+            }
+            Err(_) => self.add(key, d),
+        }
+    }
+
     /// The keys with their counts, in order.
     pub fn iter(&self) -> Iter<'_, K> {
         match self {
@@ -153,8 +195,9 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     /// Against a `BTreeMap` of counts, across the move from list to tree:
-    /// the same keys, counts and order after every change, and the same
-    /// keys from any key on.
+    /// the same keys, counts and order after every change (by `add` or
+    /// `change`, which sees the key's count and the keys after it as the
+    /// map has them), and the same keys from any key on.
     #[test]
     fn ordered_counts_agree_with_a_btree_map() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
@@ -166,7 +209,18 @@ mod tests {
             for _ in 0..400 {
                 let key = rng.random_range(0..keys);
                 let d = rng.random_range(-2i64..=2) as isize;
-                ours.add(key, d);
+                if rng.random_bool(0.5) {
+                    ours.add(key, d);
+                } else {
+                    // What `change` shows of the key before it counts `d`.
+                    ours.change(key, |stored, n, later| {
+                        assert_eq!((*stored, n), (key, model.get(&key).copied().unwrap_or(0)), "round {round}");
+                        let later: Vec<(i64, isize)> = later.map(|(k, n)| (*k, n)).collect();
+                        let expected: Vec<(i64, isize)> = model.range(key + 1..).map(|(k, n)| (*k, *n)).collect();
+                        assert_eq!(later, expected, "round {round}, after {key}");
+                        d
+                    });
+                }
                 let n = model.entry(key).or_default();
                 *n += d;
                 if *n == 0 {
