@@ -45,26 +45,10 @@ impl<K: Ord> OrderedCounts<K> {
     /// Adds `d` to the count of `key`; at zero the key goes.
     pub fn add(&mut self, key: K, d: isize) {
         match self {
-            OrderedCounts::Few(entries) => match entries.binary_search_by(|(k, _)| k.cmp(&key)) {
-                Ok(at) => {
-                    entries[at].1 += d;
-                    if entries[at].1 == 0 {
-                        entries.remove(at);
-                    }
-                }
-                Err(_) if d == 0 => {}
-                Err(at) if entries.len() < FEW_KEYS => {
-                    if entries.len() == entries.capacity() {
-                        entries.reserve_exact(entries.len().div_ceil(2).max(1));
-                    }
-                    entries.insert(at, (key, d));
-                }
-                Err(_) => {
-                    let mut many: BTreeMap<K, isize> = entries.drain(..).collect();
-                    many.insert(key, d);
-                    *self = OrderedCounts::Many(Box::new(many));
-                }
-            },
+            OrderedCounts::Few(entries) => {
+                let found = entries.binary_search_by(|(k, _)| k.cmp(&key));
+                self.add_found(found, key, d);
+            }
             OrderedCounts::Many(entries) => {
                 use std::collections::btree_map::Entry;
                 match entries.entry(key) {
@@ -108,6 +92,12 @@ impl<K: Ord> OrderedCounts<K> {
             Ok(at) => f(&entries[at].0, entries[at].1, Iter::Few(entries[at + 1..].iter())),
             Err(at) => f(&key, 0, Iter::Few(entries[at..].iter())),
         };
+        self.add_found(found, key, d);
+    }
+
+    /// [`Self::add`] on a list, where a search of it for `key` gave `found`.
+    fn add_found(&mut self, found: Result<usize, usize>, key: K, d: isize) {
+        let OrderedCounts::Few(entries) = self else { unreachable!("a list was searched") };
         match found {
             Ok(at) => {
                 entries[at].1 += d;
@@ -122,7 +112,11 @@ impl<K: Ord> OrderedCounts<K> {
                 }
                 entries.insert(at, (key, d));
             }
-            Err(_) => self.add(key, d),
+            Err(_) => {
+                let mut many: BTreeMap<K, isize> = entries.drain(..).collect();
+                many.insert(key, d);
+                *self = OrderedCounts::Many(Box::new(many));
+            }
         }
     }
 
