@@ -187,7 +187,11 @@ fn computed<R: Columns + ?Sized>(e: &Expr, row: &R) -> Value {
             Value::Double(f) => Value::Double(-f),
             _ => Value::Null,
         },
-        Expr::Binary(BinaryOp::And | BinaryOp::Or, ..) => truth(e, row).map_or(Value::Null, Value::Bool),
+        // Conditions as values (a boolean column, say): decided by `truth`.
+        Expr::Binary(
+            BinaryOp::And | BinaryOp::Or | BinaryOp::Eq | BinaryOp::NotEq | BinaryOp::Lt | BinaryOp::LtEq | BinaryOp::Gt | BinaryOp::GtEq,
+            ..,
+        ) => truth(e, row).map_or(Value::Null, Value::Bool),
         Expr::Binary(op, a, b) => binary(*op, a, b, row),
         Expr::IsNull { expr, negated } => Value::Bool(is_null(expr, row) != *negated),
         Expr::InList { expr, list, negated } => {
@@ -226,18 +230,13 @@ fn computed<R: Columns + ?Sized>(e: &Expr, row: &R) -> Value {
     }
 }
 
+/// `||` and `+ - * /`: NULL when either side is (conditions go to [`truth`]).
 fn binary<R: Columns + ?Sized>(op: BinaryOp, a: &Expr, b: &Expr, row: &R) -> Value {
     let (x, y) = (eval_ref(a, row), eval_ref(b, row));
     if x.is_null() || y.is_null() {
         return Value::Null;
     }
     match op {
-        BinaryOp::Eq => cmp_is(&x, &y, |o| o == Ordering::Equal),
-        BinaryOp::NotEq => cmp_is(&x, &y, |o| o != Ordering::Equal),
-        BinaryOp::Lt => cmp_is(&x, &y, |o| o == Ordering::Less),
-        BinaryOp::LtEq => cmp_is(&x, &y, |o| o != Ordering::Greater),
-        BinaryOp::Gt => cmp_is(&x, &y, |o| o == Ordering::Greater),
-        BinaryOp::GtEq => cmp_is(&x, &y, |o| o != Ordering::Less),
         BinaryOp::Concat => {
             let mut out = String::new();
             write_text(&x, &mut out);
@@ -246,10 +245,6 @@ fn binary<R: Columns + ?Sized>(op: BinaryOp, a: &Expr, b: &Expr, row: &R) -> Val
         }
         _ => arithmetic(op, &x, &y),
     }
-}
-
-fn cmp_is(x: &Value, y: &Value, test: impl Fn(Ordering) -> bool) -> Value {
-    sql_cmp(x, y).map_or(Value::Null, |o| Value::Bool(test(o)))
 }
 
 fn as_decimal(v: &Value) -> Option<Decimal> {
