@@ -99,24 +99,11 @@ pub fn truth<R: Columns + ?Sized>(e: &Expr, row: &R) -> Option<bool> {
     // free of effects: a failure is NULL), so it is not evaluated.
     match e {
         Expr::IsNull { expr, negated } => Some(is_null(expr, row) != *negated),
-        Expr::Binary(BinaryOp::And, a, b) => match truth(a, row) {
-            Some(false) => Some(false),
-            x => match (x, truth(b, row)) {
-                (_, Some(false)) => Some(false),
-                (Some(true), Some(true)) => Some(true),
-                _ => None,
-            },
-        },
-        Expr::Binary(BinaryOp::Or, a, b) => match truth(a, row) {
-            Some(true) => Some(true),
-            x => match (x, truth(b, row)) {
-                (_, Some(true)) => Some(true),
-                (Some(false), Some(false)) => Some(false),
-                _ => None,
-            },
-        },
+        Expr::Binary(BinaryOp::And, a, b) => connective(false, a, b, row),
+        Expr::Binary(BinaryOp::Or, a, b) => connective(true, a, b, row),
         Expr::Not(x) => truth(x, row).map(|b| !b),
-        Expr::Binary(op @ (BinaryOp::Eq | BinaryOp::NotEq | BinaryOp::Lt | BinaryOp::LtEq | BinaryOp::Gt | BinaryOp::GtEq), a, b) => {
+        // A comparison (AND and OR are matched above).
+        Expr::Binary(op, a, b) if is_condition(*op) => {
             let (x, y) = (eval_ref(a, row), eval_ref(b, row));
             let o = sql_cmp(&x, &y)?;
             Some(match op {
@@ -125,7 +112,8 @@ pub fn truth<R: Columns + ?Sized>(e: &Expr, row: &R) -> Option<bool> {
                 BinaryOp::Lt => o == Ordering::Less,
                 BinaryOp::LtEq => o != Ordering::Greater,
                 BinaryOp::Gt => o == Ordering::Greater,
-                _ => o != Ordering::Less,
+                BinaryOp::GtEq => o != Ordering::Less,
+                _ => unreachable!("AND and OR are matched above"),
             })
         }
         _ => match *eval_ref(e, row) {
@@ -133,6 +121,26 @@ pub fn truth<R: Columns + ?Sized>(e: &Expr, row: &R) -> Option<bool> {
             _ => None,
         },
     }
+}
+
+/// AND (`decisive` false) or OR (`decisive` true): a side that is
+/// `decisive` decides; else both sides known give the other answer, and
+/// an unknown side leaves it unknown.
+fn connective<R: Columns + ?Sized>(decisive: bool, a: &Expr, b: &Expr, row: &R) -> Option<bool> {
+    match truth(a, row) {
+        Some(x) if x == decisive => Some(decisive),
+        x => match (x, truth(b, row)) {
+            (_, Some(y)) if y == decisive => Some(decisive),
+            (Some(_), Some(_)) => Some(!decisive),
+            _ => None,
+        },
+    }
+}
+
+/// The operators whose answer is a truth value, which [`truth`] decides.
+fn is_condition(op: BinaryOp) -> bool {
+    use BinaryOp::*;
+    matches!(op, And | Or | Eq | NotEq | Lt | LtEq | Gt | GtEq)
 }
 
 /// Whether an expression is NULL; a column's value is looked at in place.
@@ -188,10 +196,7 @@ fn computed<R: Columns + ?Sized>(e: &Expr, row: &R) -> Value {
             _ => Value::Null,
         },
         // Conditions as values (a boolean column, say): decided by `truth`.
-        Expr::Binary(
-            BinaryOp::And | BinaryOp::Or | BinaryOp::Eq | BinaryOp::NotEq | BinaryOp::Lt | BinaryOp::LtEq | BinaryOp::Gt | BinaryOp::GtEq,
-            ..,
-        ) => truth(e, row).map_or(Value::Null, Value::Bool),
+        Expr::Binary(op, ..) if is_condition(*op) => truth(e, row).map_or(Value::Null, Value::Bool),
         Expr::Binary(op, a, b) => binary(*op, a, b, row),
         Expr::IsNull { expr, negated } => Value::Bool(is_null(expr, row) != *negated),
         Expr::InList { expr, list, negated } => {
