@@ -101,6 +101,13 @@ pub struct EngineArgs {
     /// bench.sh times a serve start with 1M orders that way).
     #[arg(long, requires = "snapshot_dir")]
     pub keep_snapshot: bool,
+    /// Also measure what the engine's state alone holds in memory (the
+    /// peak counts the benchmark's own buffers too): freed pages go back to
+    /// the OS at once for the whole run, which makes it slower, and at the
+    /// end resident memory with the engine is compared with resident memory
+    /// once it is dropped.
+    #[arg(long)]
+    pub state_memory: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -180,19 +187,53 @@ fn engine(args: EngineArgs) -> anyhow::Result<()> {
         EngineKind::Hand => {
             let mut engine = OrderDetailsView::new();
             drive(&args, &mut engine)?;
-            if let Some(dir) = &args.snapshot_dir {
+            let held = resident_state(engine, |engine| match &args.snapshot_dir {
                 // As `serve` restores a snapshot.
-                crate::memory::hand_back_freed();
-                time_snapshot(dir, &engine, args.keep_snapshot)?;
-            }
+                Some(dir) => {
+                    crate::memory::hand_back_freed();
+                    time_snapshot(dir, engine, args.keep_snapshot)
+                }
+                None => Ok(()),
+            })?;
+            print_memory(held, args.state_memory);
         }
         EngineKind::Sql => {
             anyhow::ensure!(args.snapshot_dir.is_none(), "--snapshot-dir is for the hand-written engine");
-            drive(&args, &mut SqlShop::load(&args.views, &args.view)?)?;
+            let mut engine = SqlShop::load(&args.views, &args.view)?;
+            drive(&args, &mut engine)?;
+            print_memory(resident_state(engine, |_| Ok(()))?, args.state_memory);
         }
     }
-    println!("peak resident memory: {}", peak_rss().map_or("unknown".into(), |kb| format!("{:.0} MiB", kb as f64 / 1024.0)));
     Ok(())
+}
+
+/// Prints the process's peak and, with `--state-memory`, what the engine's
+/// state alone holds (see [`resident_state`]).
+fn print_memory(state_kib: Option<u64>, state_memory: bool) {
+    let mib = |kib: Option<u64>| kib.map_or("unknown".into(), |kib| format!("{:.0} MiB", kib as f64 / 1024.0));
+    println!("peak resident memory: {}", mib(status_kib("VmHWM")));
+    // The peak also counts the benchmark's own buffers (its generated
+    // changes, its copy of every table's rows), the same for both engines,
+    // which makes the engines' ratio look closer than their states are.
+    if state_memory {
+        println!("engine state: {} resident (given back when the engine is dropped)", mib(state_kib));
+    }
+}
+
+/// What the engine's state holds in memory: resident memory with the engine
+/// alive, less resident memory once it is dropped, free pages handed back
+/// to the OS before each reading (the benchmark's buffers are freed by
+/// then). Only meaningful where freed pages go back at once
+/// (`--state-memory`): pages kept for reuse stay resident either way.
+/// `then` runs with the engine before it is dropped.
+fn resident_state<E>(engine: E, then: impl FnOnce(&E) -> anyhow::Result<()>) -> anyhow::Result<Option<u64>> {
+    crate::memory::release_freed_now();
+    let with = status_kib("VmRSS");
+    then(&engine)?;
+    drop(engine);
+    crate::memory::release_freed_now();
+    let without = status_kib("VmRSS");
+    Ok(with.zip(without).map(|(with, without)| with.saturating_sub(without)))
 }
 
 /// Builds the initial state, then times the measured stream.
@@ -200,8 +241,12 @@ fn drive(args: &EngineArgs, engine: &mut dyn BenchEngine) -> anyhow::Result<()> 
     let sizes = Sizes { users: args.users, orders: args.orders, items: args.items, events: args.events };
     anyhow::ensure!(args.only.is_none() || args.mix == Mix::Steady, "--only picks changes of the steady mix; drop --mix churn");
     let mut workload = Workload::with_mix(sizes, args.seed, args.mix).only(args.only);
-    // As `serve` runs its view (see `crate::memory`).
-    crate::memory::keep_freed();
+    match args.state_memory {
+        // Kept pages would stay resident with or without the engine.
+        true => crate::memory::hand_back_at_once(),
+        // As `serve` runs its view (see `crate::memory`).
+        false => crate::memory::keep_freed(),
+    }
 
     let only = args.only.map(|kind| format!(" ({kind:?} changes only)")).unwrap_or_default();
     eprintln!("building the initial state: {sizes:?}, then the {:?} mix{only}, {:?} engine", args.mix, args.engine);
@@ -318,8 +363,9 @@ pub(crate) fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::D
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
-/// VmHWM from /proc/self/status, in KiB.
-fn peak_rss() -> Option<u64> {
+/// A field of /proc/self/status in KiB (`VmHWM`: peak resident, `VmRSS`:
+/// resident now).
+fn status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    status.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':')).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
