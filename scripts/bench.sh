@@ -93,6 +93,15 @@ ratios = [h["wall"] / s["wall"] for h, s in zip(runs["hand"], runs["sql"])]
 print(f"{sys.argv[2]} mix: hand-written / SQL, run by run: min {min(ratios):.1f}x, median {statistics.median(ratios):.1f}x, max {max(ratios):.1f}x; {deltas.pop()} view deltas each")
 PY
     done
+    # The peak counts the benchmark's own buffers too: the states alone, one
+    # run each (freed pages go back at once, so these runs are slower).
+    say "the engines' state alone (--state-memory)"
+    for mix in steady churn; do
+        local hand sql
+        hand=$("$BIN" bench engine --engine hand --mix "$mix" --state-memory 2>/dev/null | sed -n 's/^engine state: \([0-9]*\) MiB.*/\1/p')
+        sql=$("$BIN" bench engine --engine sql --mix "$mix" --state-memory --views "$ROOT/views/shop.sql" 2>/dev/null | sed -n 's/^engine state: \([0-9]*\) MiB.*/\1/p')
+        echo "$mix mix, state alone: hand-written $hand MiB, SQL $sql MiB ($(python3 -c "print(f'{$sql / $hand:.2f}')")x)" | tee -a "$OUT/engine.txt"
+    done
 }
 
 part_freshness() {
