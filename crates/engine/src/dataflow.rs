@@ -236,6 +236,19 @@ fn unmapped(plan: &Plan) -> Option<(&Plan, Option<Expr>, &Vec<Expr>)> {
     }
 }
 
+/// The primary key of the source `get` reads, where it is one integer
+/// column: a source gives a key's old row before its new one and at most
+/// one row per key, which lets a `GROUP BY` over it know a row by that key
+/// alone ([`Reduce::over_source`]).
+fn integer_source_key(relations: &[RelationSpec], get: &Plan) -> Option<usize> {
+    let Plan::Get { relation, columns } = get else { return None };
+    let source = relations.iter().find(|r| r.name == *relation && r.plan.is_none())?;
+    match source.key.as_deref()? {
+        &[column] if columns.get(column).is_some_and(|c| c.ty == crate::types::SqlType::Int) => Some(column),
+        _ => None,
+    }
+}
+
 /// How many changes ahead a batch starts loading a source's row.
 const SOURCE_LOOKAHEAD: usize = 4;
 
@@ -433,7 +446,9 @@ impl Dataflow {
         debug_assert!(group_by.iter().enumerate().all(|(k, &c)| k == c), "the planner puts the group columns first");
         let reduce = Reduce::new(group_by.len(), aggregates.clone(), project);
         let (i, reduce) = match unmapped(input) {
-            Some((get, predicate, exprs)) => (self.compile(relations, get), reduce.over_map(predicate, exprs.clone())),
+            Some((get, predicate, exprs)) => {
+                (self.compile(relations, get), reduce.over_source(integer_source_key(relations, get)).over_map(predicate, exprs.clone()))
+            }
             None => (self.compile(relations, input), reduce),
         };
         self.push(Op::Reduce(reduce), vec![i])

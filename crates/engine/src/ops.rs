@@ -94,9 +94,23 @@ type InputMap = (Option<Expr>, Vec<Expr>);
 /// by the entries it orders with them.
 type OrderColumns = Arc<[(usize, bool)]>;
 
+/// How a `STRING_AGG` over kept input rows orders its entries
+/// ([`Reduce::row_order`]).
+#[derive(Debug, Clone)]
+enum RowOrder {
+    /// By these input columns: each entry holds its input row
+    /// ([`RowPiece`]).
+    Columns(OrderColumns),
+    /// By one integer column that is the input's primary key (a source's):
+    /// each entry holds that key alone ([`KeyPiece`]), 24 bytes with its
+    /// count instead of 56. A source gives a key's old row before its new
+    /// one, and at most one row per key, so an entry stands for one row.
+    Key { column: usize, desc: bool },
+}
+
 /// The input row a `GROUP BY` over kept rows mapped a row from, and the
 /// aggregate's [`Reduce::row_order`].
-type Kept<'a> = (&'a SharedRow, Option<&'a OrderColumns>);
+type Kept<'a> = (&'a SharedRow, Option<&'a RowOrder>);
 
 /// Maps `row` into `out` as `map` does; `false` when its filter drops it.
 #[inline]
@@ -407,8 +421,12 @@ pub struct Reduce {
     /// For each aggregate, the input columns (and directions) of its ORDER
     /// BY where it is a `STRING_AGG` over kept input rows whose ORDER BY the
     /// `Map` passes on: its entries are then [`RowPiece`]s, ordered by the
-    /// input row's own columns instead of a copy of them.
-    row_order: Vec<Option<OrderColumns>>,
+    /// input row's own columns instead of a copy of them, or [`KeyPiece`]s
+    /// where that is the input's integer primary key alone.
+    row_order: Vec<Option<RowOrder>>,
+    /// The input's primary key where it is one integer column of a source
+    /// ([`Reduce::over_source`]).
+    input_key: Option<usize>,
     groups: KeyIndex<Group>,
 }
 
@@ -442,6 +460,9 @@ enum Accumulator {
     Ordered { values: OrderedCounts<Piece>, text: AggText },
     /// `STRING_AGG` over kept input rows, ordered by their own columns.
     OrderedRows { values: OrderedCounts<RowPiece>, text: AggText },
+    /// `STRING_AGG` over a source's rows, ordered by its integer primary
+    /// key ([`RowOrder::Key`]).
+    OrderedKeys { values: OrderedCounts<KeyPiece>, text: AggText },
 }
 
 /// A `STRING_AGG` row: its ORDER BY values, the row it is known by, and
@@ -537,6 +558,40 @@ impl Ord for RowPiece {
             .map(|&(c, desc)| order_by_cmp(&self.row[c], &other.row[c], desc))
             .find(|o| o.is_ne())
             .unwrap_or_else(|| PieceOf::cmp_rows(&self.row, &other.row))
+    }
+}
+
+/// A `STRING_AGG` entry of a source's row known by its integer primary key
+/// ([`RowOrder::Key`]): the key, its bits flipped for a descending order (so
+/// that entries sort by it plainly), and the length of its value as text.
+/// Entries are equal by key alone: a retraction finds its entry whatever the
+/// length it is made with.
+#[derive(Debug)]
+struct KeyPiece {
+    key: i64,
+    len: u32,
+}
+
+impl KeyPiece {
+    fn new(column: usize, desc: bool, row: &[Value], len: u32) -> Self {
+        // A primary key is never NULL; an integer column holds integers.
+        let key = match row[column] {
+            Value::Int(i) => i,
+            _ => unreachable!("a source's integer primary key holds an integer"),
+        };
+        KeyPiece { key: if desc { !key } else { key }, len }
+    }
+}
+
+impl Ord for KeyPiece {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key.cmp(&other.key)
+    }
+}
+
+impl TextPiece for KeyPiece {
+    fn text_len(&self) -> u32 {
+        self.len
     }
 }
 
@@ -664,9 +719,21 @@ impl PartialOrd for SqlOrdered {
 
 impl Accumulator {
     /// `row_order`: the aggregate's [`Reduce::row_order`].
-    fn new(a: &Aggregate, row_order: Option<&OrderColumns>) -> Self {
+    fn new(a: &Aggregate, row_order: Option<&RowOrder>) -> Self {
+        match (a.func, a.distinct, row_order) {
+            (AggFunc::StringAgg, _, Some(RowOrder::Columns(_))) => {
+                Accumulator::OrderedRows { values: OrderedCounts::default(), text: AggText::EMPTY }
+            }
+            (AggFunc::StringAgg, _, Some(RowOrder::Key { .. })) => {
+                Accumulator::OrderedKeys { values: OrderedCounts::default(), text: AggText::EMPTY }
+            }
+            _ => Self::unordered(a),
+        }
+    }
+
+    /// An accumulator that keeps no input rows.
+    fn unordered(a: &Aggregate) -> Self {
         match (a.func, a.distinct) {
-            (AggFunc::StringAgg, _) if row_order.is_some() => Accumulator::OrderedRows { values: OrderedCounts::default(), text: AggText::EMPTY },
             (AggFunc::Count, false) => Accumulator::Count(0),
             (AggFunc::Sum | AggFunc::Avg, false) if a.ty == SqlType::Double => Accumulator::SumDouble { sum: 0.0, values: 0 },
             (AggFunc::Sum | AggFunc::Avg, false) => Accumulator::Sum { sum: Decimal::ZERO, values: 0, scales: ScaleCounts::default() },
@@ -688,6 +755,10 @@ impl Accumulator {
                 values.prefetch();
                 text.prefetch();
             }
+            Accumulator::OrderedKeys { values, text } => {
+                values.prefetch();
+                text.prefetch();
+            }
             Accumulator::Count(_) | Accumulator::Sum { .. } | Accumulator::SumDouble { .. } => {}
         }
     }
@@ -706,9 +777,12 @@ impl Accumulator {
     fn retract_kept(&mut self, a: &Aggregate, row: &[Value], kept: Kept<'_>, d: isize, value: impl FnOnce() -> Value) {
         let separator = a.separator.as_deref().unwrap_or("");
         let done = match (&mut *self, kept.1) {
-            (Accumulator::OrderedRows { values, text }, Some(order_by)) => {
+            (Accumulator::OrderedRows { values, text }, Some(RowOrder::Columns(order_by))) => {
                 let piece = RowPiece::new(order_by, kept.0, 0);
                 retract_stored(values, text, piece, d, separator)
+            }
+            (Accumulator::OrderedKeys { values, text }, Some(&RowOrder::Key { column, desc })) => {
+                retract_stored(values, text, KeyPiece::new(column, desc, kept.0, 0), d, separator)
             }
             (Accumulator::Ordered { values, text }, _) => {
                 let piece = Piece { keys: sort_keys(a, row), of: PieceOf::Row(SharedRow::clone(kept.0)), len: 0 };
@@ -749,7 +823,7 @@ impl Accumulator {
                 *values += d as i64;
             }
             Accumulator::Values(values) => values.add(SqlOrdered(arg.cloned().unwrap_or(Value::Null)), d),
-            Accumulator::Ordered { .. } | Accumulator::OrderedRows { .. } => {
+            Accumulator::Ordered { .. } | Accumulator::OrderedRows { .. } | Accumulator::OrderedKeys { .. } => {
                 let value = arg.unwrap_or(&Value::Null);
                 let mut scratch = String::new();
                 let value_text = text_of(value, &mut scratch);
@@ -773,9 +847,13 @@ impl Accumulator {
         let separator = a.separator.as_deref().unwrap_or("");
         match self {
             Accumulator::OrderedRows { values, text } => {
-                let order_by = kept.1.expect("a STRING_AGG over kept rows has their ORDER BY columns");
+                let Some(RowOrder::Columns(order_by)) = kept.1 else { unreachable!("a STRING_AGG over kept rows has their ORDER BY columns") };
                 let piece = RowPiece::new(order_by, kept.0, value.len() as u32);
                 add_piece(values, text, piece, value, d, separator);
+            }
+            Accumulator::OrderedKeys { values, text } => {
+                let Some(&RowOrder::Key { column, desc }) = kept.1 else { unreachable!("a STRING_AGG over a source's rows has its key column") };
+                add_piece(values, text, KeyPiece::new(column, desc, kept.0, value.len() as u32), value, d, separator);
             }
             Accumulator::Ordered { values, text } => {
                 let piece = Piece { keys: sort_keys(a, row), of: PieceOf::Row(SharedRow::clone(kept.0)), len: value.len() as u32 };
@@ -816,6 +894,7 @@ impl Accumulator {
             },
             Accumulator::Ordered { values, text } => text.finish(values.is_empty(), a.separator.as_deref().unwrap_or("")),
             Accumulator::OrderedRows { values, text } => text.finish(values.is_empty(), a.separator.as_deref().unwrap_or("")),
+            Accumulator::OrderedKeys { values, text } => text.finish(values.is_empty(), a.separator.as_deref().unwrap_or("")),
         }
     }
 }
@@ -823,14 +902,22 @@ impl Accumulator {
 impl Reduce {
     pub fn new(n_keys: usize, aggregates: Vec<Aggregate>, project: Option<Vec<Expr>>) -> Self {
         let row_order = vec![None; aggregates.len()];
-        Reduce { n_keys, aggregates, project, map: None, lazy: None, row_order, groups: KeyIndex::default() }
+        Reduce { n_keys, aggregates, project, map: None, lazy: None, row_order, input_key: None, groups: KeyIndex::default() }
+    }
+
+    /// Tells the operator that its input is a source whose primary key is
+    /// this one integer column (before [`Reduce::over_map`], which orders
+    /// a `STRING_AGG` by that key alone by it: [`RowOrder::Key`]).
+    pub fn over_source(mut self, key: Option<usize>) -> Self {
+        self.input_key = key;
+        self
     }
 
     /// Groups the rows a `Map` (and the filter under it) would give of its
     /// input, mapping each row as it comes instead of taking mapped rows.
     pub fn over_map(mut self, predicate: Option<Expr>, exprs: Vec<Expr>) -> Self {
         self.lazy = lazy_string_agg(self.n_keys, &self.aggregates, &exprs);
-        self.row_order = self.aggregates.iter().map(|a| row_order(a, &exprs)).collect();
+        self.row_order = self.aggregates.iter().map(|a| row_order(a, &exprs, self.input_key)).collect();
         self.map = Some((predicate, exprs));
         self
     }
@@ -992,18 +1079,24 @@ fn edit_text<P: TextPiece>(text: &mut String, len: u32, count: isize, later: ord
 
 /// The input columns of a `STRING_AGG`'s ORDER BY over the rows a `Map`
 /// with these expressions makes, where the `Map` passes each on
-/// ([`Reduce::row_order`]).
-fn row_order(a: &Aggregate, exprs: &[Expr]) -> Option<OrderColumns> {
+/// ([`Reduce::row_order`]); `input_key`: the input's integer primary key
+/// column, if it is a source's.
+fn row_order(a: &Aggregate, exprs: &[Expr], input_key: Option<usize>) -> Option<RowOrder> {
     if a.func != AggFunc::StringAgg {
         return None;
     }
-    a.order_by
+    let columns: OrderColumns = a
+        .order_by
         .iter()
         .map(|&(c, desc)| match exprs[c] {
             Expr::Column(input) => Some((input, desc)),
             _ => None,
         })
-        .collect()
+        .collect::<Option<_>>()?;
+    match columns[..] {
+        [(column, desc)] if Some(column) == input_key => Some(RowOrder::Key { column, desc }),
+        _ => Some(RowOrder::Columns(columns)),
+    }
 }
 
 /// A `STRING_AGG` row's ORDER BY values.
@@ -1125,7 +1218,7 @@ macro_rules! order_by_ord {
     )*};
 }
 
-order_by_ord!(SortKey, RankedRow, Piece, PieceOf, RowPiece);
+order_by_ord!(SortKey, RankedRow, Piece, PieceOf, RowPiece, KeyPiece);
 
 /// The rows of each partition in order: `ROW_NUMBER()` numbers them,
 /// `TopOne` keeps the first.
@@ -1519,6 +1612,79 @@ mod tests {
     /// from the group's rows after every batch: values put in and taken out
     /// anywhere in the order, repeated, tied on the sort key, not text,
     /// empty, and taken out ahead of being put in within a batch.
+    #[test]
+    fn string_agg_over_a_source_by_its_integer_key_equals_the_text_written_from_scratch() {
+        // A source's rows [group, value, id], id its primary key: each change
+        // takes a key's old row out before its new one goes in, as a
+        // source's delta does. Ordered by the key alone (ascending and
+        // descending), each entry holds the key, not the row.
+        for (computed, desc) in [(false, false), (true, false), (false, true), (true, true)] {
+            let aggregate = Aggregate {
+                func: AggFunc::StringAgg,
+                arg: Some(1),
+                distinct: false,
+                separator: Some(", ".into()),
+                order_by: vec![(2, desc)],
+                ty: SqlType::Text,
+            };
+            let mut exprs: Vec<Expr> = (0..3).map(Expr::Column).collect();
+            if computed {
+                exprs[1] = Expr::Call(crate::expr::Func::Concat, vec![Expr::Column(1)]);
+            }
+            let mut reduce = Reduce::new(1, vec![aggregate], None).over_source(Some(2)).over_map(None, exprs);
+            assert!(matches!(reduce.row_order[..], [Some(RowOrder::Key { column: 2, desc: d })] if d == desc));
+            let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7);
+            let mut next = |m: u64| rand::Rng::random_range(&mut rng, 0..m);
+            // The source's rows by key.
+            let mut table: BTreeMap<i64, SharedRow> = BTreeMap::new();
+            for batch in 0..3_000 {
+                let mut delta: Delta = Vec::new();
+                // Keys changed at most once a batch, in key order, as a
+                // source's netted delta gives them.
+                let mut keys: Vec<i64> = (0..1 + next(4)).map(|_| next(40) as i64 - 20).collect();
+                keys.sort_unstable();
+                keys.dedup();
+                for id in keys {
+                    let value = match next(4) {
+                        0 => Value::text(&"a line past the inline size ".repeat(1 + next(2) as usize)),
+                        1 => Value::text(""),
+                        _ => Value::text(&format!("v{}", next(30))),
+                    };
+                    let after: Option<SharedRow> = (next(3) != 0).then(|| vec![Value::Int(next(3) as i64), value, Value::Int(id)].into());
+                    let before = match &after {
+                        Some(row) => table.insert(id, SharedRow::clone(row)),
+                        None => table.remove(&id),
+                    };
+                    delta.extend(before.map(|row| (row, -1)));
+                    delta.extend(after.map(|row| (row, 1)));
+                }
+                let groups: Vec<Value> = reduce.groups.values().filter_map(|g| g.output.as_ref().map(|row| row[0].clone())).collect();
+                reduce.step(&delta);
+                if let Some(group) = reduce.groups.values().next() {
+                    assert!(matches!(group.accumulators[0], Accumulator::OrderedKeys { .. }), "entries known by their key");
+                }
+                // Every group's text, written from the table.
+                for group in (0..3).map(Value::Int).chain(groups) {
+                    let mut rows: Vec<&SharedRow> = table.values().filter(|r| r[0] == group).collect();
+                    if desc {
+                        rows.reverse();
+                    }
+                    let texts: Vec<String> = rows
+                        .iter()
+                        .map(|r| {
+                            let mut text = String::new();
+                            crate::value::write_text(&r[1], &mut text);
+                            text
+                        })
+                        .collect();
+                    let output = reduce.groups.get(std::slice::from_ref(&group)).and_then(|g| g.output.as_ref()).map(|row| row[1].clone());
+                    let expected = (!rows.is_empty()).then(|| Value::text(&texts.join(", ")));
+                    assert_eq!(output, expected, "computed {computed}, descending {desc}, batch {batch}, group {group:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn string_agg_edited_in_place_equals_the_text_written_from_scratch() {
         let aggregate = Aggregate {
