@@ -1612,6 +1612,18 @@ mod tests {
     /// from the group's rows after every batch: values put in and taken out
     /// anywhere in the order, repeated, tied on the sort key, not text,
     /// empty, and taken out ahead of being put in within a batch.
+    /// `STRING_AGG(column 1, separator ORDER BY column 2)`.
+    fn string_agg_of_column_1(separator: &str, desc: bool) -> Aggregate {
+        Aggregate {
+            func: AggFunc::StringAgg,
+            arg: Some(1),
+            distinct: false,
+            separator: Some(separator.into()),
+            order_by: vec![(2, desc)],
+            ty: SqlType::Text,
+        }
+    }
+
     #[test]
     fn string_agg_over_a_source_by_its_integer_key_equals_the_text_written_from_scratch() {
         // A source's rows [group, value, id], id its primary key: each change
@@ -1619,14 +1631,7 @@ mod tests {
         // source's delta does. Ordered by the key alone (ascending and
         // descending), each entry holds the key, not the row.
         for (computed, desc) in [(false, false), (true, false), (false, true), (true, true)] {
-            let aggregate = Aggregate {
-                func: AggFunc::StringAgg,
-                arg: Some(1),
-                distinct: false,
-                separator: Some(", ".into()),
-                order_by: vec![(2, desc)],
-                ty: SqlType::Text,
-            };
+            let aggregate = string_agg_of_column_1(", ", desc);
             let mut exprs: Vec<Expr> = (0..3).map(Expr::Column).collect();
             if computed {
                 exprs[1] = Expr::Call(crate::expr::Func::Concat, vec![Expr::Column(1)]);
@@ -1687,14 +1692,6 @@ mod tests {
 
     #[test]
     fn string_agg_edited_in_place_equals_the_text_written_from_scratch() {
-        let aggregate = Aggregate {
-            func: AggFunc::StringAgg,
-            arg: Some(1),
-            distinct: false,
-            separator: Some(" | ".into()),
-            order_by: vec![(2, false)],
-            ty: SqlType::Text,
-        };
         // Over a source's rows (a `Map` under it), its rows are known by the
         // input rows; else by their values. A `Map` that computes the value
         // (CONCAT(x), the same text) lets a retraction leave it uncomputed.
@@ -1702,7 +1699,7 @@ mod tests {
         for (over_source, computed, desc) in
             [(false, false, false), (true, false, false), (true, true, false), (false, false, true), (true, false, true)]
         {
-            let aggregate = Aggregate { order_by: vec![(2, desc)], ..aggregate.clone() };
+            let aggregate = string_agg_of_column_1(" | ", desc);
             let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
             let mut next = |m: u64| rand::Rng::random_range(&mut rng, 0..m);
             let mut reduce = Reduce::new(1, vec![aggregate.clone()], None);
