@@ -568,24 +568,27 @@ impl Ord for RowPiece {
 /// length it is made with.
 #[derive(Debug)]
 struct KeyPiece {
+    /// Whether it sorts after every integer: a NULL key, as
+    /// [`order_by_cmp`] orders it (after in ascending order, before in
+    /// descending; a source keyed by a nullable column holds one such row).
+    after: bool,
     key: i64,
     len: u32,
 }
 
 impl KeyPiece {
     fn new(column: usize, desc: bool, row: &[Value], len: u32) -> Self {
-        // A primary key is never NULL; an integer column holds integers.
-        let key = match row[column] {
-            Value::Int(i) => i,
-            _ => unreachable!("a source's integer primary key holds an integer"),
-        };
-        KeyPiece { key: if desc { !key } else { key }, len }
+        match row[column] {
+            Value::Int(key) => KeyPiece { after: desc, key: if desc { !key } else { key }, len },
+            Value::Null => KeyPiece { after: !desc, key: 0, len },
+            _ => unreachable!("an integer column holds integers"),
+        }
     }
 }
 
 impl Ord for KeyPiece {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.key.cmp(&other.key)
+        (self.after, self.key).cmp(&(other.after, other.key))
     }
 }
 
@@ -1608,10 +1611,6 @@ mod tests {
         }
     }
 
-    /// A `STRING_AGG` text kept change by change equals the text written
-    /// from the group's rows after every batch: values put in and taken out
-    /// anywhere in the order, repeated, tied on the sort key, not text,
-    /// empty, and taken out ahead of being put in within a batch.
     /// `STRING_AGG(column 1, separator ORDER BY column 2)`.
     fn string_agg_of_column_1(separator: &str, desc: bool) -> Aggregate {
         Aggregate {
@@ -1626,10 +1625,12 @@ mod tests {
 
     #[test]
     fn string_agg_over_a_source_by_its_integer_key_equals_the_text_written_from_scratch() {
-        // A source's rows [group, value, id], id its primary key: each change
-        // takes a key's old row out before its new one goes in, as a
-        // source's delta does. Ordered by the key alone (ascending and
-        // descending), each entry holds the key, not the row.
+        // A source's rows [group, value, id], id its primary key (NULL in
+        // one row at most, as a source keyed by a nullable column holds):
+        // each change takes a key's old row out before its new one goes in,
+        // as a source's delta does. Ordered by the key alone (ascending and
+        // descending, NULL last and first), each entry holds the key, not
+        // the row.
         for (computed, desc) in [(false, false), (true, false), (false, true), (true, true)] {
             let aggregate = string_agg_of_column_1(", ", desc);
             let mut exprs: Vec<Expr> = (0..3).map(Expr::Column).collect();
@@ -1641,12 +1642,12 @@ mod tests {
             let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7);
             let mut next = |m: u64| rand::Rng::random_range(&mut rng, 0..m);
             // The source's rows by key.
-            let mut table: BTreeMap<i64, SharedRow> = BTreeMap::new();
+            let mut table: BTreeMap<Option<i64>, SharedRow> = BTreeMap::new();
             for batch in 0..3_000 {
                 let mut delta: Delta = Vec::new();
                 // Keys changed at most once a batch, in key order, as a
                 // source's netted delta gives them.
-                let mut keys: Vec<i64> = (0..1 + next(4)).map(|_| next(40) as i64 - 20).collect();
+                let mut keys: Vec<Option<i64>> = (0..1 + next(4)).map(|_| Some(next(41) as i64 - 20).filter(|&k| k != 20)).collect();
                 keys.sort_unstable();
                 keys.dedup();
                 for id in keys {
@@ -1655,7 +1656,8 @@ mod tests {
                         1 => Value::text(""),
                         _ => Value::text(&format!("v{}", next(30))),
                     };
-                    let after: Option<SharedRow> = (next(3) != 0).then(|| vec![Value::Int(next(3) as i64), value, Value::Int(id)].into());
+                    let key = id.map_or(Value::Null, Value::Int);
+                    let after: Option<SharedRow> = (next(3) != 0).then(|| vec![Value::Int(next(3) as i64), value, key].into());
                     let before = match &after {
                         Some(row) => table.insert(id, SharedRow::clone(row)),
                         None => table.remove(&id),
@@ -1671,6 +1673,11 @@ mod tests {
                 // Every group's text, written from the table.
                 for group in (0..3).map(Value::Int).chain(groups) {
                     let mut rows: Vec<&SharedRow> = table.values().filter(|r| r[0] == group).collect();
+                    // NULL after every integer, as PostgreSQL sorts it.
+                    rows.sort_by_key(|r| match r[2] {
+                        Value::Int(id) => (false, id),
+                        _ => (true, 0),
+                    });
                     if desc {
                         rows.reverse();
                     }
@@ -1690,6 +1697,10 @@ mod tests {
         }
     }
 
+    /// A `STRING_AGG` text kept change by change equals the text written
+    /// from the group's rows after every batch: values put in and taken out
+    /// anywhere in the order, repeated, tied on the sort key, not text,
+    /// empty, and taken out ahead of being put in within a batch.
     #[test]
     fn string_agg_edited_in_place_equals_the_text_written_from_scratch() {
         // Over a source's rows (a `Map` under it), its rows are known by the
