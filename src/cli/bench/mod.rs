@@ -105,8 +105,9 @@ pub struct EngineArgs {
     /// peak counts the benchmark's own buffers too): freed pages go back to
     /// the OS at once for the whole run, which makes it slower, and at the
     /// end resident memory with the engine is compared with resident memory
-    /// once it is dropped.
-    #[arg(long)]
+    /// once it is dropped. (Not with --snapshot-dir, whose restore hands
+    /// pages back after a delay.)
+    #[arg(long, conflicts_with = "snapshot_dir")]
     pub state_memory: bool,
 }
 
