@@ -730,17 +730,10 @@ impl Accumulator {
             (AggFunc::StringAgg, _, Some(RowOrder::Key { .. })) => {
                 Accumulator::OrderedKeys { values: OrderedCounts::default(), text: AggText::EMPTY }
             }
-            _ => Self::unordered(a),
-        }
-    }
-
-    /// An accumulator that keeps no input rows.
-    fn unordered(a: &Aggregate) -> Self {
-        match (a.func, a.distinct) {
-            (AggFunc::Count, false) => Accumulator::Count(0),
-            (AggFunc::Sum | AggFunc::Avg, false) if a.ty == SqlType::Double => Accumulator::SumDouble { sum: 0.0, values: 0 },
-            (AggFunc::Sum | AggFunc::Avg, false) => Accumulator::Sum { sum: Decimal::ZERO, values: 0, scales: ScaleCounts::default() },
-            (AggFunc::StringAgg, _) => Accumulator::Ordered { values: OrderedCounts::default(), text: AggText::EMPTY },
+            (AggFunc::StringAgg, _, None) => Accumulator::Ordered { values: OrderedCounts::default(), text: AggText::EMPTY },
+            (AggFunc::Count, false, _) => Accumulator::Count(0),
+            (AggFunc::Sum | AggFunc::Avg, false, _) if a.ty == SqlType::Double => Accumulator::SumDouble { sum: 0.0, values: 0 },
+            (AggFunc::Sum | AggFunc::Avg, false, _) => Accumulator::Sum { sum: Decimal::ZERO, values: 0, scales: ScaleCounts::default() },
             _ => Accumulator::Values(OrderedCounts::default()),
         }
     }
