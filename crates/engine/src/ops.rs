@@ -1187,12 +1187,14 @@ struct RankedRow {
 
 impl Ord for RankedRow {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.order_by
-            .iter()
-            .map(|&(c, desc)| order_by_cmp(&self.row[c], &other.row[c], desc))
-            .find(|o| o.is_ne())
-            .unwrap_or_else(|| self.row.cmp(&other.row))
+        ranked_cmp(&self.order_by, &self.row, &other.row)
     }
+}
+
+/// Two rows of a partition in the order of the ORDER BY columns, then of
+/// the whole row.
+fn ranked_cmp(order_by: &[(usize, bool)], a: &SharedRow, b: &SharedRow) -> std::cmp::Ordering {
+    order_by.iter().map(|&(c, desc)| order_by_cmp(&a[c], &b[c], desc)).find(|o| o.is_ne()).unwrap_or_else(|| a.cmp(b))
 }
 
 /// `PartialOrd`, `PartialEq` and `Eq` as each type's own `Ord` says.
@@ -1239,9 +1241,68 @@ pub struct Ranked {
 
 #[derive(Default)]
 struct Partition {
-    rows: OrderedCounts<RankedRow>,
+    rows: PartitionRows,
     /// Its output rows: a `TopOne`'s one row in the partition's own slot.
     output: SmallVec<[SharedRow; 1]>,
+}
+
+/// What a partition keeps of its rows.
+enum PartitionRows {
+    /// Every row, in order.
+    Rows(OrderedCounts<RankedRow>),
+    /// Over an append-only input ([`Ranked::over_append_only`]), the first
+    /// row alone and how many copies of it came: in the partition's own
+    /// slot, where a list of one row took a block of its own with room for
+    /// four (160 bytes per order for its newest status event).
+    First(SharedRow, isize),
+}
+
+impl Default for PartitionRows {
+    fn default() -> Self {
+        PartitionRows::Rows(OrderedCounts::default())
+    }
+}
+
+impl PartitionRows {
+    fn len(&self) -> usize {
+        match self {
+            PartitionRows::Rows(rows) => rows.len(),
+            PartitionRows::First(..) => 1,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            PartitionRows::Rows(rows) => rows.is_empty(),
+            PartitionRows::First(..) => false,
+        }
+    }
+
+    /// The rows in order, each with its count.
+    fn iter(&self) -> impl Iterator<Item = (&SharedRow, isize)> {
+        let (rows, first) = match self {
+            PartitionRows::Rows(rows) => (Some(rows.iter().map(|(r, n)| (&r.row, n))), None),
+            PartitionRows::First(row, n) => (None, Some((row, *n))),
+        };
+        rows.into_iter().flatten().chain(first)
+    }
+
+    /// Starts loading the rows' list (a hint only, as
+    /// [`OrderedCounts::prefetch`]); a first row is in the slot itself.
+    fn prefetch(&self) {
+        if let PartitionRows::Rows(rows) = self {
+            rows.prefetch();
+        }
+    }
+
+    /// The first row, if it is at hand without a search.
+    fn first_row(&self) -> Option<&SharedRow> {
+        match self {
+            PartitionRows::Rows(OrderedCounts::Few(entries)) => entries.first().map(|(first, _)| &first.row),
+            PartitionRows::Rows(OrderedCounts::Many(_)) => None,
+            PartitionRows::First(row, _) => Some(row),
+        }
+    }
 }
 
 impl Ranked {
@@ -1320,10 +1381,8 @@ impl Ranked {
                 partition.rows.prefetch();
             }
             // Then the first row's values, which a new row is compared with.
-            if let Some(OrderedCounts::Few(entries)) = key_at(input, i + 1, column).and_then(|key| self.partitions.peek(key)).map(|p| &p.rows) {
-                if let Some((first, _)) = entries.first() {
-                    crate::idmap::prefetch_values(&first.row);
-                }
+            if let Some(first) = key_at(input, i + 1, column).and_then(|key| self.partitions.peek(key)).and_then(|p| p.rows.first_row()) {
+                crate::idmap::prefetch_values(first);
             }
             // The row mapped is the one kept.
             let row = match &self.map {
@@ -1335,27 +1394,21 @@ impl Ranked {
             key_buf.clear();
             key_buf.extend(self.partition_by.iter().map(|&c| row[c].clone()));
             let key = &key_buf[..];
-            let row = RankedRow { order_by: Arc::clone(&self.order_by), row };
             let rows = &mut self.partitions.get_or_insert_with(key, Partition::default).rows;
-            if self.append_only {
-                debug_assert!(*d > 0, "an append-only input takes no row back");
-                match rows.first().map(|first| row.cmp(first)) {
-                    // Behind the first row: never given.
-                    Some(std::cmp::Ordering::Greater) => continue,
-                    Some(std::cmp::Ordering::Equal) => rows.add(row, *d),
-                    // The new first row: the old one can never come back.
-                    // Written over it in the partition's list, which a
-                    // partition keeping its first row only holds one of.
-                    _ => match rows {
-                        OrderedCounts::Few(entries) => {
-                            entries.clear();
-                            entries.push((row, *d));
-                        }
-                        OrderedCounts::Many(_) => *rows = OrderedCounts::Few(vec![(row, *d)]),
-                    },
+            match rows {
+                PartitionRows::First(first, n) => {
+                    debug_assert!(self.append_only && *d > 0, "an append-only input takes no row back");
+                    match ranked_cmp(&self.order_by, &row, first) {
+                        // Behind the first row: never given.
+                        std::cmp::Ordering::Greater => continue,
+                        std::cmp::Ordering::Equal => *n += d,
+                        // The new first row: the old one can never come back.
+                        std::cmp::Ordering::Less => (*first, *n) = (row, *d),
+                    }
                 }
-            } else {
-                rows.add(row, *d);
+                // A new partition's first row.
+                _ if self.append_only => *rows = PartitionRows::First(row, *d),
+                PartitionRows::Rows(rows) => rows.add(RankedRow { order_by: Arc::clone(&self.order_by), row }, *d),
             }
             dirty.push(Key::from_slice(key));
         }
@@ -1368,7 +1421,7 @@ impl Ranked {
             // Emptied and removed at an earlier visit.
             let Some(partition) = self.partitions.get_mut(key.as_slice()) else { continue };
             let mut new: SmallVec<[SharedRow; 1]> = SmallVec::with_capacity(if self.number { partition.rows.len() } else { 1 });
-            'rows: for (RankedRow { row, .. }, n) in partition.rows.iter() {
+            'rows: for (row, n) in partition.rows.iter() {
                 for _ in 0..n {
                     if self.number {
                         new.push(ranked_output(map, project, row, Some(new.len() as i64 + 1), &mut mapped));
