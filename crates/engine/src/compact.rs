@@ -55,6 +55,21 @@ impl CompactText {
         Some(std::ptr::slice_from_raw_parts(data, u64::from_le_bytes(len) as usize) as *const str)
     }
 
+    /// Whether the text is on the heap (shared by its clones), not in place.
+    #[inline]
+    pub fn is_heap(&self) -> bool {
+        self.bytes[0] == HEAP
+    }
+
+    /// How many values hold the text, where it is on the heap.
+    pub fn holders(&self) -> Option<usize> {
+        let text = self.heap()?;
+        // SAFETY: the pointer is a live `Arc<str>`'s (see `as_str`); the
+        // count this value holds is kept (not dropped here).
+        let arc = ManuallyDrop::new(unsafe { Arc::from_raw(text) });
+        Some(Arc::strong_count(&arc))
+    }
+
     #[inline]
     pub fn as_str(&self) -> &str {
         match self.heap() {

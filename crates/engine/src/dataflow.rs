@@ -10,6 +10,7 @@ use crate::ops::{self, consolidate, Delta, Distinct, Input, Join, Ranked, Reduce
 use crate::plan::JoinKind;
 use crate::plan::{star_of, Plan, RelationInfo};
 use crate::star::{KeyedRow, Star};
+use crate::texts::SharedTexts;
 use crate::value::{SharedRow, Value};
 use smallvec::SmallVec;
 use std::borrow::Cow;
@@ -58,6 +59,8 @@ struct SourceState {
     /// Declared without a primary key: rows come and never go.
     append_only: bool,
     rows: KeyIndex<SharedRow>,
+    /// Its rows' long texts, one copy of each where a column's repeat.
+    texts: SharedTexts,
 }
 
 /// A materialized view's rows by key.
@@ -328,6 +331,7 @@ impl Dataflow {
                     read: false,
                     append_only: relation.key.is_none(),
                     rows: KeyIndex::default(),
+                    texts: SharedTexts::default(),
                 });
                 flow.roots.insert(relation.name.clone(), node);
             }
@@ -504,7 +508,7 @@ impl Dataflow {
         changes.iter().for_each(|c| per_source[c.source] += 1);
         let mut edits: Vec<Vec<KeyEdit>> = per_source.into_iter().map(Vec::with_capacity).collect();
         let mut changes = changes.into_iter();
-        while let Some(change) = changes.next() {
+        while let Some(mut change) = changes.next() {
             // The rows of a source are spread over an index of every row:
             // loaded a few changes ahead, their cache misses overlap.
             if let Some(ahead) = changes.as_slice().get(SOURCE_LOOKAHEAD) {
@@ -517,6 +521,9 @@ impl Dataflow {
             let source = &mut self.sources[change.source];
             if !source.read {
                 continue;
+            }
+            if let Some(after) = change.after.as_mut() {
+                source.texts.share(after);
             }
             if source.append_only {
                 // A row only comes; one that is there already was read again

@@ -25,6 +25,7 @@ pub mod ops;
 pub mod ordered;
 pub mod plan;
 pub mod star;
+pub mod texts;
 pub mod types;
 pub mod value;
 
