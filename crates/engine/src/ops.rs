@@ -1250,11 +1250,12 @@ struct Partition {
 enum PartitionRows {
     /// Every row, in order.
     Rows(OrderedCounts<RankedRow>),
-    /// Over an append-only input ([`Ranked::over_append_only`]), the first
-    /// row alone and how many copies of it came: in the partition's own
-    /// slot, where a list of one row took a block of its own with room for
-    /// four (160 bytes per order for its newest status event).
-    First(SharedRow, isize),
+    /// A partition's only row and its count, or over an append-only input
+    /// ([`Ranked::over_append_only`]) its first row alone and how many
+    /// copies of it came: in the partition's own slot, where a list of one
+    /// row took a block of its own (a user's newest address, an order's
+    /// newest status event, whose list had room for four: 160 bytes).
+    One(SharedRow, isize),
 }
 
 impl Default for PartitionRows {
@@ -1267,14 +1268,14 @@ impl PartitionRows {
     fn len(&self) -> usize {
         match self {
             PartitionRows::Rows(rows) => rows.len(),
-            PartitionRows::First(..) => 1,
+            PartitionRows::One(..) => 1,
         }
     }
 
     fn is_empty(&self) -> bool {
         match self {
             PartitionRows::Rows(rows) => rows.is_empty(),
-            PartitionRows::First(..) => false,
+            PartitionRows::One(..) => false,
         }
     }
 
@@ -1282,7 +1283,7 @@ impl PartitionRows {
     fn iter(&self) -> impl Iterator<Item = (&SharedRow, isize)> {
         let (rows, first) = match self {
             PartitionRows::Rows(rows) => (Some(rows.iter().map(|(r, n)| (&r.row, n))), None),
-            PartitionRows::First(row, n) => (None, Some((row, *n))),
+            PartitionRows::One(row, n) => (None, Some((row, *n))),
         };
         rows.into_iter().flatten().chain(first)
     }
@@ -1300,7 +1301,7 @@ impl PartitionRows {
         match self {
             PartitionRows::Rows(OrderedCounts::Few(entries)) => entries.first().map(|(first, _)| &first.row),
             PartitionRows::Rows(OrderedCounts::Many(_)) => None,
-            PartitionRows::First(row, _) => Some(row),
+            PartitionRows::One(row, _) => Some(row),
         }
     }
 }
@@ -1396,8 +1397,8 @@ impl Ranked {
             let key = &key_buf[..];
             let rows = &mut self.partitions.get_or_insert_with(key, Partition::default).rows;
             match rows {
-                PartitionRows::First(first, n) => {
-                    debug_assert!(self.append_only && *d > 0, "an append-only input takes no row back");
+                PartitionRows::One(first, n) if self.append_only => {
+                    debug_assert!(*d > 0, "an append-only input takes no row back");
                     match ranked_cmp(&self.order_by, &row, first) {
                         // Behind the first row: never given.
                         std::cmp::Ordering::Greater => continue,
@@ -1406,9 +1407,23 @@ impl Ranked {
                         std::cmp::Ordering::Less => (*first, *n) = (row, *d),
                     }
                 }
-                // A new partition's first row.
-                _ if self.append_only => *rows = PartitionRows::First(row, *d),
-                PartitionRows::Rows(rows) => rows.add(RankedRow { order_by: Arc::clone(&self.order_by), row }, *d),
+                PartitionRows::One(only, n) if ranked_cmp(&self.order_by, &row, only).is_eq() => {
+                    *n += d;
+                    if *n == 0 {
+                        *rows = PartitionRows::default();
+                    }
+                }
+                // A second row: the partition's rows go to a list.
+                PartitionRows::One(..) => {
+                    let PartitionRows::One(only, n) = std::mem::take(rows) else { unreachable!("matched above") };
+                    let mut list = OrderedCounts::default();
+                    list.add(RankedRow { order_by: Arc::clone(&self.order_by), row: only }, n);
+                    list.add(RankedRow { order_by: Arc::clone(&self.order_by), row }, *d);
+                    *rows = PartitionRows::Rows(list);
+                }
+                // A partition's first row.
+                PartitionRows::Rows(list) if list.is_empty() => *rows = PartitionRows::One(row, *d),
+                PartitionRows::Rows(list) => list.add(RankedRow { order_by: Arc::clone(&self.order_by), row }, *d),
             }
             dirty.push(Key::from_slice(key));
         }
@@ -1619,6 +1634,63 @@ mod tests {
                     delta
                 };
                 assert_eq!(sorted(keeping.step(&delta)), sorted(mapping.step(&premapped)), "number {number}");
+            }
+        }
+    }
+
+    /// Rows coming and going in random batches (copies of a row, a row
+    /// taken back in the batch that gives it, partitions of one row and of
+    /// several): the rows given, added up, are at every step what the
+    /// partitions' rows give written from scratch, first only or numbered.
+    #[test]
+    fn a_ranking_gives_what_its_rows_give_from_scratch() {
+        use std::collections::BTreeMap;
+        for number in [false, true] {
+            let mut ranked = Ranked::new(vec![0], vec![(1, true)], number, None);
+            let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
+            let mut next = |m: u64| rand::Rng::random_range(&mut rng, 0..m) as i64;
+            let mut live: Vec<(i64, i64)> = Vec::new();
+            let mut given: BTreeMap<Vec<Value>, isize> = BTreeMap::new();
+            for step in 0..2_000 {
+                let mut delta: Delta = Vec::new();
+                for _ in 0..1 + next(4) {
+                    let row = if !live.is_empty() && next(2) == 0 {
+                        let row = live.swap_remove(next(live.len() as u64) as usize);
+                        delta.push(([Value::Int(row.0), Value::Int(row.1)].into(), -1));
+                        row
+                    } else {
+                        // Mostly one row per partition, some with several.
+                        let row = (next(40), if next(4) == 0 { next(3) } else { 0 });
+                        live.push(row);
+                        delta.push(([Value::Int(row.0), Value::Int(row.1)].into(), 1));
+                        row
+                    };
+                    // Now and then the row comes and goes again in the batch.
+                    if next(8) == 0 {
+                        let shared: SharedRow = [Value::Int(row.0), Value::Int(row.1)].into();
+                        delta.insert(next(delta.len() as u64 + 1) as usize, (shared.clone(), -1));
+                        delta.push((shared, 1));
+                    }
+                }
+                for (row, d) in ranked.step(&delta) {
+                    *given.entry(row.to_vec()).or_default() += d;
+                }
+                given.retain(|_, n| *n != 0);
+                let mut expected: BTreeMap<Vec<Value>, isize> = BTreeMap::new();
+                let mut by_partition: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+                live.iter().for_each(|&(p, v)| by_partition.entry(p).or_default().push(v));
+                for (p, mut values) in by_partition {
+                    values.sort_by(|a, b| b.cmp(a));
+                    let kept = if number { values.len() } else { 1 };
+                    for (i, v) in values.into_iter().take(kept).enumerate() {
+                        let mut row = vec![Value::Int(p), Value::Int(v)];
+                        if number {
+                            row.push(Value::Int(i as i64 + 1));
+                        }
+                        *expected.entry(row).or_default() += 1;
+                    }
+                }
+                assert_eq!(given, expected, "number {number}, step {step}");
             }
         }
     }
