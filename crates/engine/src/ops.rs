@@ -445,9 +445,10 @@ struct Group {
 enum Accumulator {
     /// `COUNT(*)`, or `COUNT(x)` of the non-NULL values.
     Count(i64),
-    /// Exact sums: the sum, how many values, and how many values of each
-    /// scale (SQL writes the sum with the largest scale among them).
-    Sum { sum: Decimal, values: i64, scales: ScaleCounts },
+    /// Exact sums: the sum, and how many values of each scale (SQL writes
+    /// the sum with the largest scale among them; all scales' counts add up
+    /// to how many values there are).
+    Sum { sum: Decimal, scales: ScaleCounts },
     /// A double sum (or average): the sum and how many values.
     SumDouble { sum: f64, values: i64 },
     /// The distinct values, or the values in SQL order (MIN, MAX, DISTINCT
@@ -621,37 +622,44 @@ impl TextPiece for RowPiece {
 /// time); a batch that changes the group edits it as a string, each copy of
 /// a value written after a separator, and [`AggText::finish`] makes the
 /// output of it again (the text after the first separator).
+///
+/// In 16 bytes, a value's (the string being edited is boxed, for the few
+/// groups a batch is changing): an accumulator is then 48 bytes, not 64.
 enum AggText {
-    /// The output, and whether the text has a copy of any value (an
-    /// empty output is either no copy, or one copy of an empty value).
-    Done {
-        output: Value,
-        copies: bool,
-    },
-    Editing(String),
+    /// The output: NULL for no entries, else the text of the copies of
+    /// the values, which has at least one copy (an empty text: one copy of
+    /// an empty value).
+    Done(Value),
+    /// An empty output with no copy of any value (the entries all counted
+    /// below zero).
+    NoCopies,
+    /// Boxed on purpose: a `String` in place would make every group's
+    /// accumulators 16 bytes larger for the few a batch edits.
+    #[allow(clippy::box_collection)]
+    Editing(Box<String>),
 }
 
 /// Bytes an edited text is given beyond what it holds (a value's line).
 const EDIT_ROOM: usize = 64;
 
 impl AggText {
-    const EMPTY: AggText = AggText::Done { output: Value::Null, copies: false };
+    const EMPTY: AggText = AggText::Done(Value::Null);
 
     /// The text to edit, with its leading separator.
     fn edit(&mut self, separator: &str) -> &mut String {
-        if let AggText::Done { output, copies } = self {
+        if !matches!(self, AggText::Editing(_)) {
             let mut text = String::new();
-            if let (Value::Text(t), true) = (output, *copies) {
+            if let AggText::Done(Value::Text(t)) = self {
                 // With room for a value more: most changes add one, at the end.
                 text.reserve(2 * separator.len() + t.len() + EDIT_ROOM);
                 text.push_str(separator);
                 text.push_str(t);
             }
-            *self = AggText::Editing(text);
+            *self = AggText::Editing(Box::new(text));
         }
         match self {
             AggText::Editing(text) => text,
-            AggText::Done { .. } => unreachable!("made an editing text above"),
+            _ => unreachable!("made an editing text above"),
         }
     }
 
@@ -659,20 +667,24 @@ impl AggText {
     /// separator; kept as the text from now on.
     fn finish(&mut self, empty: bool, separator: &str) -> Value {
         if let AggText::Editing(text) = self {
-            let output = if empty { Value::Null } else { Value::text(text.get(separator.len()..).unwrap_or("")) };
-            *self = AggText::Done { output, copies: !text.is_empty() };
+            *self = match (empty, text.is_empty()) {
+                (true, _) => AggText::Done(Value::Null),
+                (false, true) => AggText::NoCopies,
+                (false, false) => AggText::Done(Value::text(text.get(separator.len()..).unwrap_or(""))),
+            };
         }
         match self {
-            AggText::Done { output, .. } => output.clone(),
+            AggText::Done(output) => output.clone(),
+            AggText::NoCopies => Value::text(""),
             AggText::Editing(_) => unreachable!("finished above"),
         }
     }
 
     fn prefetch(&self) {
         let text = match self {
-            AggText::Done { output: Value::Text(t), .. } => t.as_str(),
+            AggText::Done(Value::Text(t)) => t.as_str(),
             AggText::Editing(t) => t.as_str(),
-            AggText::Done { .. } => return,
+            _ => return,
         };
         crate::idmap::prefetch_bytes(text.as_ptr(), text.len().min(1024));
     }
@@ -696,6 +708,11 @@ impl ScaleCounts {
             None if d != 0 => self.0.push((scale, d)),
             None => {}
         }
+    }
+
+    /// How many values there are, of every scale.
+    fn values(&self) -> i64 {
+        self.0.iter().map(|&(_, n)| n as i64).sum()
     }
 
     /// The largest scale counted (0 for none).
@@ -733,7 +750,7 @@ impl Accumulator {
             (AggFunc::StringAgg, _, None) => Accumulator::Ordered { values: OrderedCounts::default(), text: AggText::EMPTY },
             (AggFunc::Count, false, _) => Accumulator::Count(0),
             (AggFunc::Sum | AggFunc::Avg, false, _) if a.ty == SqlType::Double => Accumulator::SumDouble { sum: 0.0, values: 0 },
-            (AggFunc::Sum | AggFunc::Avg, false, _) => Accumulator::Sum { sum: Decimal::ZERO, values: 0, scales: ScaleCounts::default() },
+            (AggFunc::Sum | AggFunc::Avg, false, _) => Accumulator::Sum { sum: Decimal::ZERO, scales: ScaleCounts::default() },
             _ => Accumulator::Values(OrderedCounts::default()),
         }
     }
@@ -799,7 +816,7 @@ impl Accumulator {
         }
         match self {
             Accumulator::Count(n) => *n += d as i64,
-            Accumulator::Sum { sum, values, scales } => {
+            Accumulator::Sum { sum, scales } => {
                 let v = match arg {
                     Some(Value::Int(i)) => Decimal::from(*i),
                     Some(Value::Decimal(x)) => x.get(),
@@ -811,7 +828,6 @@ impl Accumulator {
                     -1 => *sum -= v,
                     _ => *sum += v * Decimal::from(d as i64),
                 }
-                *values += d as i64;
                 scales.add(v.scale(), d);
             }
             Accumulator::SumDouble { sum, values } => {
@@ -863,12 +879,13 @@ impl Accumulator {
     fn value(&mut self, a: &Aggregate) -> Value {
         match self {
             Accumulator::Count(n) => Value::Int(*n),
-            Accumulator::Sum { values: 0, .. } | Accumulator::SumDouble { values: 0, .. } => Value::Null,
-            Accumulator::Sum { sum, values, scales } => {
+            Accumulator::SumDouble { values: 0, .. } => Value::Null,
+            Accumulator::Sum { scales, .. } if scales.values() == 0 => Value::Null,
+            Accumulator::Sum { sum, scales } => {
                 let sum = sql_exact(*sum, scales.largest());
                 if a.func == AggFunc::Avg {
                     // PostgreSQL's AVG of numeric is its numeric division of the sum by the count.
-                    crate::eval::decimal_div(sum, Decimal::from(*values)).map_or(Value::Null, Value::decimal)
+                    crate::eval::decimal_div(sum, Decimal::from(scales.values())).map_or(Value::Null, Value::decimal)
                 } else {
                     Value::decimal(sum)
                 }
