@@ -85,16 +85,10 @@ impl<V> IdMap<V> {
     pub fn get(&self, key: i64) -> Option<&V> {
         match self.slot(key) {
             Some(i) => self.dense[i].as_ref(),
-            None => self.get_beyond(key),
-        }
-    }
-
-    /// The value of a key the vector does not cover: in its page if it has
-    /// one, else in the hash map.
-    fn get_beyond(&self, key: i64) -> Option<&V> {
-        match self.page(key) {
-            Some(page) => page.slots[slot_in_page(key)].as_ref(),
-            None => self.sparse.get(&key),
+            None => match self.page(key) {
+                Some(page) => page.slots[slot_in_page(key)].as_ref(),
+                None => self.sparse.get(&key),
+            },
         }
     }
 
@@ -295,24 +289,26 @@ fn page_mut<V>(pages: &mut AHashMap<i64, Page<V>>, key: i64) -> Option<&mut Page
 /// A page is made for a run only, so that keys far apart keep a hash
 /// map's slot each instead of a page each.
 fn page_for_insert<'a, V>(pages: &'a mut AHashMap<i64, Page<V>>, sparse: &mut AHashMap<i64, V>, key: i64) -> Option<&'a mut Page<V>> {
-    let page = page_of(key);
-    if !pages.contains_key(&page) {
-        let run = |a: i64, b: i64| sparse.contains_key(&a) && sparse.contains_key(&b);
-        let in_run = key.checked_sub(2).is_some_and(|below| run(below, below + 1)) || key.checked_add(2).is_some_and(|above| run(above - 1, above));
-        if !in_run {
-            return None;
-        }
-        let mut new = Page::new();
-        let first = page << PAGE_BITS;
-        for k in (0..PAGE_SLOTS as i64).map(|i| first + i) {
-            if let Some(value) = sparse.remove(&k) {
-                new.slots[slot_in_page(k)] = Some(value);
-                new.len += 1;
-            }
-        }
-        pages.insert(page, new);
+    use std::collections::hash_map::Entry;
+    // One look-up of the page, which a run's every key makes.
+    let vacant = match pages.entry(page_of(key)) {
+        Entry::Occupied(page) => return Some(page.into_mut()),
+        Entry::Vacant(vacant) => vacant,
+    };
+    let run = |a: i64, b: i64| sparse.contains_key(&a) && sparse.contains_key(&b);
+    let in_run = key.checked_sub(2).is_some_and(|below| run(below, below + 1)) || key.checked_add(2).is_some_and(|above| run(above - 1, above));
+    if !in_run {
+        return None;
     }
-    pages.get_mut(&page)
+    let mut new = Page::new();
+    let first = *vacant.key() << PAGE_BITS;
+    for k in (0..PAGE_SLOTS as i64).map(|i| first + i) {
+        if let Some(value) = sparse.remove(&k) {
+            new.slots[slot_in_page(k)] = Some(value);
+            new.len += 1;
+        }
+    }
+    Some(vacant.insert(new))
 }
 
 /// Asks the CPU to bring the cache lines of the `T` at `at` into its cache.
